@@ -1,0 +1,30 @@
+# prcrs: `make help` lists the targets.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint audit
+
+help: ## show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
+
+$(BIN)/prcrs: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/prcrs ## create .venv and install the project (editable, with dev extras)
+
+run: $(BIN)/prcrs ## the main job: 5-fold honest CV of the default model (python run.py)
+	$(BIN)/python run.py
+
+test: $(BIN)/prcrs ## run the test suite
+	$(BIN)/pytest
+
+lint: $(BIN)/prcrs ## ruff
+	$(BIN)/ruff check prcrs tests run.py
+
+audit: $(BIN)/prcrs ## audit the CAR-T data (real when found, synthetic otherwise)
+	$(BIN)/prcrs audit --data cart

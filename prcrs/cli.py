@@ -1,0 +1,65 @@
+"""The `prcrs` command: one-line errors for anything the user can fix."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from prcrs.errors import PrcrsError
+
+
+def _load_for_audit(data: str):
+    from prcrs.data.cohort import load_cart, load_cohort, load_covid
+
+    if data in {"cart", "covid", "synthetic"}:
+        return load_cohort(data)
+    path = Path(data)
+    if path.suffix.lower() in {".xlsx", ".xls", ".csv", ".parquet", ".pq", ".txt"} or path.exists():
+        # a COVID-shaped file has 'Add topic'; anything else is read as CAR-T
+        from prcrs.data.io import read_table
+
+        try:
+            read_table(path, (("Add topic",), ("Maximum severity",)))
+            return load_covid(path)
+        except PrcrsError:
+            return load_cart(path)
+    raise PrcrsError(f"--data must be cart, covid, synthetic or a file path, got {data!r}")
+
+
+def cmd_audit(args) -> int:
+    from prcrs.audit import audit, format_audit
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cohort = _load_for_audit(args.data)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    report = audit(cohort)
+    print(json.dumps(report, indent=2) if args.json else format_audit(report))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prcrs", description="PrCRS reproduction toolkit")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("audit", help="audit a cohort: counts, missingness, ranges, imputation fingerprint")
+    p.add_argument("--data", default="cart", help="cart | covid | synthetic | PATH (default: cart)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_audit)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except PrcrsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+"""Errors a user can act on. The CLI prints them as one line, never a traceback."""
+
+
+class PrcrsError(Exception):
+    """Base class: the message names what is wrong and where."""
+
+
+class DataError(PrcrsError, ValueError):
+    """Input data that cannot be used as given (file, layout, columns or values)."""
+
+
+class ConfigError(PrcrsError, ValueError):
+    """An option that does not exist or does not fit the data."""

@@ -1,0 +1,41 @@
+"""Metrics of one fold, named as scikit-learn's cv_results_ (`test_auroc`, ...)."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
+
+METRICS = ("auroc", "auprc", "brier", "precision_macro", "recall_macro", "f1_macro", "sensitivity",
+           "specificity")
+
+
+def fold_metrics(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, float]:
+    """Threshold-free and thresholded metrics of P(severe) `proba` (n,) against labels `y` (n,)."""
+    y = np.asarray(y, int)
+    pred = (np.asarray(proba) >= threshold).astype(int)
+    p, r, f1, _ = precision_recall_fscore_support(y, pred, average="macro", labels=[0, 1], zero_division=0)
+    both = len(np.unique(y)) == 2
+    return {
+        "auroc": float(roc_auc_score(y, proba)) if both else float("nan"),
+        "auprc": float(average_precision_score(y, proba)) if both else float("nan"),
+        "brier": float(brier_score_loss(y, proba, pos_label=1)),
+        "precision_macro": float(p), "recall_macro": float(r), "f1_macro": float(f1),
+        "sensitivity": float(np.mean(pred[y == 1] == 1)) if (y == 1).any() else float("nan"),
+        "specificity": float(np.mean(pred[y == 0] == 0)) if (y == 0).any() else float("nan"),
+    }
+
+
+def best_f1_threshold(y: np.ndarray, proba: np.ndarray) -> float:
+    """Threshold maximizing macro F1 on (validation) rows; 0.5 when they hold one class only."""
+    y = np.asarray(y, int)
+    if len(np.unique(y)) < 2:
+        return 0.5
+    candidates = np.unique(np.concatenate([proba, [0.5]]))
+    scores = [precision_recall_fscore_support(y, (proba >= t).astype(int), average="macro",
+                                              labels=[0, 1], zero_division=0)[2] for t in candidates]
+    return float(candidates[int(np.argmax(scores))])

@@ -1,0 +1,67 @@
+"""Cross-validation splits: the paper's row split and the honest patient-grouped split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+from prcrs.errors import ConfigError
+
+SPLITS = ("row", "patient")
+
+
+@dataclass(frozen=True)
+class Fold:
+    repeat: int
+    fold: int
+    train: np.ndarray  # row indices
+    test: np.ndarray
+
+
+def worst_grade(grade: np.ndarray, patient: np.ndarray) -> np.ndarray:
+    """Each row's patient's worst CRS grade: (n,)."""
+    worst = {}
+    for p, g in zip(patient, grade, strict=False):
+        worst[p] = max(worst.get(p, 0), g)
+    return np.array([worst[p] for p in patient])
+
+
+def make_folds(split: str, y: np.ndarray, grade: np.ndarray, patient: np.ndarray,
+               folds: int = 5, repeats: int = 1, seed: int = 0) -> list[Fold]:
+    """K folds x R repeats, seeded.
+
+    `row` (the paper's): stratified by the row label `y`, patients ignored, so a patient's days
+    land on both sides. `patient`: StratifiedGroupKFold over patients, stratified by each
+    patient's worst grade; no patient is on both sides.
+    """
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    n_groups = len(np.unique(patient)) if split == "patient" else len(y)
+    if folds < 2 or folds > n_groups or np.sum(y) < folds:
+        raise ConfigError(f"cannot make {folds} folds from {n_groups} {split}s with {int(np.sum(y))} positives")
+    out = []
+    for r in range(repeats):
+        if split == "row":
+            cv = StratifiedKFold(folds, shuffle=True, random_state=seed + r)
+            parts = cv.split(np.zeros(len(y)), y)
+        else:
+            cv = StratifiedGroupKFold(folds, shuffle=True, random_state=seed + r)
+            parts = cv.split(np.zeros(len(y)), worst_grade(grade, patient), groups=patient)
+        out.extend(Fold(r, k, np.sort(tr), np.sort(te)) for k, (tr, te) in enumerate(parts))
+    return out
+
+
+def inner_split(train: np.ndarray, grade: np.ndarray, patient: np.ndarray, seed: int = 0,
+                val_fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """Split training rows into (fit, validation) by patient, stratified by worst grade.
+
+    The validation rows serve early stopping and the choice of threshold; the test fold never
+    does. Returns row indices into the full arrays.
+    """
+    n_splits = max(2, round(1 / val_fraction))
+    cv = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
+    sub_grade = worst_grade(grade[train], patient[train])
+    fit, val = next(cv.split(np.zeros(len(train)), sub_grade, groups=patient[train]))
+    return train[np.sort(fit)], train[np.sort(val)]
