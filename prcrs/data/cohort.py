@@ -1,0 +1,247 @@
+"""Cohorts: the CAR-T and COVID-19 sheets (or the synthetic cohort) as one tidy frame each.
+
+A cohort frame has one row per patient-day (CAR-T) or per sample (COVID-19), the columns
+`patient` (0-based int), `day`, `female`, `age`, the other available columns, the 42 factor
+keys of `prcrs.schema` (in CAR-T units, missing as NaN) and the target: `grade` (CRS 0-4) for
+CAR-T, `severity` (0-2) for COVID-19.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from prcrs import schema
+from prcrs.data.io import read_table, to_numeric
+from prcrs.errors import DataError
+
+CART_FILE = "CAR-T.xlsx"
+COVID_FILE = "COVID-19.xlsx"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DATA_ENV = "PRCRS_DATA_DIR"
+
+
+@dataclass
+class Cohort:
+    frame: pd.DataFrame
+    kind: str  # "cart" or "covid"
+    source: str  # "synthetic" or the file it was read from
+
+    @property
+    def target(self) -> str:
+        return "grade" if self.kind == "cart" else "severity"
+
+    @property
+    def n_patients(self) -> int:
+        return int(self.frame["patient"].nunique())
+
+    @property
+    def data_source(self) -> str:
+        """Short tag for run records: 'real' or 'synthetic'."""
+        return "synthetic" if self.source == "synthetic" else "real"
+
+
+def _column_lookup() -> dict[str, str]:
+    """Accepted input column name (lower case) -> project key: sheet names and own keys."""
+    lookup = {}
+    for f in schema.FEATURES:
+        lookup[f.column.lower()] = f.key
+        lookup[f.key] = f.key
+    for e in schema.EXTRAS:
+        lookup[e.column.lower()] = e.key
+        lookup[e.key] = e.key
+    lookup.update({"sex": "sex", "female": "female", "patient": "patient", "crs": "grade", "grade": "grade"})
+    return lookup
+
+
+def _rename(frame: pd.DataFrame, lookup: dict[str, str]) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Rename accepted column names to keys; also return key -> the name the file used."""
+    mapping = {c: lookup[c.lower()] for c in frame.columns if c.lower() in lookup}
+    return frame.rename(columns=mapping), {k: c for c, k in mapping.items()}
+
+
+def _require(frame: pd.DataFrame, keys: list[str], names: dict[str, str], source: str) -> None:
+    missing = [names.get(k, k) for k in keys if k not in frame.columns]
+    if missing:
+        raise DataError(f"{source}: missing required column(s): {', '.join(missing)}")
+
+
+def _check_values(frame: pd.DataFrame, keys: list[str], source: str, display: dict[str, str]) -> None:
+    """Negative lab values are impossible: name the first one."""
+    values = frame[keys]
+    negative = (values < 0).to_numpy()
+    if negative.any():
+        r, c = np.argwhere(negative)[0]
+        raise DataError(
+            f"{source}: negative value {values.iat[r, c]} in column {display.get(keys[c], keys[c])!r} at row "
+            f"{values.index[r]} ({int(negative.sum())} negative cell(s) in all)"
+        )
+
+
+def _female(sex: pd.Series, source: str) -> pd.Series:
+    text = sex.astype(str).str.strip().str.lower()
+    out = text.map({"female": 1.0, "f": 1.0, "male": 0.0, "m": 0.0, "1": 1.0, "0": 0.0})
+    bad = out.isna() & sex.notna() & ~text.isin({"", "nan", "none"})
+    if bad.any():
+        row = bad[bad].index[0]
+        raise DataError(f"{source}: sex must be female or male, got {sex[row]!r} at row {row}")
+    return out
+
+
+def segment_patients(day: np.ndarray) -> np.ndarray:
+    """Patient number per row: a new patient starts where the relative day does not increase."""
+    day = np.asarray(day, dtype=float)
+    starts = np.r_[True, day[1:] <= day[:-1]]
+    return np.cumsum(starts) - 1
+
+
+def tidy_cart(raw: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Validate a raw CAR-T frame (sheet or project column names) and tidy it."""
+    keys = list(schema.FEATURE_KEYS)
+    frame, used = _rename(raw, _column_lookup())
+    names = {f.key: f.column for f in schema.FEATURES} | {"day": schema.DAY_COLUMN, "grade": "CRS"} | used
+    _require(frame, ["day", "grade", *keys], names, source)
+    extras = [e.key for e in schema.EXTRAS if e.key in frame.columns and e.key != "day"]
+    numeric = ["day", "grade", *keys, *extras]
+    frame = to_numeric(frame, numeric + (["patient"] if "patient" in frame.columns else []), source, names)
+    for col in ("day", "grade"):
+        blank = frame[col].isna()
+        if blank.any():
+            raise DataError(f"{source}: column {names[col]!r} is empty at row {blank[blank].index[0]}")
+    _check_values(frame, ["day", *keys, *extras], source, names)
+    bad_grade = ~frame["grade"].isin([0, 1, 2, 3, 4])
+    if bad_grade.any():
+        row = bad_grade[bad_grade].index[0]
+        raise DataError(f"{source}: CRS grade must be 0-4, got {frame.at[row, 'grade']} at row {row}")
+    if "patient" in frame.columns:
+        patient = pd.factorize(frame["patient"])[0]
+    else:
+        patient = segment_patients(frame["day"].to_numpy())
+    out = pd.DataFrame({"patient": patient, "day": frame["day"].astype(int).to_numpy()}, index=frame.index)
+    out["female"] = _female(frame["sex"], source) if "sex" in frame.columns else np.nan
+    for key in extras:
+        out[key] = frame[key]
+    out[keys] = frame[keys]
+    out["grade"] = frame["grade"].astype(int)
+    empty = out[keys].isna().all(axis=1).groupby(out["patient"]).all()
+    if empty.any():
+        p = int(empty[empty].index[0])
+        rows = out.index[out["patient"] == p]
+        raise DataError(f"{source}: empty patient: no lab value on any day, rows {rows[0]}-{rows[-1]}")
+    duplicate = out.duplicated(["patient", "day"])
+    if duplicate.any():
+        raise DataError(f"{source}: day {out.loc[duplicate, 'day'].iloc[0]} repeated for one patient "
+                        f"at row {duplicate[duplicate].index[0]}")
+    return out.reset_index(drop=True)
+
+
+def load_cart(path: str | Path) -> Cohort:
+    """Load the published CAR-T sheet (or a csv/parquet file with the same columns)."""
+    path = Path(path)
+    raw = read_table(path, header_markers=((schema.DAY_COLUMN, "day"), (schema.GRADE_COLUMN, "grade")))
+    frame = tidy_cart(raw, path.name)
+    return Cohort(frame, "cart", str(path))
+
+
+COVID_SUBJECT = "Add topic"
+COVID_TARGET = "Maximum severity"
+COVID_AGE = "Maximum age of subject"
+
+
+def covid_column_keys() -> dict[str, str]:
+    """COVID-19 sheet column -> project key, for every lab column shared with CAR-T by name."""
+    lookup = {f.column: f.key for f in schema.FEATURES}
+    lookup.update(schema.COVID_ALIASES)
+    return lookup
+
+
+def load_covid(path: str | Path, convert_units: bool = True) -> Cohort:
+    """Load the COVID-19 sheet, aligned to the CAR-T schema.
+
+    The frame carries all 42 factor columns in CAR-T position; columns the COVID sheet lacks,
+    and shared-by-name columns that are not the same quantity (`schema.COVID_EXCLUDED`), are
+    NaN. With `convert_units`, US units are converted to CAR-T units
+    (`schema.COVID_UNIT_CONVERSIONS`).
+    """
+    path = Path(path)
+    raw = read_table(path, header_markers=((COVID_SUBJECT,), (COVID_TARGET,)))
+    lookup = covid_column_keys()
+    labs = [c for c in raw.columns if c in lookup]
+    if not labs:
+        raise DataError(f"{path.name}: no lab column shared with the CAR-T sheet")
+    _require(raw, [COVID_SUBJECT, COVID_TARGET], {}, path.name)
+    numeric = [*labs, COVID_TARGET] + ([COVID_AGE] if COVID_AGE in raw.columns else [])
+    raw = to_numeric(raw, numeric, path.name)
+    _check_values(raw, labs, path.name, {})
+    blank = raw[COVID_TARGET].isna() | raw[COVID_SUBJECT].isna()
+    if blank.any():
+        raise DataError(f"{path.name}: subject or severity missing at row {blank[blank].index[0]}")
+    out = pd.DataFrame({"patient": pd.factorize(raw[COVID_SUBJECT])[0]}, index=raw.index)
+    out["day"] = out.groupby("patient").cumcount()
+    out["female"] = _female(raw["sex"], path.name) if "sex" in raw.columns else np.nan
+    out["age"] = raw[COVID_AGE] if COVID_AGE in raw.columns else np.nan
+    for key in schema.FEATURE_KEYS:
+        out[key] = np.nan
+    for col in labs:
+        out[lookup[col]] = raw[col]
+    for key in set(schema.FEATURE_KEYS) - set(schema.COVID_SHARED):
+        out[key] = np.nan
+    if convert_units:
+        for key, conv in schema.COVID_UNIT_CONVERSIONS.items():
+            out[key] = out[key] * conv.factor
+    out["severity"] = raw[COVID_TARGET].astype(int)
+    return Cohort(out.reset_index(drop=True), "covid", str(path))
+
+
+def resolve_data_dir(path: str | Path | None = None) -> Path | None:
+    """First folder holding the real sheets: `path`, then $PRCRS_DATA_DIR, then data/raw/.
+
+    An explicit `path` (or $PRCRS_DATA_DIR) that does not exist is an error, not a silent
+    fall-back: the user asked for that data.
+    """
+    for candidate, explicit in ((path, True), (os.environ.get(DATA_ENV), True),
+                                (PROJECT_ROOT / "data" / "raw", False)):
+        if not candidate:
+            continue
+        folder = Path(candidate).expanduser()
+        if folder.is_file():
+            folder = folder.parent
+        if folder.is_dir() and (folder / CART_FILE).is_file():
+            return folder
+        if explicit:
+            raise DataError(f"no {CART_FILE} in {folder} (from {'data.path' if candidate is path else DATA_ENV})")
+    return None
+
+
+def load_cohort(kind: str = "cart", path: str | Path | None = None, seed: int = 0) -> Cohort:
+    """The cohort for `kind` ('cart', 'covid' or 'synthetic'), real when found.
+
+    `path` may be a data folder or a file. Without real data the synthetic cohort is used and a
+    warning says so; `Cohort.source` records which data was used.
+    """
+    from prcrs.data.synthetic import synthetic_cart, synthetic_covid
+
+    if kind not in {"cart", "covid", "synthetic"}:
+        raise DataError(f"unknown data kind {kind!r}; use cart, covid or synthetic")
+    if kind == "synthetic":
+        return synthetic_cart(seed=seed)
+    if path is not None and Path(path).is_file():
+        return load_cart(path) if kind == "cart" else load_covid(path)
+    folder = resolve_data_dir(path)
+    if folder is None:
+        warnings.warn(
+            f"real {kind} data not found (data.path, ${DATA_ENV}, data/raw/): using the synthetic cohort",
+            stacklevel=2,
+        )
+        return synthetic_cart(seed=seed) if kind == "cart" else synthetic_covid(seed=seed)
+    if kind == "cart":
+        return load_cart(folder / CART_FILE)
+    covid = folder / COVID_FILE
+    if not covid.is_file():
+        raise DataError(f"no {COVID_FILE} in {folder}")
+    return load_covid(covid)

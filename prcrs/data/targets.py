@@ -1,0 +1,59 @@
+"""Prediction targets: pair the labs of day t with the CRS grade of day t + h."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from prcrs import schema
+from prcrs.data.cohort import Cohort
+from prcrs.errors import DataError
+
+
+@dataclass
+class HorizonData:
+    """Rows of one horizon. All arrays have one entry per usable patient-day (n rows)."""
+
+    X: pd.DataFrame  # (n, p) lab values of day t, columns = feature keys, NaN = missing
+    y: np.ndarray  # (n,) 1 if the CRS grade of day t + h is >= 3
+    grade_target: np.ndarray  # (n,) CRS grade of day t + h
+    grade_today: np.ndarray  # (n,) CRS grade of day t (the row the lab values were taken on)
+    patient: np.ndarray  # (n,) patient number
+    day: np.ndarray  # (n,) relative day t
+    horizon: int
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, idx: np.ndarray) -> "HorizonData":
+        return HorizonData(self.X.iloc[idx], self.y[idx], self.grade_target[idx], self.grade_today[idx],
+                           self.patient[idx], self.day[idx], self.horizon)
+
+
+def make_horizon(cohort: Cohort, horizon: int, features: tuple[str, ...] = schema.FEATURE_KEYS) -> HorizonData:
+    """Features of day t with the grade of day t + `horizon` of the same patient.
+
+    A patient's days without a day t + h (its last h days) drop out.
+    """
+    if cohort.kind != "cart":
+        raise DataError("horizons need a CAR-T cohort with daily CRS grades")
+    if not isinstance(horizon, (int, np.integer)) or horizon < 0:
+        raise DataError(f"horizon must be a whole number of days >= 0, got {horizon!r}")
+    frame = cohort.frame
+    later = frame[["patient", "day", "grade"]].assign(day=frame["day"] - horizon)
+    paired = frame.merge(later, on=["patient", "day"], suffixes=("", "_target"), validate="one_to_one")
+    if paired.empty:
+        longest = int(frame.groupby("patient").size().max())
+        raise DataError(f"horizon {horizon} is beyond the data: the longest patient has {longest} days")
+    grade_target = paired["grade_target"].to_numpy(int)
+    return HorizonData(
+        X=paired[list(features)].reset_index(drop=True),
+        y=(grade_target >= schema.SEVERE_GRADE).astype(int),
+        grade_target=grade_target,
+        grade_today=paired["grade"].to_numpy(int),
+        patient=paired["patient"].to_numpy(int),
+        day=paired["day"].to_numpy(int),
+        horizon=int(horizon),
+    )
