@@ -1,5 +1,5 @@
 """Data layer: loaders, synthetic cohort, horizons, fingerprint masking, COVID alignment."""
 
-from prcrs.data.cohort import Cohort, load_cart, load_covid, load_cohort, resolve_data_dir
+from prcrs.data.cohort import Cohort, load_cart, load_cohort, load_covid, resolve_data_dir
 
 __all__ = ["Cohort", "load_cart", "load_covid", "load_cohort", "resolve_data_dir"]

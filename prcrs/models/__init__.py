@@ -1,0 +1,1 @@
+"""Model zoo: backbones behind one Lightning interface, tabular baselines, transfer learning."""

@@ -1,0 +1,97 @@
+"""One Lightning interface for every network: loss, optimizer, metrics, early stopping."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from prcrs.metrics import fold_metrics
+
+
+class CRSClassifier(pl.LightningModule):
+    """Wraps a backbone `nn.Module` (x (B, p), missing (B, p)) -> logits (B, C).
+
+    Loss: cross-entropy with optional class weights. Optimizer and scheduler come from config as
+    partials (`_target_` + `_partial_`) called with the parameters / the optimizer. Logs
+    `train/loss`, `val/loss`, `val/auroc`.
+    """
+
+    def __init__(self, backbone: nn.Module, optimizer: Callable, scheduler: Callable | None = None,
+                 class_weights: list[float] | None = None):
+        super().__init__()
+        self.backbone = backbone
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.register_buffer("class_weights", torch.tensor(class_weights, dtype=torch.float32)
+                             if class_weights is not None else None)
+        self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, x: torch.Tensor, missing: torch.Tensor | None = None) -> torch.Tensor:
+        return self.backbone(x, missing)
+
+    def _loss(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        x, missing, y = batch
+        logits = self(x, missing)
+        return F.cross_entropy(logits, y, weight=self.class_weights), logits
+
+    def training_step(self, batch, batch_idx):
+        loss, _ = self._loss(batch)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[0]))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        loss, logits = self._loss(batch)
+        self.log("val/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[0]))
+        self._val_outputs.append((logits.softmax(-1)[:, -1].detach(), batch[2]))
+
+    def on_validation_epoch_end(self):
+        proba = torch.cat([p for p, _ in self._val_outputs]).cpu().numpy()
+        y = torch.cat([t for _, t in self._val_outputs]).cpu().numpy()
+        self._val_outputs.clear()
+        if len(np.unique(y)) == 2:
+            self.log("val/auroc", fold_metrics(y, proba, 0.5)["auroc"])
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer=optimizer)}
+
+    @torch.no_grad()
+    def predict_proba(self, x: torch.Tensor, missing: torch.Tensor | None = None,
+                      batch_size: int = 4096) -> np.ndarray:
+        """Class probabilities (n, C), evaluated in large batches, in eval mode."""
+        was_training = self.training
+        self.eval()
+        out = [self(x[i:i + batch_size], None if missing is None else missing[i:i + batch_size]).softmax(-1)
+               for i in range(0, len(x), batch_size)]
+        self.train(was_training)
+        return torch.cat(out).cpu().numpy()
+
+
+class BestWeights(pl.Callback):
+    """Keeps the weights of the epoch with the lowest monitored value in memory; restores them."""
+
+    def __init__(self, monitor: str = "val/loss"):
+        self.monitor = monitor
+        self.best = float("inf")
+        self.best_epoch = -1
+        self.state: dict | None = None
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        value = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or value is None:
+            return
+        if float(value) < self.best:
+            self.best, self.best_epoch = float(value), trainer.current_epoch
+            self.state = copy.deepcopy(pl_module.state_dict())
+
+    def on_fit_end(self, trainer, pl_module):
+        if self.state is not None:
+            pl_module.load_state_dict(self.state)

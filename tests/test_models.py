@@ -1,0 +1,159 @@
+from functools import partial
+
+import numpy as np
+import pytest
+import torch
+
+from prcrs import schema
+from prcrs.data.synthetic import synthetic_covid
+from prcrs.data.targets import make_horizon
+from prcrs.metrics import fold_metrics
+from prcrs.models import backbones as B
+from prcrs.models.estimators import DeepModel, MEasix, TabularModel, freeze
+from prcrs.models.transfer import pretrained_state
+from prcrs.preprocessing import FoldPreprocessor
+from prcrs.splits import inner_split, make_folds
+
+NETWORKS = {"cnn": B.CNN, "transformer": B.TokenTransformer, "squeezeformer": B.Squeezeformer,
+            "prcrs": B.PrCRS, "prcrs_paper": B.PrCRSPaper}
+
+
+@pytest.fixture(scope="module")
+def split(synthetic):
+    d = make_horizon(synthetic, 0)
+    fold = make_folds("patient", d.y, d.grade_target, d.patient, folds=4, seed=0)[0]
+    fit, val = inner_split(fold.train, d.grade_target, d.patient)
+    return d, fit, val, fold.test
+
+
+@pytest.mark.parametrize("name", list(NETWORKS))
+@pytest.mark.parametrize("p", [7, 42])
+def test_every_network_maps_any_feature_count_to_logits(name, p):
+    net = NETWORKS[name](n_features=p, n_classes=2).eval()
+    x, missing = torch.randn(5, p), torch.zeros(5, p)
+    assert net(x, missing).shape == (5, 2)
+
+
+def test_cnn_convolves_along_features_not_across_the_batch():
+    net = B.CNN(n_features=10).eval()
+    x = torch.randn(6, 10)
+    alone = net(x[:1])
+    x[1:] = 100.0  # other rows of the batch must not change row 0's output
+    torch.testing.assert_close(net(x)[:1], alone)
+
+
+def test_prcrs_paper_is_the_published_network():
+    net = B.PrCRSPaper(n_features=42, n_classes=2)
+    seq = net.embedding(torch.randn(3, 1, 42))
+    assert seq.shape == (3, 19, 64)
+    assert net.embedding.conv.kernel_size == (5,) and net.embedding.conv.stride == (2,)
+    assert net.block.modules_[0].attn.num_heads == 1 and net.block.modules_[2].depthwise.kernel_size == (31,)
+    assert (net.fc1.in_features, net.fc1.out_features, net.fc2.in_features) == (64, 16, 16)
+
+
+def test_prcrs_has_a_unet_reduction_and_skip():
+    net = B.PrCRS(n_features=42)
+    seen = {}
+    net.middle_blocks.register_forward_hook(lambda m, i, o: seen.update(middle=o.shape))
+    net.up_blocks.register_forward_hook(lambda m, i, o: seen.update(up=o.shape))
+    net(torch.randn(2, 42))
+    assert seen["middle"][1] == 11 and seen["up"][1] == 21
+
+
+@pytest.mark.parametrize("name", list(NETWORKS))
+def test_each_network_learns_on_the_synthetic_cohort(name, split):
+    d, fit, val, test = split
+    model = DeepModel(partial(NETWORKS[name]), max_epochs=8, patience=8, seed=0)
+    model.fit(d.X.iloc[fit], d.y[fit], d.grade_today[fit], d.X.iloc[val], d.y[val])
+    losses = model.trainer_.callback_metrics
+    assert "train/loss" in losses and "val/auroc" in losses
+    auroc = fold_metrics(d.y[test], model.predict_proba(d.X.iloc[test]), 0.5)["auroc"]
+    assert auroc > 0.7, auroc
+    assert model.n_parameters > 0
+
+
+def test_training_loss_falls(split):
+    d, fit, val, _ = split
+    pre = FoldPreprocessor().fit(d.X.iloc[fit], d.grade_today[fit])
+    model = DeepModel(partial(B.PrCRS), max_epochs=1, seed=0)
+    module = model.build(42)
+    x = torch.from_numpy(pre.transform(d.X.iloc[fit]))
+    m = torch.from_numpy(pre.missing(d.X.iloc[fit]).astype(np.float32))
+    y = torch.from_numpy(d.y[fit])
+    before = torch.nn.functional.cross_entropy(module(x, m), y).item()
+    model.preprocessor_ = pre
+    model.max_epochs = 6
+    model._fit(x.numpy(), m.numpy(), d.y[fit], None)
+    after = torch.nn.functional.cross_entropy(model.module_.eval()(x, m), y).item()
+    assert after < before * 0.8
+
+
+def test_same_seed_same_predictions(split):
+    d, fit, val, test = split
+
+    def run(seed):
+        m = DeepModel(partial(B.Squeezeformer), max_epochs=2, seed=seed)
+        return m.fit(d.X.iloc[fit], d.y[fit], d.grade_today[fit], d.X.iloc[val], d.y[val]).predict_proba(d.X.iloc[test])
+
+    a, b, c = run(3), run(3), run(4)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("estimator", ["logreg", "hgb", "forest", "tree", "measix"])
+def test_tabular_baselines_output_probabilities_above_chance(estimator, split):
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.tree import DecisionTreeClassifier
+
+    d, fit, _, test = split
+    models = {"logreg": LogisticRegression(C=0.1, max_iter=3000), "hgb": HistGradientBoostingClassifier(),
+              "forest": RandomForestClassifier(200, random_state=0), "tree": DecisionTreeClassifier(max_depth=3, min_samples_leaf=20, random_state=0)}
+    model = MEasix() if estimator == "measix" else TabularModel(models[estimator], FoldPreprocessor(
+        missing_indicators=True))
+    proba = model.fit(d.X.iloc[fit], d.y[fit], d.grade_today[fit]).predict_proba(d.X.iloc[test])
+    assert proba.shape == (len(test),) and ((proba >= 0) & (proba <= 1)).all()
+    assert fold_metrics(d.y[test], proba, 0.5)["auroc"] > (0.6 if estimator == "tree" else 0.7)
+
+
+def test_measix_needs_its_three_labs(split):
+    from prcrs.errors import ConfigError
+
+    d, fit, _, _ = split
+    cytokines = list(schema.group_features(4))
+    with pytest.raises(ConfigError, match="m-EASIX needs"):
+        MEasix().fit(d.X.iloc[fit][cytokines], d.y[fit], d.grade_today[fit])
+
+
+@pytest.mark.parametrize("policy", ["embedding", "backbone", "none"])
+def test_transfer_round_trip_freezes_what_the_policy_says(policy, split, tmp_path):
+    d, fit, val, test = split
+    covid = synthetic_covid(n_subjects=150, seed=0)
+    base = DeepModel(partial(B.PrCRSPaper), max_epochs=2, seed=0)
+    state = pretrained_state(base, schema.FEATURE_KEYS, covid, cache_dir=tmp_path)
+    assert list((tmp_path / "pretrain").glob("*.pt"))  # cached
+    assert pretrained_state(base, schema.FEATURE_KEYS, covid, cache_dir=tmp_path).keys() == state.keys()
+    model = DeepModel(partial(B.PrCRSPaper), max_epochs=2, seed=0, init_from=lambda: state, freeze=policy)
+    model.fit(d.X.iloc[fit], d.y[fit], d.grade_today[fit], d.X.iloc[val], d.y[val])
+    after = model.module_.state_dict()
+    frozen = {n for n, p in model.module_.named_parameters() if not p.requires_grad}
+    expected = {"embedding": {"backbone.embedding.conv.weight", "backbone.embedding.conv.bias"},
+                "none": set()}.get(policy)
+    if expected is not None:
+        assert frozen == expected
+    else:
+        assert frozen and not any(n.startswith(("backbone.fc1", "backbone.fc2")) for n in frozen)
+    for name in frozen:
+        torch.testing.assert_close(after[name], state[name])  # frozen: unchanged
+    trained = [n for n, p in model.module_.named_parameters() if p.requires_grad and n in state
+               and state[n].shape == after[n].shape]
+    assert trained and any(not torch.equal(after[n], state[n]) for n in trained)  # trained: changed
+    assert model.predict_proba(d.X.iloc[test]).shape == (len(test),)
+
+
+def test_unknown_freeze_policy_is_named():
+    from prcrs.errors import ConfigError
+
+    model = DeepModel(partial(B.CNN)).build(10)
+    with pytest.raises(ConfigError, match="freeze policy"):
+        freeze(model, "half")
