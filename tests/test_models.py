@@ -93,7 +93,8 @@ def test_same_seed_same_predictions(split):
 
     def run(seed):
         m = DeepModel(partial(B.Squeezeformer), max_epochs=2, seed=seed)
-        return m.fit(d.X.iloc[fit], d.y[fit], d.grade_today[fit], d.X.iloc[val], d.y[val]).predict_proba(d.X.iloc[test])
+        m.fit(d.X.iloc[fit], d.y[fit], d.grade_today[fit], d.X.iloc[val], d.y[val])
+        return m.predict_proba(d.X.iloc[test])
 
     a, b, c = run(3), run(3), run(4)
     np.testing.assert_array_equal(a, b)

@@ -9,6 +9,10 @@ from prcrs import schema
 from prcrs.data.cohort import Cohort
 
 
+def _in_range(values: np.ndarray, f: schema.Feature) -> float:
+    return float(np.mean((values >= f.low) & (values <= f.high)))
+
+
 def alignment_report(cart: Cohort, covid_raw: Cohort) -> pd.DataFrame:
     """One row per shared factor: medians and in-range shares, before and after conversion.
 
@@ -25,12 +29,11 @@ def alignment_report(cart: Cohort, covid_raw: Cohort) -> pd.DataFrame:
         raw = covid_raw.frame[key].dropna().to_numpy(float)
         converted = raw * factor
         cart_values = cart.frame[key].dropna().to_numpy(float)
-        in_range = lambda v: float(np.mean((v >= f.low) & (v <= f.high)))  # noqa: E731
         rows.append({
             "factor": key, "cart_unit": f.unit, "covid_unit": conv.covid_unit if conv else f.unit,
             "conversion": factor, "cart_median": float(np.median(cart_values)),
             "covid_median_raw": float(np.median(raw)), "covid_median": float(np.median(converted)),
-            "in_range_raw": in_range(raw), "in_range": in_range(converted),
+            "in_range_raw": _in_range(raw, f), "in_range": _in_range(converted, f),
             "log10_q90_ratio": float(np.log10(np.quantile(converted, 0.9) / np.quantile(cart_values, 0.9))),
         })
     report = pd.DataFrame(rows).set_index("factor")
