@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint audit
+.PHONY: help install run test lint audit ui
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -17,7 +17,7 @@ $(BIN)/prcrs: pyproject.toml
 
 install: $(BIN)/prcrs ## create .venv and install the project (editable, with dev extras)
 
-run: $(BIN)/prcrs ## the main job: 5-fold honest CV of the default model (python run.py)
+run: $(BIN)/prcrs ## the main job: python run.py (PrCRS, honest protocol, horizon 1, 5-fold CV, logged to MLflow)
 	$(BIN)/python run.py
 
 test: $(BIN)/prcrs ## run the test suite
@@ -28,3 +28,6 @@ lint: $(BIN)/prcrs ## ruff
 
 audit: $(BIN)/prcrs ## audit the CAR-T data (real when found, synthetic otherwise)
 	$(BIN)/prcrs audit --data cart
+
+ui: $(BIN)/prcrs ## MLflow UI on the project's store, on loopback (http://127.0.0.1:5000)
+	$(BIN)/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlruns/mlflow.db} --host 127.0.0.1 --port 5000

@@ -1,44 +1,30 @@
-"""Entry point of the main job. Until the experiment engine lands it audits the data and runs
-a 5-fold honest cross-validation of an L2 logistic regression at horizon 1."""
+"""Run one experiment (K-fold CV of one config) or a sweep (`-m`), logged to MLflow.
+
+    python run.py model=prcrs ablation=del_cytokines horizon=1 protocol=honest
+    python run.py -m model=cnn,transformer,squeezeformer,prcrs
+"""
 
 from __future__ import annotations
 
 import sys
-import warnings
 
-import numpy as np
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
 
-from prcrs.audit import audit, format_audit
-from prcrs.data import load_cohort
-from prcrs.data.targets import make_horizon
 from prcrs.errors import PrcrsError
-from prcrs.metrics import fold_metrics
-from prcrs.preprocessing import FoldPreprocessor
-from prcrs.splits import make_folds
 
 
-def main() -> float:
-    from sklearn.linear_model import LogisticRegression
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    from prcrs.engine import run
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UserWarning)
-        cohort = load_cohort("cart")
-    for w in caught:
-        print(f"warning: {w.message}")
-    print(format_audit(audit(cohort)).split("\nvalues outside")[0])
-    data = make_horizon(cohort, 1)
-    aucs = []
-    for fold in make_folds("patient", data.y, data.grade_target, data.patient, folds=5):
-        pre = FoldPreprocessor(missing_indicators=True).fit(data.X.iloc[fold.train], data.grade_today[fold.train])
-        model = LogisticRegression(C=0.1, max_iter=5000).fit(pre.transform(data.X.iloc[fold.train]), data.y[fold.train])
-        proba = model.predict_proba(pre.transform(data.X.iloc[fold.test]))[:, 1]
-        aucs.append(fold_metrics(data.y[fold.test], proba, 0.5)["auroc"])
-    print(f"logistic regression, honest 5-fold CV, horizon 1: AUROC {np.mean(aucs):.3f} ± {np.std(aucs):.3f}")
-    return float(np.mean(aucs))
+    try:
+        return run(cfg, list(HydraConfig.get().overrides.task))
+    except PrcrsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except PrcrsError as exc:
-        sys.exit(f"error: {exc}")
+    main()

@@ -1,4 +1,5 @@
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,11 +10,12 @@ from prcrs.data.synthetic import synthetic_covid
 from prcrs.data.targets import make_horizon
 from prcrs.metrics import fold_metrics
 from prcrs.models import backbones as B
-from prcrs.models.estimators import DeepModel, MEasix, TabularModel, freeze
+from prcrs.models.estimators import DeepModel, MEasix, freeze
 from prcrs.models.transfer import pretrained_state
 from prcrs.preprocessing import FoldPreprocessor
 from prcrs.splits import inner_split, make_folds
 
+CONF = Path(__file__).resolve().parents[1] / "conf"
 NETWORKS = {"cnn": B.CNN, "transformer": B.TokenTransformer, "squeezeformer": B.Squeezeformer,
             "prcrs": B.PrCRS, "prcrs_paper": B.PrCRSPaper}
 
@@ -101,20 +103,19 @@ def test_same_seed_same_predictions(split):
     assert not np.array_equal(a, c)
 
 
-@pytest.mark.parametrize("estimator", ["logreg", "hgb", "forest", "tree", "measix"])
-def test_tabular_baselines_output_probabilities_above_chance(estimator, split):
-    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.tree import DecisionTreeClassifier
+@pytest.mark.parametrize("name", ["logreg", "hgb", "forest", "tree", "measix"])
+def test_tabular_baselines_output_probabilities_above_chance(name, split):
+    from hydra import compose, initialize_config_dir
+
+    from prcrs.engine import build_estimator
 
     d, fit, _, test = split
-    models = {"logreg": LogisticRegression(C=0.1, max_iter=3000), "hgb": HistGradientBoostingClassifier(),
-              "forest": RandomForestClassifier(200, random_state=0), "tree": DecisionTreeClassifier(max_depth=3, min_samples_leaf=20, random_state=0)}
-    model = MEasix() if estimator == "measix" else TabularModel(models[estimator], FoldPreprocessor(
-        missing_indicators=True))
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[f"model={name}"])
+    model = build_estimator(cfg, schema.FEATURE_KEYS)
     proba = model.fit(d.X.iloc[fit], d.y[fit], d.grade_today[fit]).predict_proba(d.X.iloc[test])
     assert proba.shape == (len(test),) and ((proba >= 0) & (proba <= 1)).all()
-    assert fold_metrics(d.y[test], proba, 0.5)["auroc"] > (0.6 if estimator == "tree" else 0.7)
+    assert fold_metrics(d.y[test], proba, 0.5)["auroc"] > (0.6 if name == "tree" else 0.7)
 
 
 def test_measix_needs_its_three_labs(split):

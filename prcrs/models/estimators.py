@@ -25,6 +25,8 @@ from prcrs.models.classifier import BestWeights, CRSClassifier
 from prcrs.preprocessing import FoldPreprocessor
 
 FREEZE_POLICIES = ("none", "embedding", "backbone")
+for _name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric"):  # no GPU/TPU banners per fold
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 class CRSModel:
@@ -171,6 +173,13 @@ class DeepModel(CRSModel):
     def _proba(self, Z, missing):
         return self.module_.predict_proba(torch.from_numpy(Z), torch.from_numpy(missing))[:, -1]
 
+    def __getstate__(self):
+        """Pickle what predicts: not the trainer, nor the pretraining hook (it holds a cohort)."""
+        state = self.__dict__.copy()
+        state.pop("trainer_", None)
+        state["init_from"] = None
+        return state
+
     @property
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.module_.parameters())
@@ -186,7 +195,7 @@ def train_module(module: CRSClassifier, Z, missing, y, val, max_epochs: int, bat
     trainer = pl.Trainer(max_epochs=max_epochs, min_epochs=min(min_epochs, max_epochs), accelerator="cpu",
                          devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, callbacks=callbacks, deterministic=True,
-                         num_sanity_val_steps=0, limit_val_batches=0 if val is None else 1.0)
+                         num_sanity_val_steps=0, limit_val_batches=0 if val is None else None)
     train_loader = _loader(Z, missing, y, batch_size, True, seed)
     val_loader = None if val is None else _loader(*val, 4096, False, seed)
     with warnings.catch_warnings():
@@ -194,7 +203,5 @@ def train_module(module: CRSClassifier, Z, missing, y, val, max_epochs: int, bat
         warnings.filterwarnings("ignore", message=".*IterableDataset.*__len__.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")  # Lightning vs torch 2.13
         warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")  # no inner split: last epoch kept
-        logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
-        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
         trainer.fit(module, train_loader, val_loader)
     return trainer, best

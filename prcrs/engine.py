@@ -1,0 +1,239 @@
+"""One run = one config evaluated by K-fold x R-repeat cross-validation, logged to MLflow."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from prcrs import schema, tracking
+from prcrs.data.cohort import Cohort, load_cohort
+from prcrs.data.targets import HorizonData, make_horizon
+from prcrs.errors import ConfigError
+from prcrs.metrics import METRICS, best_f1_threshold, fold_metrics
+from prcrs.preprocessing import FoldPreprocessor
+from prcrs.splits import inner_split, make_folds
+
+log = logging.getLogger("prcrs")
+RESULT_KEYS = ("data", "model", "ablation", "factors", "horizon", "protocol", "transfer", "trainer", "optimizer",
+               "cv", "seed")
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """Hash of everything that determines a run's results (not where or under which study it is logged)."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    spec = {k: resolved.get(k) for k in RESULT_KEYS}
+    return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def features_of(cfg: DictConfig) -> tuple[str, ...]:
+    """Factor keys of the config's ablation and factor combination (validated)."""
+    if str(cfg.factors) not in schema.COMBINATIONS:
+        raise ConfigError(f"factors={cfg.factors} is not a platform combination; use one of "
+                          f"{', '.join(schema.COMBINATIONS)}")
+    try:
+        return schema.select_features(cfg.ablation.name, str(cfg.factors))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def horizon_of(cfg: DictConfig) -> int:
+    if not isinstance(cfg.horizon, int) or cfg.horizon < 0:
+        raise ConfigError(f"horizon={cfg.horizon} must be a whole number of days >= 0 (the paper: 0-3)")
+    return cfg.horizon
+
+
+def load_covid_for(cfg: DictConfig) -> Cohort | None:
+    """The COVID-19 cohort for pretraining: real beside real CAR-T data, synthetic otherwise."""
+    if cfg.transfer.name == "none":
+        return None
+    if cfg.data.kind == "synthetic":
+        from prcrs.data.synthetic import synthetic_covid
+
+        return synthetic_covid(seed=cfg.seed)
+    return load_cohort("covid", cfg.data.path, seed=cfg.seed)
+
+
+def build_estimator(cfg: DictConfig, features: tuple[str, ...], covid: Cohort | None = None):
+    """The configured model with the protocol's fold preprocessing (and COVID pretraining)."""
+    protocol = cfg.protocol
+    pre = FoldPreprocessor(raw=protocol.raw, mask_fingerprint=protocol.mask_fingerprint,
+                           missing_indicators=cfg.model.missing_indicators)
+    estimator = instantiate(cfg.model.estimator, preprocessor=pre)
+    if cfg.transfer.name == "covid":
+        if cfg.model.kind != "deep":
+            raise ConfigError(f"transfer=covid needs a deep model, not {cfg.model.name}")
+        from prcrs.models.transfer import pretrained_state
+
+        if covid is None:
+            covid = load_covid_for(cfg)
+        estimator.init_from = partial(pretrained_state, estimator, features, covid)
+        estimator.freeze = cfg.transfer.freeze
+    elif cfg.transfer.name != "none":
+        raise ConfigError(f"unknown transfer {cfg.transfer.name!r}; use none or covid")
+    return estimator
+
+
+@dataclass
+class CVResult:
+    folds: list[dict] = field(default_factory=list)  # one dict of metrics (+ threshold, ...) per fold
+    oof: pd.DataFrame | None = None  # out-of-fold predictions
+    models: list = field(default_factory=list)
+    n_parameters: int | None = None
+
+    def summary(self) -> dict[str, float]:
+        """cv_results_-style: split{k}_test_<m>, mean_test_<m>, std_test_<m>."""
+        out = {}
+        for k, fold in enumerate(self.folds):
+            out.update({f"split{k}_test_{m}": fold[m] for m in METRICS})
+        for m in METRICS:
+            values = np.array([f[m] for f in self.folds], float)
+            out[f"mean_test_{m}"] = float(np.nanmean(values))
+            out[f"std_test_{m}"] = float(np.nanstd(values))
+        return out
+
+
+def cross_validate(cfg: DictConfig, data: HorizonData, covid: Cohort | None = None,
+                   on_fold=None) -> CVResult:
+    """Fit and score the configured model on every fold; thresholds never see the test fold."""
+    protocol = cfg.protocol
+    folds = make_folds(protocol.split, data.y, data.grade_target, data.patient, cfg.cv.folds, cfg.cv.repeats,
+                       cfg.seed)
+    features = tuple(data.X.columns)
+    result, oof = CVResult(), []
+    use_inner = protocol.early_stopping or protocol.threshold == "inner"
+    for k, fold in enumerate(folds):
+        start = time.perf_counter()
+        fit, val = (inner_split(fold.train, data.grade_target, data.patient, seed=cfg.seed + k,
+                                val_fraction=cfg.cv.inner_val_fraction) if use_inner else (fold.train, None))
+        model = build_estimator(cfg, features, covid)
+        early = protocol.early_stopping and val is not None
+        model.fit(data.X.iloc[fit], data.y[fit], data.grade_today[fit],
+                  data.X.iloc[val] if early else None, data.y[val] if early else None)
+        if protocol.threshold == "inner":
+            threshold = best_f1_threshold(data.y[val], model.predict_proba(data.X.iloc[val]))
+        else:
+            threshold = float(protocol.threshold)
+        proba = model.predict_proba(data.X.iloc[fold.test])
+        metrics = fold_metrics(data.y[fold.test], proba, threshold)
+        metrics.update(threshold=threshold, seconds=time.perf_counter() - start, test_rows=len(fold.test))
+        if getattr(model, "best_", None) is not None:
+            metrics["best_epoch"] = model.best_.best_epoch
+        result.folds.append(metrics)
+        result.models.append(model)
+        if getattr(model, "module_", None) is not None:
+            result.n_parameters = model.n_parameters
+        oof.append(pd.DataFrame({"repeat": fold.repeat, "fold": fold.fold, "patient": data.patient[fold.test],
+                                 "day": data.day[fold.test], "horizon": data.horizon, "label": data.y[fold.test],
+                                 "probability": proba, "threshold": threshold}))
+        if on_fold is not None:
+            on_fold(k, len(folds), metrics, model)
+    result.oof = pd.concat(oof, ignore_index=True)
+    return result
+
+
+def _tags(cfg: DictConfig, cohort: Cohort, chash: str) -> dict[str, str]:
+    return {"model": cfg.model.name, "ablation": cfg.ablation.name, "factors": str(cfg.factors),
+            "horizon": str(cfg.horizon), "protocol": cfg.protocol.name, "transfer": cfg.transfer.name,
+            "data_source": cohort.data_source, "data_file": Path(cohort.source).name, "git_sha": tracking.git_sha(),
+            "study": cfg.study, "config_hash": chash}
+
+
+def _flat_params(cfg: DictConfig) -> dict[str, str]:
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    flat = pd.json_normalize({k: resolved[k] for k in RESULT_KEYS if k in resolved}, sep=".").iloc[0].to_dict()
+    flat["study"] = cfg.study
+    return {k: str(v)[:500] for k, v in flat.items()}
+
+
+def _log_parent_artifacts(mlflow, cfg: DictConfig, result: CVResult, overrides: list[str]) -> None:
+    from prcrs.plots import curve_figures
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        (tmp / "overrides.txt").write_text("\n".join(overrides) + "\n")
+        result.oof.to_csv(tmp / "oof_predictions.csv", index=False)
+        title = f"{cfg.model.name} h{cfg.horizon} {cfg.protocol.name}"
+        for name, fig in curve_figures(result.oof, title=title).items():
+            fig.savefig(tmp / f"{name}.png", dpi=110, bbox_inches="tight")
+        mlflow.log_artifacts(str(tmp))
+
+
+def _log_fold_model(mlflow, model) -> None:
+    import joblib
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.joblib"
+        joblib.dump(model, path)
+        mlflow.log_artifact(str(path), artifact_path="model")
+
+
+def run(cfg: DictConfig, overrides: list[str] | None = None) -> float:
+    """Evaluate `cfg` by cross-validation, log it to MLflow, print the summary; return mean AUROC.
+
+    A config whose finished parent run is already in the store is skipped (sweeps resume).
+    """
+    import mlflow
+
+    overrides = overrides or []
+    features, horizon = features_of(cfg), horizon_of(cfg)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        cohort = load_cohort(cfg.data.kind, cfg.data.path, seed=cfg.seed)
+        covid = load_covid_for(cfg)
+    for w in caught:
+        log.warning(str(w.message))
+    data = make_horizon(cohort, horizon, features)
+    chash = config_hash(cfg)
+    experiment_id = tracking.setup(cfg.study, cfg.logger.tracking_uri)
+    label = f"{cfg.model.name} {cfg.ablation.name} f{cfg.factors} h{cfg.horizon} {cfg.protocol.name}"
+    done = tracking.finished_run(experiment_id, chash)
+    if done is not None:
+        value = done.data.metrics.get("mean_test_auroc", float("nan"))
+        log.info(f"[{label}] already finished (run {done.info.run_id}): mean AUROC {value:.3f}; skipped")
+        return value
+    tags = _tags(cfg, cohort, chash)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=label, tags={**tags, "role": "cv_parent"}) as parent:
+        mlflow.log_params(_flat_params(cfg))
+        mlflow.log_param("overrides", " ".join(overrides)[:500] or "-")
+
+        def on_fold(k, n, metrics, model):
+            with mlflow.start_run(experiment_id=experiment_id, run_name=f"{label} fold {k}", nested=True,
+                                  tags={**tags, "role": "cv_fold", "fold": str(k)}):
+                mlflow.log_metrics({f"test_{m}": v for m, v in metrics.items() if m in METRICS})
+                mlflow.log_metrics({m: float(metrics[m]) for m in ("threshold", "seconds", "best_epoch")
+                                    if m in metrics})
+                if cfg.logger.log_models:
+                    _log_fold_model(mlflow, model)
+            log.info(f"[{label}] fold {k + 1}/{n}: AUROC {metrics['auroc']:.3f}, AUPRC {metrics['auprc']:.3f}, "
+                     f"threshold {metrics['threshold']:.3f} ({metrics['seconds']:.1f} s)")
+
+        result = cross_validate(cfg, data, covid, on_fold=on_fold)
+        summary = result.summary()
+        mlflow.log_metrics(summary)
+        if result.n_parameters is not None:
+            mlflow.log_param("n_parameters", result.n_parameters)
+        _log_parent_artifacts(mlflow, cfg, result, overrides)
+        log.info(f"[{label}] run {parent.info.run_id} on {tags['data_source']} data, {len(data)} rows, "
+                 f"{len(features)} factors")
+    print(format_summary(label, summary))
+    return summary["mean_test_auroc"]
+
+
+def format_summary(label: str, summary: dict[str, float]) -> str:
+    lines = [f"{label}", f"  {'metric':18s} mean ± sd"]
+    for m in METRICS:
+        lines.append(f"  {m:18s} {summary[f'mean_test_{m}']:.3f} ± {summary[f'std_test_{m}']:.3f}")
+    return "\n".join(lines)

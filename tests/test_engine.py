@@ -1,0 +1,156 @@
+"""Config composition, an end-to-end multirun into a temp MLflow store, resume, threshold safety."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from hydra import compose, initialize_config_dir
+
+from prcrs import engine
+from prcrs.data.synthetic import synthetic_cart
+from prcrs.data.targets import make_horizon
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = str(ROOT / "conf")
+GROUPS = {g.name: sorted(p.stem for p in g.glob("*.yaml")) for g in (ROOT / "conf").iterdir() if g.is_dir()
+          and g.name not in {"hydra", "experiment"}}
+FAST = ["data=synthetic", "cv.folds=2", "trainer.max_epochs=2", "trainer.patience=1", "trainer.min_epochs=1"]
+
+
+def _compose(overrides=()):
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=False)
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUPS.items() for o in opts])
+def test_every_option_of_every_group_composes(group, option):
+    cfg = _compose([f"{group}={option}"])
+    assert cfg.study and cfg.seed == 0
+    if group == "model":
+        est = engine.build_estimator(cfg, engine.features_of(cfg))
+        assert hasattr(est, "fit") and hasattr(est, "predict_proba")
+    if group == "ablation":
+        assert engine.features_of(cfg)
+
+
+@pytest.mark.parametrize("factors", ["1234", "123", "4", "23", "3", "2"])
+@pytest.mark.parametrize("horizon", [0, 1, 2, 3])
+def test_factors_and_horizons_compose_from_the_command_line_form(factors, horizon):
+    cfg = _compose([f"factors={factors}", f"horizon={horizon}"])
+    assert len(engine.features_of(cfg)) == {"1234": 42, "123": 35, "4": 7, "23": 26, "3": 16, "2": 10}[factors]
+    assert engine.horizon_of(cfg) == horizon
+
+
+def test_defaults_are_the_main_job():
+    cfg = _compose()
+    assert (cfg.model.name, cfg.protocol.name, cfg.horizon, cfg.cv.folds) == ("prcrs", "honest", 1, 5)
+    assert cfg.data.kind == "cart" and cfg.transfer.name == "none"
+
+
+def _mlflow_env(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
+def _runs(uri, study):
+    mlflow.set_tracking_uri(uri)
+    exp = mlflow.get_experiment_by_name(study)
+    return mlflow.search_runs([exp.experiment_id], output_format="list") if exp else []
+
+
+def test_fast_multirun_logs_parents_children_and_artifacts(tmp_path, monkeypatch):
+    uri = _mlflow_env(tmp_path, monkeypatch)
+    cmd = [sys.executable, str(ROOT / "run.py"), "-m", *FAST, "model=logreg,cnn", "study=e2e",
+           f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs = _runs(uri, "e2e")
+    parents = [r for r in runs if r.data.tags["role"] == "cv_parent"]
+    children = [r for r in runs if r.data.tags["role"] == "cv_fold"]
+    assert sorted(r.data.tags["model"] for r in parents) == ["cnn", "logreg"]
+    assert len(children) == 4
+    for parent in parents:
+        m = parent.data.metrics
+        assert 0.5 < m["mean_test_auroc"] <= 1 and "split1_test_auprc" in m and "std_test_f1_macro" in m
+        for tag in ("ablation", "factors", "horizon", "protocol", "transfer", "data_source", "git_sha", "study"):
+            assert parent.data.tags[tag]
+        assert parent.data.tags["data_source"] == "synthetic"
+        files = {a.path for a in mlflow.MlflowClient().list_artifacts(parent.info.run_id)}
+        assert {"config.yaml", "overrides.txt", "oof_predictions.csv", "roc_curve.png", "pr_curve.png"} <= files
+        assert parent.data.params["cv.folds"] == "2" and parent.data.params["trainer.max_epochs"] == "2"
+    for child in children:
+        assert child.data.tags["mlflow.parentRunId"] in {p.info.run_id for p in parents}
+        assert [a.path for a in mlflow.MlflowClient().list_artifacts(child.info.run_id, "model")]
+    cnn = next(p for p in parents if p.data.tags["model"] == "cnn")
+    assert int(cnn.data.params["n_parameters"]) > 0
+
+
+def test_resume_skips_finished_configs(tmp_path, monkeypatch):
+    uri = _mlflow_env(tmp_path, monkeypatch)
+    cfg = _compose([*FAST, "model=logreg", "study=resume"])
+    first = engine.run(cfg)
+    calls = []
+    monkeypatch.setattr(engine, "cross_validate", lambda *a, **k: calls.append(1))
+    assert engine.run(cfg) == first and not calls  # finished: not run again
+    assert len([r for r in _runs(uri, "resume") if r.data.tags["role"] == "cv_parent"]) == 1
+    changed = _compose([*FAST, "model=logreg", "study=resume", "seed=1"])
+    monkeypatch.undo()
+    _mlflow_env(tmp_path, monkeypatch)
+    engine.run(changed)
+    assert len([r for r in _runs(uri, "resume") if r.data.tags["role"] == "cv_parent"]) == 2
+
+
+def test_threshold_is_chosen_on_inner_validation_rows_never_the_test_fold(monkeypatch):
+    cfg = _compose([*FAST, "model=logreg"])
+    data = make_horizon(synthetic_cart(seed=0), 1)
+    seen = {"val": [], "threshold_rows": []}
+    real_split = engine.inner_split
+
+    def spy_split(train, *a, **k):
+        fit, val = real_split(train, *a, **k)
+        seen["val"].append(val)
+        return fit, val
+
+    def spy_threshold(y, proba):
+        seen["threshold_rows"].append(len(y))
+        return 0.5
+
+    monkeypatch.setattr(engine, "inner_split", spy_split)
+    monkeypatch.setattr(engine, "best_f1_threshold", spy_threshold)
+    result = engine.cross_validate(cfg, data)
+    assert seen["threshold_rows"] == [len(v) for v in seen["val"]]
+    for val, (_, fold) in zip(seen["val"], result.oof.groupby(["repeat", "fold"]), strict=True):
+        test_keys = set(zip(fold["patient"], fold["day"], strict=True))
+        val_keys = set(zip(data.patient[val], data.day[val], strict=True))
+        assert not test_keys & val_keys
+        assert not set(fold["patient"]) & set(data.patient[val])  # honest: not even the same patients
+
+
+def test_honest_out_of_fold_predictions_cover_each_row_once_and_never_share_patients():
+    cfg = _compose([*FAST, "model=logreg"])
+    data = make_horizon(synthetic_cart(seed=0), 1)
+    oof = engine.cross_validate(cfg, data).oof
+    assert len(oof) == len(data) and not oof.duplicated(["patient", "day"]).any()
+    assert oof.groupby("patient")["fold"].nunique().max() == 1
+
+
+def test_paper_protocol_uses_rows_raw_values_and_threshold_0_3():
+    cfg = _compose([*FAST, "model=logreg", "protocol=paper"])
+    data = make_horizon(synthetic_cart(seed=0), 1)
+    oof = engine.cross_validate(cfg, data).oof
+    assert (oof["threshold"] == 0.3).all()
+    assert oof.groupby("patient")["fold"].nunique().max() > 1  # a patient's days on both sides
+
+
+@pytest.mark.parametrize("override,message", [("model=nope", "Could not find 'model/nope'"),
+                                              ("protocol=fair", "Could not find 'protocol/fair'"),
+                                              ("trainer.max_epoch=3", "max_epoch"),
+                                              ("factors=15", "factors=15 is not a platform combination"),
+                                              ("horizon=-1", "horizon=-1 must be a whole number")])
+def test_bad_overrides_get_hydras_clear_error(override, message, tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "run.py"), override], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr
