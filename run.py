@@ -20,7 +20,8 @@ def main(cfg: DictConfig) -> float:
     from prcrs.engine import run
 
     try:
-        return run(cfg, list(HydraConfig.get().overrides.task))
+        hydra_cfg = HydraConfig.get()
+        return run(cfg, list(hydra_cfg.overrides.task), hydra_cfg.runtime.output_dir)
     except PrcrsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

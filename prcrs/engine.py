@@ -101,6 +101,8 @@ class CVResult:
             values = np.array([f[m] for f in self.folds], float)
             out[f"mean_test_{m}"] = float(np.nanmean(values))
             out[f"std_test_{m}"] = float(np.nanstd(values))
+        if all("val_auroc" in f for f in self.folds):
+            out["mean_val_auroc"] = float(np.nanmean([f["val_auroc"] for f in self.folds]))
         return out
 
 
@@ -121,12 +123,15 @@ def cross_validate(cfg: DictConfig, data: HorizonData, covid: Cohort | None = No
         early = protocol.early_stopping and val is not None
         model.fit(data.X.iloc[fit], data.y[fit], data.grade_today[fit],
                   data.X.iloc[val] if early else None, data.y[val] if early else None)
+        val_proba = None if val is None else model.predict_proba(data.X.iloc[val])
         if protocol.threshold == "inner":
-            threshold = best_f1_threshold(data.y[val], model.predict_proba(data.X.iloc[val]))
+            threshold = best_f1_threshold(data.y[val], val_proba)
         else:
             threshold = float(protocol.threshold)
         proba = model.predict_proba(data.X.iloc[fold.test])
         metrics = fold_metrics(data.y[fold.test], proba, threshold)
+        if val is not None:  # the search score: validation rows only
+            metrics["val_auroc"] = fold_metrics(data.y[val], val_proba, threshold)["auroc"]
         metrics.update(threshold=threshold, seconds=time.perf_counter() - start, test_rows=len(fold.test))
         if getattr(model, "best_", None) is not None:
             metrics["best_epoch"] = model.best_.best_epoch
@@ -180,10 +185,12 @@ def _log_fold_model(mlflow, model) -> None:
         mlflow.log_artifact(str(path), artifact_path="model")
 
 
-def run(cfg: DictConfig, overrides: list[str] | None = None) -> float:
-    """Evaluate `cfg` by cross-validation, log it to MLflow, print the summary; return mean AUROC.
+def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: str | None = None) -> float:
+    """Evaluate `cfg` by cross-validation, log it to MLflow, print the summary.
 
-    A config whose finished parent run is already in the store is skipped (sweeps resume).
+    Returns `cfg.optimized_metric` (default mean_test_auroc; mean_val_auroc under `search=ofat`)
+    and writes the summary to `<output_dir>/summary.json`. A config whose finished parent run is
+    already in the store is skipped (sweeps resume) and its stored metrics are returned.
     """
     import mlflow
 
@@ -200,10 +207,12 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> float:
     experiment_id = tracking.setup(cfg.study, cfg.logger.tracking_uri)
     label = f"{cfg.model.name} {cfg.ablation.name} f{cfg.factors} h{cfg.horizon} {cfg.protocol.name}"
     done = tracking.finished_run(experiment_id, chash)
+    optimized = cfg.get("optimized_metric", "mean_test_auroc")
     if done is not None:
-        value = done.data.metrics.get("mean_test_auroc", float("nan"))
-        log.info(f"[{label}] already finished (run {done.info.run_id}): mean AUROC {value:.3f}; skipped")
-        return value
+        summary = dict(done.data.metrics)
+        log.info(f"[{label}] already finished (run {done.info.run_id}): mean AUROC "
+                 f"{summary.get('mean_test_auroc', float('nan')):.3f}; skipped")
+        return _finish(summary, optimized, output_dir)
     tags = _tags(cfg, cohort, chash)
     with mlflow.start_run(experiment_id=experiment_id, run_name=label, tags={**tags, "role": "cv_parent"}) as parent:
         mlflow.log_params(_flat_params(cfg))
@@ -213,7 +222,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> float:
             with mlflow.start_run(experiment_id=experiment_id, run_name=f"{label} fold {k}", nested=True,
                                   tags={**tags, "role": "cv_fold", "fold": str(k)}):
                 mlflow.log_metrics({f"test_{m}": v for m, v in metrics.items() if m in METRICS})
-                mlflow.log_metrics({m: float(metrics[m]) for m in ("threshold", "seconds", "best_epoch")
+                mlflow.log_metrics({m: float(metrics[m]) for m in ("threshold", "seconds", "best_epoch", "val_auroc")
                                     if m in metrics})
                 if cfg.logger.log_models:
                     _log_fold_model(mlflow, model)
@@ -229,7 +238,17 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> float:
         log.info(f"[{label}] run {parent.info.run_id} on {tags['data_source']} data, {len(data)} rows, "
                  f"{len(features)} factors")
     print(format_summary(label, summary))
-    return summary["mean_test_auroc"]
+    return _finish(summary, optimized, output_dir)
+
+
+def _finish(summary: dict[str, float], optimized: str, output_dir: str | None) -> float:
+    if optimized not in summary:
+        raise ConfigError(f"optimized_metric {optimized!r} was not measured (validation metrics need "
+                          "protocol=honest or an inner split)")
+    if output_dir is not None:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(output_dir) / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
+    return float(summary[optimized])
 
 
 def format_summary(label: str, summary: dict[str, float]) -> str:
