@@ -154,3 +154,21 @@ def test_bad_overrides_get_hydras_clear_error(override, message, tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "run.py"), override], capture_output=True, text=True,
                           cwd=tmp_path, timeout=120)
     assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("launcher", ["parallel", "submitit_local"])
+def test_sweeps_run_through_the_joblib_and_submitit_launchers(launcher, tmp_path, monkeypatch):
+    uri = _mlflow_env(tmp_path, monkeypatch)
+    cmd = [sys.executable, str(ROOT / "run.py"), "-m", *FAST, "model=logreg,tree", "trainer.threads=1",
+           f"study={launcher}", f"hydra/launcher={launcher}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    parents = [r for r in _runs(uri, launcher) if r.data.tags["role"] == "cv_parent"]
+    assert sorted(r.data.tags["model"] for r in parents) == ["logreg", "tree"]
+    assert all(r.info.status == "FINISHED" for r in parents)
+
+
+def test_slurm_launcher_config_composes():
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.cpus_per_task == 2
