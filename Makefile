@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint audit ui
+.PHONY: help install run test lint audit ui bench
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -31,3 +31,6 @@ audit: $(BIN)/prcrs ## audit the CAR-T data (real when found, synthetic otherwis
 
 ui: $(BIN)/prcrs ## MLflow UI on the project's store, on loopback (http://127.0.0.1:5000)
 	$(BIN)/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlruns/mlflow.db} --host 127.0.0.1 --port 5000
+
+bench: $(BIN)/prcrs ## time 5-fold CV of prcrs and prcrs_paper vs a plain PyTorch loop; writes bench.json
+	$(BIN)/python benchmarks/cv_speed.py

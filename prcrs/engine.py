@@ -135,6 +135,8 @@ def cross_validate(cfg: DictConfig, data: HorizonData, covid: Cohort | None = No
         metrics.update(threshold=threshold, seconds=time.perf_counter() - start, test_rows=len(fold.test))
         if getattr(model, "best_", None) is not None:
             metrics["best_epoch"] = model.best_.best_epoch
+        if getattr(model, "trainer_", None) is not None:
+            metrics["epochs"] = model.trainer_.current_epoch
         result.folds.append(metrics)
         result.models.append(model)
         if getattr(model, "module_", None) is not None:
@@ -222,7 +224,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: str | N
             with mlflow.start_run(experiment_id=experiment_id, run_name=f"{label} fold {k}", nested=True,
                                   tags={**tags, "role": "cv_fold", "fold": str(k)}):
                 mlflow.log_metrics({f"test_{m}": v for m, v in metrics.items() if m in METRICS})
-                mlflow.log_metrics({m: float(metrics[m]) for m in ("threshold", "seconds", "best_epoch", "val_auroc")
+                mlflow.log_metrics({m: float(metrics[m]) for m in ("threshold", "seconds", "best_epoch", "epochs", "val_auroc")
                                     if m in metrics})
                 if cfg.logger.log_models:
                     _log_fold_model(mlflow, model)

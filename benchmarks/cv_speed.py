@@ -1,0 +1,105 @@
+"""`make bench`: time a 5-fold CV of prcrs and prcrs_paper against a plain PyTorch loop.
+
+The CV runs through the project's engine (Lightning, MLflow into a temporary store). The plain
+loop repeats, fold by fold, the same preprocessing, network, optimizer, batch size and number of
+epochs (each epoch with its validation pass), with no framework. Writes bench.json at the root.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def plain_loop(cfg, data, folds_epochs) -> tuple[float, int]:
+    """Seconds and training rows seen for the same folds and epochs without Lightning or MLflow."""
+    from prcrs.engine import build_estimator
+    from prcrs.splits import inner_split, make_folds
+
+    torch.set_num_threads(cfg.trainer.threads)
+    folds = make_folds(cfg.protocol.split, data.y, data.grade_target, data.patient, cfg.cv.folds, cfg.cv.repeats,
+                       cfg.seed)
+    rows, start = 0, time.perf_counter()
+    for k, (fold, epochs) in enumerate(zip(folds, folds_epochs, strict=True)):
+        fit, val = inner_split(fold.train, data.grade_target, data.patient, seed=cfg.seed + k,
+                               val_fraction=cfg.cv.inner_val_fraction)
+        est = build_estimator(cfg, tuple(data.X.columns))
+        pre = est.preprocessor.fit(data.X.iloc[fit], data.grade_today[fit])
+        x = torch.from_numpy(pre.transform(data.X.iloc[fit]))
+        m = torch.from_numpy(pre.missing(data.X.iloc[fit]).astype(np.float32))
+        y = torch.from_numpy(data.y[fit].astype(np.int64))
+        xv = torch.from_numpy(pre.transform(data.X.iloc[val]))
+        mv = torch.from_numpy(pre.missing(data.X.iloc[val]).astype(np.float32))
+        net = instantiate(cfg.model.estimator.backbone)(n_features=x.shape[1], n_classes=2)
+        opt = instantiate(cfg.optimizer)(params=net.parameters())
+        for _ in range(epochs):
+            net.train()
+            order = torch.randperm(len(x))
+            for i in range(0, len(x), cfg.trainer.batch_size):
+                idx = order[i:i + cfg.trainer.batch_size]
+                if len(idx) < 2:
+                    continue
+                loss = torch.nn.functional.cross_entropy(net(x[idx], m[idx]), y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            rows += len(x)
+            net.eval()
+            with torch.no_grad():
+                net(xv, mv).softmax(-1)
+    return time.perf_counter() - start, rows
+
+
+def bench_model(name: str) -> dict:
+    from prcrs import engine
+    from prcrs.data.cohort import load_cohort
+    from prcrs.data.targets import make_horizon
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"model={name}", "study=bench", "logger.log_models=true"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        cohort = load_cohort(cfg.data.kind, cfg.data.path, seed=cfg.seed)
+    data = make_horizon(cohort, cfg.horizon, engine.features_of(cfg))
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/bench.db"
+        start = time.perf_counter()
+        engine.run(cfg)
+        cv_seconds = time.perf_counter() - start
+        import mlflow
+
+        runs = mlflow.search_runs([mlflow.get_experiment_by_name("bench").experiment_id], output_format="list",
+                                  filter_string="tags.role = 'cv_fold'", order_by=["tags.fold ASC"])
+        epochs = [int(r.data.metrics["epochs"]) for r in runs]
+        del os.environ["MLFLOW_TRACKING_URI"]
+    plain_seconds, rows = plain_loop(cfg, data, epochs)
+    return {"cv5_seconds": round(cv_seconds, 2), "plain_loop_seconds": round(plain_seconds, 2),
+            "overhead_ratio": round(cv_seconds / plain_seconds, 3), "rows_per_second": round(rows / cv_seconds, 1),
+            "epochs_per_fold": epochs, "data_source": cohort.data_source, "rows": len(data)}
+
+
+def main() -> None:
+    result = {name: bench_model(name) for name in ("prcrs", "prcrs_paper")}
+    result["data_source"] = result["prcrs"]["data_source"]
+    result["machine"] = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                         "processor": platform.processor() or platform.machine(), "python": platform.python_version(),
+                         "torch": torch.__version__}
+    result["targets"] = {"overhead_ratio_max": 1.3, "prcrs_cv5_seconds_max": 60}
+    (ROOT / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
