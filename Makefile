@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint audit ui bench
+.PHONY: help install run test lint audit ui bench reproduce report
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -34,3 +34,10 @@ ui: $(BIN)/prcrs ## MLflow UI on the project's store, on loopback (http://127.0.
 
 bench: $(BIN)/prcrs ## time 5-fold CV of prcrs and prcrs_paper vs a plain PyTorch loop; writes bench.json
 	$(BIN)/python benchmarks/cv_speed.py
+
+reproduce: $(BIN)/prcrs ## every run behind the paper's tables and figures (resumable), then the report
+	$(BIN)/python experiments/reproduce.py
+	$(BIN)/prcrs report
+
+report: $(BIN)/prcrs ## build reports/ (tables + figures) from the MLflow runs
+	$(BIN)/prcrs report

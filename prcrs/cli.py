@@ -42,6 +42,14 @@ def cmd_audit(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from prcrs.report.build import build_report
+
+    files = build_report(args.out, args.tracking_uri)
+    print(f"wrote {len(files)} files to {args.out}/ (start with {args.out}/README.md)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prcrs", description="PrCRS reproduction toolkit")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -49,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="cart", help="cart | covid | synthetic | PATH (default: cart)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_audit)
+    p = sub.add_parser("report", help="build the paper's tables and figures from the MLflow runs into reports/")
+    p.add_argument("--out", default="reports", help="output folder (default: reports)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI or mlruns/)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from prcrs import schema, tracking
 from prcrs.data.cohort import Cohort, load_cohort
 from prcrs.data.targets import HorizonData, make_horizon
-from prcrs.errors import ConfigError
+from prcrs.errors import ConfigError, TrainingError
 from prcrs.metrics import METRICS, best_f1_threshold, fold_metrics
 from prcrs.preprocessing import FoldPreprocessor
 from prcrs.splits import inner_split, make_folds
@@ -85,6 +85,28 @@ def build_estimator(cfg: DictConfig, features: tuple[str, ...], covid: Cohort | 
     return estimator
 
 
+def _fit_and_score(cfg: DictConfig, data: HorizonData, fit, val, test, covid: Cohort | None):
+    """Fit on `fit` rows (early stopping and threshold on `val`), score on `test` rows."""
+    protocol = cfg.protocol
+    model = build_estimator(cfg, tuple(data.X.columns), covid)
+    early = protocol.early_stopping and val is not None
+    model.fit(data.X.iloc[fit], data.y[fit], data.grade_today[fit],
+              data.X.iloc[val] if early else None, data.y[val] if early else None)
+    val_proba = None if val is None else model.predict_proba(data.X.iloc[val])
+    threshold = (best_f1_threshold(data.y[val], val_proba) if protocol.threshold == "inner"
+                 else float(protocol.threshold))
+    proba = model.predict_proba(data.X.iloc[test])
+    metrics = fold_metrics(data.y[test], proba, threshold)
+    metrics["threshold"] = threshold
+    if val is not None:  # the search score: validation rows only
+        metrics["val_auroc"] = fold_metrics(data.y[val], val_proba, threshold)["auroc"]
+    if getattr(model, "best_", None) is not None:
+        metrics["best_epoch"] = model.best_.best_epoch
+    if getattr(model, "trainer_", None) is not None:
+        metrics["epochs"] = model.trainer_.current_epoch
+    return model, proba, metrics
+
+
 @dataclass
 class CVResult:
     folds: list[dict] = field(default_factory=list)  # one dict of metrics (+ threshold, ...) per fold
@@ -101,6 +123,7 @@ class CVResult:
             values = np.array([f[m] for f in self.folds], float)
             out[f"mean_test_{m}"] = float(np.nanmean(values))
             out[f"std_test_{m}"] = float(np.nanstd(values))
+        out["diverged_folds"] = float(sum(f.get("diverged", 0) for f in self.folds))
         if all("val_auroc" in f for f in self.folds):
             out["mean_val_auroc"] = float(np.nanmean([f["val_auroc"] for f in self.folds]))
         return out
@@ -112,38 +135,26 @@ def cross_validate(cfg: DictConfig, data: HorizonData, covid: Cohort | None = No
     protocol = cfg.protocol
     folds = make_folds(protocol.split, data.y, data.grade_target, data.patient, cfg.cv.folds, cfg.cv.repeats,
                        cfg.seed)
-    features = tuple(data.X.columns)
     result, oof = CVResult(), []
     use_inner = protocol.early_stopping or protocol.threshold == "inner"
     for k, fold in enumerate(folds):
         start = time.perf_counter()
         fit, val = (inner_split(fold.train, data.grade_target, data.patient, seed=cfg.seed + k,
                                 val_fraction=cfg.cv.inner_val_fraction) if use_inner else (fold.train, None))
-        model = build_estimator(cfg, features, covid)
-        early = protocol.early_stopping and val is not None
-        model.fit(data.X.iloc[fit], data.y[fit], data.grade_today[fit],
-                  data.X.iloc[val] if early else None, data.y[val] if early else None)
-        val_proba = None if val is None else model.predict_proba(data.X.iloc[val])
-        if protocol.threshold == "inner":
-            threshold = best_f1_threshold(data.y[val], val_proba)
-        else:
-            threshold = float(protocol.threshold)
-        proba = model.predict_proba(data.X.iloc[fold.test])
-        metrics = fold_metrics(data.y[fold.test], proba, threshold)
-        if val is not None:  # the search score: validation rows only
-            metrics["val_auroc"] = fold_metrics(data.y[val], val_proba, threshold)["auroc"]
-        metrics.update(threshold=threshold, seconds=time.perf_counter() - start, test_rows=len(fold.test))
-        if getattr(model, "best_", None) is not None:
-            metrics["best_epoch"] = model.best_.best_epoch
-        if getattr(model, "trainer_", None) is not None:
-            metrics["epochs"] = model.trainer_.current_epoch
+        try:
+            model, proba, metrics = _fit_and_score(cfg, data, fit, val, fold.test, covid)
+        except TrainingError as exc:  # recorded, not hidden: the fold's metrics are NaN and say why
+            log.warning(f"fold {k + 1}/{len(folds)}: {exc}")
+            model, proba = None, np.full(len(fold.test), np.nan)
+            metrics = {**dict.fromkeys(METRICS, float("nan")), "threshold": float("nan"), "diverged": 1.0}
+        metrics.update(seconds=time.perf_counter() - start, test_rows=len(fold.test))
         result.folds.append(metrics)
         result.models.append(model)
         if getattr(model, "module_", None) is not None:
             result.n_parameters = model.n_parameters
         oof.append(pd.DataFrame({"repeat": fold.repeat, "fold": fold.fold, "patient": data.patient[fold.test],
                                  "day": data.day[fold.test], "horizon": data.horizon, "label": data.y[fold.test],
-                                 "probability": proba, "threshold": threshold}))
+                                 "probability": proba, "threshold": metrics["threshold"]}))
         if on_fold is not None:
             on_fold(k, len(folds), metrics, model)
     result.oof = pd.concat(oof, ignore_index=True)
@@ -200,7 +211,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: str | N
     features, horizon = features_of(cfg), horizon_of(cfg)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        cohort = load_cohort(cfg.data.kind, cfg.data.path, seed=cfg.seed)
+        cohort = load_cohort(cfg.data.kind, cfg.data.path, seed=cfg.seed, n_patients=cfg.data.n_patients)
         covid = load_covid_for(cfg)
     for w in caught:
         log.warning(str(w.message))
@@ -226,7 +237,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: str | N
                 mlflow.log_metrics({f"test_{m}": v for m, v in metrics.items() if m in METRICS})
                 mlflow.log_metrics({m: float(metrics[m]) for m in ("threshold", "seconds", "best_epoch", "epochs", "val_auroc")
                                     if m in metrics})
-                if cfg.logger.log_models:
+                if cfg.logger.log_models and model is not None:
                     _log_fold_model(mlflow, model)
             log.info(f"[{label}] fold {k + 1}/{n}: AUROC {metrics['auroc']:.3f}, AUPRC {metrics['auprc']:.3f}, "
                      f"threshold {metrics['threshold']:.3f} ({metrics['seconds']:.1f} s)")

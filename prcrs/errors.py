@@ -11,3 +11,7 @@ class DataError(PrcrsError, ValueError):
 
 class ConfigError(PrcrsError, ValueError):
     """An option that does not exist or does not fit the data."""
+
+
+class TrainingError(PrcrsError, RuntimeError):
+    """A model that could not be trained as configured (e.g. it diverged)."""

@@ -17,7 +17,7 @@ class FoldPreprocessor(BaseEstimator, TransformerMixin):
     (which needs their same-day CRS grades), the medians, means and scales. `transform(X)`
     uses no label. Output: float32 array (n, p), or (n, 2p) with `missing_indicators`
     (indicator columns, 1 = missing, follow the values). With `raw=True` (the paper's
-    variant) values pass unchanged but for median imputation of missing cells.
+    variant) values are neither log-transformed nor scaled; masking stays its own switch.
     """
 
     def __init__(self, raw: bool = False, mask_fingerprint: bool = True, log_skewed: bool = True,
@@ -31,7 +31,7 @@ class FoldPreprocessor(BaseEstimator, TransformerMixin):
     def fit(self, X: pd.DataFrame, grade_today: np.ndarray | None = None) -> FoldPreprocessor:
         self.features_ = list(X.columns)
         self.masker_ = None
-        if self.mask_fingerprint and not self.raw:
+        if self.mask_fingerprint:
             if grade_today is None:
                 raise ValueError("fingerprint masking needs the training rows' same-day CRS grades")
             self.masker_ = FingerprintMasker().fit(X, grade_today)

@@ -12,7 +12,6 @@ from prcrs.metrics import fold_metrics
 from prcrs.models import backbones as B
 from prcrs.models.estimators import DeepModel, MEasix, freeze
 from prcrs.models.transfer import pretrained_state
-from prcrs.preprocessing import FoldPreprocessor
 from prcrs.splits import inner_split, make_folds
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

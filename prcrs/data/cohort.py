@@ -218,18 +218,18 @@ def resolve_data_dir(path: str | Path | None = None) -> Path | None:
     return None
 
 
-def load_cohort(kind: str = "cart", path: str | Path | None = None, seed: int = 0) -> Cohort:
+def load_cohort(kind: str = "cart", path: str | Path | None = None, seed: int = 0, n_patients: int = 202) -> Cohort:
     """The cohort for `kind` ('cart', 'covid' or 'synthetic'), real when found.
 
-    `path` may be a data folder or a file. Without real data the synthetic cohort is used and a
-    warning says so; `Cohort.source` records which data was used.
+    `path` may be a data folder or a file. Without real data the synthetic cohort (of
+    `n_patients`) is used and a warning says so; `Cohort.source` records which data was used.
     """
     from prcrs.data.synthetic import synthetic_cart, synthetic_covid
 
     if kind not in {"cart", "covid", "synthetic"}:
         raise DataError(f"unknown data kind {kind!r}; use cart, covid or synthetic")
     if kind == "synthetic":
-        return synthetic_cart(seed=seed)
+        return synthetic_cart(n_patients, seed=seed)
     if path is not None and Path(path).is_file():
         return load_cart(path) if kind == "cart" else load_covid(path)
     folder = resolve_data_dir(path)
@@ -238,7 +238,7 @@ def load_cohort(kind: str = "cart", path: str | Path | None = None, seed: int = 
             f"real {kind} data not found (data.path, ${DATA_ENV}, data/raw/): using the synthetic cohort",
             stacklevel=2,
         )
-        return synthetic_cart(seed=seed) if kind == "cart" else synthetic_covid(seed=seed)
+        return synthetic_cart(n_patients, seed=seed) if kind == "cart" else synthetic_covid(seed=seed)
     if kind == "cart":
         return load_cart(folder / CART_FILE)
     covid = folder / COVID_FILE

@@ -20,7 +20,7 @@ from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
-from prcrs.errors import ConfigError
+from prcrs.errors import ConfigError, TrainingError
 from prcrs.models.classifier import BestWeights, CRSClassifier
 from prcrs.preprocessing import FoldPreprocessor
 
@@ -75,7 +75,7 @@ class MEasix(CRSModel):
     def __init__(self, preprocessor: FoldPreprocessor | None = None):
         pre = preprocessor if preprocessor is not None else FoldPreprocessor()
         super().__init__(clone(pre).set_params(raw=False, log_skewed=True, standardize=False,
-                                               missing_indicators=False))
+                                               missing_indicators=False))  # the score needs log values
 
     def fit(self, X, y, grade_today=None, X_val=None, y_val=None):
         missing = [k for k in self.NEEDS if k not in X.columns]
@@ -145,14 +145,14 @@ class DeepModel(CRSModel):
                  scheduler: Callable | None = None, preprocessor: FoldPreprocessor | None = None,
                  max_epochs: int = 60, batch_size: int = 64, patience: int = 10, min_epochs: int = 3,
                  class_weights: list[float] | None = None, seed: int = 0, threads: int = 2,
-                 init_from: Callable[[], dict] | None = None, freeze: str = "none"):
+                 init_from: Callable[[], dict] | None = None, freeze: str = "none", gradient_clip: float = 1.0):
         super().__init__(preprocessor)
         self.backbone = backbone
         self.optimizer = optimizer or partial(torch.optim.AdamW, lr=1e-3, weight_decay=1e-2, foreach=True)
         self.scheduler = scheduler
         self.max_epochs, self.batch_size, self.patience, self.min_epochs = max_epochs, batch_size, patience, min_epochs
         self.class_weights, self.seed, self.threads = class_weights, seed, threads
-        self.init_from, self.freeze = init_from, freeze
+        self.init_from, self.freeze, self.gradient_clip = init_from, freeze, gradient_clip
 
     def build(self, n_features: int, n_classes: int = 2) -> CRSClassifier:
         pl.seed_everything(self.seed, workers=False, verbose=False)
@@ -168,10 +168,14 @@ class DeepModel(CRSModel):
             self.module_.load_state_dict(state, strict=False)
             freeze(self.module_, self.freeze)
         self.trainer_, self.best_ = train_module(self.module_, Z, missing, y, val, self.max_epochs, self.batch_size,
-                                                 self.patience, self.min_epochs, self.seed)
+                                                 self.patience, self.min_epochs, self.seed, self.gradient_clip)
 
     def _proba(self, Z, missing):
-        return self.module_.predict_proba(torch.from_numpy(Z), torch.from_numpy(missing))[:, -1]
+        proba = self.module_.predict_proba(torch.from_numpy(Z), torch.from_numpy(missing))[:, -1]
+        if np.isnan(proba).any():
+            raise TrainingError(f"{type(self.module_.backbone).__name__} diverged (NaN predictions); "
+                                "lower optimizer.lr or standardize the inputs (protocol.raw=false)")
+        return proba
 
     def __getstate__(self):
         """Pickle what predicts: not the trainer, nor the pretraining hook (it holds a cohort)."""
@@ -186,7 +190,7 @@ class DeepModel(CRSModel):
 
 
 def train_module(module: CRSClassifier, Z, missing, y, val, max_epochs: int, batch_size: int, patience: int,
-                 min_epochs: int, seed: int) -> tuple[pl.Trainer, BestWeights | None]:
+                 min_epochs: int, seed: int, gradient_clip: float | None = 1.0) -> tuple[pl.Trainer, BestWeights | None]:
     """Fit `module` on in-memory arrays; early stopping on `val` = (Z, missing, y) when given."""
     callbacks, best = [], None
     if val is not None:
@@ -195,7 +199,8 @@ def train_module(module: CRSClassifier, Z, missing, y, val, max_epochs: int, bat
     trainer = pl.Trainer(max_epochs=max_epochs, min_epochs=min(min_epochs, max_epochs), accelerator="cpu",
                          devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, callbacks=callbacks, deterministic=True,
-                         num_sanity_val_steps=0, limit_val_batches=0 if val is None else None)
+                         num_sanity_val_steps=0, limit_val_batches=0 if val is None else None,
+                         gradient_clip_val=gradient_clip)
     train_loader = _loader(Z, missing, y, batch_size, True, seed)
     val_loader = None if val is None else _loader(*val, 4096, False, seed)
     with warnings.catch_warnings():

@@ -1,0 +1,70 @@
+"""Spreads and tests for reports: t intervals over folds, DeLong, patient-level bootstrap."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+from sklearn.metrics import roc_auc_score
+
+
+def t_interval(values, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and its t-based confidence interval over folds: (mean, low, high)."""
+    v = np.asarray(values, float)
+    v = v[~np.isnan(v)]
+    mean = float(v.mean()) if len(v) else float("nan")
+    if len(v) < 2:
+        return mean, float("nan"), float("nan")
+    half = stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    return mean, mean - half, mean + half
+
+
+def paired_t_test(a, b) -> float:
+    """The paper's test: paired t-test of per-fold scores; two-sided p-value."""
+    return float(stats.ttest_rel(np.asarray(a, float), np.asarray(b, float)).pvalue)
+
+
+def _midranks(x: np.ndarray) -> np.ndarray:
+    return stats.rankdata(x)
+
+
+def delong_test(y: np.ndarray, p1: np.ndarray, p2: np.ndarray) -> tuple[float, float]:
+    """DeLong's test for two correlated AUROCs on the same rows: (AUROC1 - AUROC2, p-value)."""
+    y = np.asarray(y, int)
+    pos, neg = y == 1, y == 0
+    m, n = pos.sum(), neg.sum()
+    v10, v01, aucs = [], [], []
+    for p in (np.asarray(p1, float), np.asarray(p2, float)):
+        tx, ty, tz = _midranks(p[pos]), _midranks(p[neg]), _midranks(p)
+        aucs.append((tz[pos].sum() - m * (m + 1) / 2) / (m * n))
+        v10.append((tz[pos] - tx) / n)
+        v01.append(1 - (tz[neg] - ty) / m)
+    s10, s01 = np.cov(np.vstack(v10)), np.cov(np.vstack(v01))
+    var = (s10[0, 0] + s10[1, 1] - 2 * s10[0, 1]) / m + (s01[0, 0] + s01[1, 1] - 2 * s01[0, 1]) / n
+    diff = aucs[0] - aucs[1]
+    if var <= 0:
+        return float(diff), 1.0
+    return float(diff), float(2 * stats.norm.sf(abs(diff) / np.sqrt(var)))
+
+
+def patient_bootstrap_auroc_diff(y, p1, p2, patient, n_boot: int = 1000, seed: int = 0
+                                 ) -> tuple[float, float, float, float]:
+    """AUROC(p1) - AUROC(p2) with a bootstrap over patients (not days).
+
+    Returns (difference, 95 % CI low, high, two-sided p-value = twice the share of resampled
+    differences on the other side of zero).
+    """
+    y, p1, p2, patient = (np.asarray(a) for a in (y, p1, p2, patient))
+    rng = np.random.default_rng(seed)
+    ids = np.unique(patient)
+    rows = {pid: np.flatnonzero(patient == pid) for pid in ids}
+    diffs = []
+    for _ in range(n_boot):
+        idx = np.concatenate([rows[pid] for pid in rng.choice(ids, len(ids), replace=True)])
+        if len(np.unique(y[idx])) < 2:
+            continue
+        diffs.append(roc_auc_score(y[idx], p1[idx]) - roc_auc_score(y[idx], p2[idx]))
+    diffs = np.array(diffs)
+    observed = roc_auc_score(y, p1) - roc_auc_score(y, p2)
+    low, high = np.quantile(diffs, [0.025, 0.975])
+    p = min(1.0, 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0)))
+    return float(observed), float(low), float(high), float(p)
