@@ -235,8 +235,8 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: str | N
             with mlflow.start_run(experiment_id=experiment_id, run_name=f"{label} fold {k}", nested=True,
                                   tags={**tags, "role": "cv_fold", "fold": str(k)}):
                 mlflow.log_metrics({f"test_{m}": v for m, v in metrics.items() if m in METRICS})
-                mlflow.log_metrics({m: float(metrics[m]) for m in ("threshold", "seconds", "best_epoch", "epochs", "val_auroc")
-                                    if m in metrics})
+                extras = ("threshold", "seconds", "best_epoch", "epochs", "val_auroc", "diverged")
+                mlflow.log_metrics({m: float(metrics[m]) for m in extras if m in metrics})
                 if cfg.logger.log_models and model is not None:
                     _log_fold_model(mlflow, model)
             log.info(f"[{label}] fold {k + 1}/{n}: AUROC {metrics['auroc']:.3f}, AUPRC {metrics['auprc']:.3f}, "

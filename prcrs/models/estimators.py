@@ -190,7 +190,8 @@ class DeepModel(CRSModel):
 
 
 def train_module(module: CRSClassifier, Z, missing, y, val, max_epochs: int, batch_size: int, patience: int,
-                 min_epochs: int, seed: int, gradient_clip: float | None = 1.0) -> tuple[pl.Trainer, BestWeights | None]:
+                 min_epochs: int, seed: int, gradient_clip: float | None = 1.0
+                 ) -> tuple[pl.Trainer, BestWeights | None]:
     """Fit `module` on in-memory arrays; early stopping on `val` = (Z, missing, y) when given."""
     callbacks, best = [], None
     if val is not None:

@@ -126,9 +126,10 @@ def _pr_axes(ax, curves: dict[str, pd.DataFrame], title: str) -> None:
 def table2_and_fig3(report: Report, t2: pd.DataFrame) -> None:
     text, _ = _side_by_side([(m, {"model": m}) for m in DEEP + TABULAR], t2, published.TABLE2,
                             "Table 2: models (same day)", "model")
-    text += (f"\n\nOurs: mean over {len(fold_values(t2.iloc[0], 'auroc'))} folds with 95 % t interval. Threshold 0.3 under `paper`; chosen on the inner "
-             "validation split under `honest`. The published CNN and Transformer scripts were broken (a crash; "
-             "convolutions across the batch axis): ours are sound versions of the same model families. Our "
+    n_folds = len(fold_values(t2.iloc[0], "auroc"))
+    text += (f"\n\nOurs: mean over {n_folds} folds with 95 % t interval. Threshold 0.3 under `paper`; chosen on "
+             "the inner validation split under `honest`. The published CNN and Transformer scripts were broken "
+             "(a crash; convolutions across the batch axis): ours are sound versions of the same model families. Our "
              "`paper` protocol does not pick epochs on the test fold, as the published code did.")
     report.write("table2.md", text + "\n")
     fig, axes = plt.subplots(2, 2, figsize=(10, 10))
