@@ -41,13 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="synthetic data, 2 folds, 2 epochs")
     parser.add_argument("--only", nargs="*", choices=list(SWEEPS), help="run these artefacts only")
+    parser.add_argument("--sweep-root", default="multirun/reproduce", help="where Hydra writes the sweeps")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     sweeps = QUICK_SWEEPS if args.quick else SWEEPS
     for name in args.only or sweeps:
         for sweep in sweeps[name]:
             cmd = [sys.executable, str(ROOT / "run.py"), "-m", f"experiment={name}", *sweep,
-                   *(QUICK if args.quick else []), "hydra.sweep.dir=multirun/reproduce/${now:%Y-%m-%d_%H-%M-%S}"]
+                   *(QUICK if args.quick else []), f"hydra.sweep.dir={args.sweep_root}/{name}/${{now:%Y-%m-%d_%H-%M-%S}}"]
             print(f"== {name}: {' '.join(sweep)}", flush=True)
             done = subprocess.run(cmd, cwd=ROOT)
             if done.returncode != 0:

@@ -208,11 +208,15 @@ def table3_and_fig4(report: Report, t2: pd.DataFrame, t3: pd.DataFrame) -> None:
             f"({', '.join(significant) or 'none'}).")
 
 
-def fig5_calibration(report: Report, t2: pd.DataFrame) -> None:
+def _honest_prcrs_oof(t2: pd.DataFrame) -> pd.DataFrame | None:
     run = one(t2, model="prcrs", protocol="honest")
-    if run is None:
+    return None if run is None else oof(run.run_id)
+
+
+def fig5_calibration(report: Report, t2: pd.DataFrame) -> None:
+    frame = _honest_prcrs_oof(t2)
+    if frame is None:
         return
-    frame = oof(run.run_id)
     y, p, groups = frame["label"].to_numpy(), frame["probability"].to_numpy(), frame["patient"].to_numpy()
     converted = {"raw model output": p}
     converted.update({name: calibration.cross_fitted(name, p, y, groups) for name in calibration.CONVERSIONS})
@@ -240,10 +244,9 @@ def fig5_calibration(report: Report, t2: pd.DataFrame) -> None:
 
 
 def fig6_trajectories(report: Report, t2: pd.DataFrame) -> None:
-    run = one(t2, model="prcrs", protocol="honest")
-    if run is None:
+    frame = _honest_prcrs_oof(t2)
+    if frame is None:
         return
-    frame = oof(run.run_id)
     severe = frame.groupby("patient")["label"].max()
     chosen = list(severe[severe == 1].index[:4]) + list(severe[severe == 0].index[:2])
     fig, axes = plt.subplots(2, 3, figsize=(12, 6), sharey=True)
