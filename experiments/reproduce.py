@@ -31,8 +31,8 @@ QUICK = ["data=synthetic", "data.n_patients=80", "cv.folds=2", "trainer.max_epoc
 QUICK_SWEEPS: dict[str, list[list[str]]] = {
     "table2": [["model=cnn,prcrs,forest,tree,measix", "protocol=paper,honest"]],
     "table3": [["ablation=del_cytokines,del_clotting", "protocol=paper,honest"]],
-    "fig8": [["factors=1234,4", "horizon=1,2", "protocol=honest"], ["factors=1234", "horizon=1", "protocol=paper"]],
-    "transfer": [["protocol=honest"]],
+    "fig8": [["factors=1234,4", "horizon=1,2", "protocol=honest"], ["factors=1234", "horizon=1,2", "protocol=paper"]],
+    "transfer": [["protocol=paper,honest"]],
     "audit": [[]],
 }
 
@@ -47,8 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     sweeps = QUICK_SWEEPS if args.quick else SWEEPS
     for name in args.only or sweeps:
         for sweep in sweeps[name]:
+            sweep_dir = f"hydra.sweep.dir={args.sweep_root}/{name}/${{now:%Y-%m-%d_%H-%M-%S}}"
             cmd = [sys.executable, str(ROOT / "run.py"), "-m", f"experiment={name}", *sweep,
-                   *(QUICK if args.quick else []), f"hydra.sweep.dir={args.sweep_root}/{name}/${{now:%Y-%m-%d_%H-%M-%S}}"]
+                   *(QUICK if args.quick else []), sweep_dir]
             print(f"== {name}: {' '.join(sweep)}", flush=True)
             done = subprocess.run(cmd, cwd=ROOT)
             if done.returncode != 0:

@@ -85,16 +85,23 @@ class Report:
 
 
 def _side_by_side(rows_spec, frame, published_numbers, title, key_name) -> tuple[str, list[list[str]]]:
+    """Published | paper protocol | honest protocol; rows with no run at all are named below, not shown."""
     header = [key_name, "published P / R / F1"] + [f"{p} {SHORT[m]}" for p in PROTOCOLS for m in SHOWN]
-    rows = []
+    rows, missing = [], []
     for label, tags in rows_spec:
+        runs = [one(frame, protocol=protocol, **tags) for protocol in PROTOCOLS]
+        if all(run is None for run in runs):
+            missing.append(label)
+            continue
         pub = published_numbers.get(label)
         row = [label, " / ".join(f"{v:.3f}" for v in pub) if pub else "not reported"]
-        for protocol in PROTOCOLS:
-            run = one(frame, protocol=protocol, **tags)
+        for run in runs:
             row += [ci_cell(run, m) for m in SHOWN]
         rows.append(row)
-    return f"## {title}\n\n" + md_table(header, rows), rows
+    text = f"## {title}\n\n" + md_table(header, rows)
+    if missing:
+        text += f"\n\nNo runs in this store for: {', '.join(missing)}."
+    return text, rows
 
 
 def _roc_axes(ax, curves: dict[str, pd.DataFrame], title: str) -> None:
