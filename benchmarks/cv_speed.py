@@ -37,11 +37,9 @@ def plain_loop(cfg, data, folds_epochs) -> tuple[float, int]:
                                val_fraction=cfg.cv.inner_val_fraction)
         est = build_estimator(cfg, tuple(data.X.columns))
         pre = est.preprocessor.fit(data.X.iloc[fit], data.grade_today[fit])
-        x = torch.from_numpy(pre.transform(data.X.iloc[fit]))
-        m = torch.from_numpy(pre.missing(data.X.iloc[fit]).astype(np.float32))
+        x, m = (torch.from_numpy(a) for a in pre.transform_with_missing(data.X.iloc[fit]))
         y = torch.from_numpy(data.y[fit].astype(np.int64))
-        xv = torch.from_numpy(pre.transform(data.X.iloc[val]))
-        mv = torch.from_numpy(pre.missing(data.X.iloc[val]).astype(np.float32))
+        xv, mv = (torch.from_numpy(a) for a in pre.transform_with_missing(data.X.iloc[val]))
         net = instantiate(cfg.model.estimator.backbone)(n_features=x.shape[1], n_classes=2)
         opt = instantiate(cfg.optimizer)(params=net.parameters())
         for _ in range(epochs):

@@ -6,27 +6,16 @@ import argparse
 import json
 import sys
 import warnings
-from pathlib import Path
 
 from prcrs.errors import PrcrsError
 
 
 def _load_for_audit(data: str):
-    from prcrs.data.cohort import load_cart, load_cohort, load_covid
+    from prcrs.data.cohort import load_cohort, load_file
 
     if data in {"cart", "covid", "synthetic"}:
         return load_cohort(data)
-    path = Path(data)
-    if path.suffix.lower() in {".xlsx", ".xls", ".csv", ".parquet", ".pq", ".txt"} or path.exists():
-        # a COVID-shaped file has 'Add topic'; anything else is read as CAR-T
-        from prcrs.data.io import read_table
-
-        try:
-            read_table(path, (("Add topic",), ("Maximum severity",)))
-            return load_covid(path)
-        except PrcrsError:
-            return load_cart(path)
-    raise PrcrsError(f"--data must be cart, covid, synthetic or a file path, got {data!r}")
+    return load_file(data)  # a missing path or an unknown kind gets the loader's one-line error
 
 
 def cmd_audit(args) -> int:

@@ -111,7 +111,6 @@ def _fit_and_score(cfg: DictConfig, data: HorizonData, fit, val, test, covid: Co
 class CVResult:
     folds: list[dict] = field(default_factory=list)  # one dict of metrics (+ threshold, ...) per fold
     oof: pd.DataFrame | None = None  # out-of-fold predictions
-    models: list = field(default_factory=list)
     n_parameters: int | None = None
 
     def summary(self) -> dict[str, float]:
@@ -149,7 +148,6 @@ def cross_validate(cfg: DictConfig, data: HorizonData, covid: Cohort | None = No
             metrics = {**dict.fromkeys(METRICS, float("nan")), "threshold": float("nan"), "diverged": 1.0}
         metrics.update(seconds=time.perf_counter() - start, test_rows=len(fold.test))
         result.folds.append(metrics)
-        result.models.append(model)
         if getattr(model, "module_", None) is not None:
             result.n_parameters = model.n_parameters
         oof.append(pd.DataFrame({"repeat": fold.repeat, "fold": fold.fold, "patient": data.patient[fold.test],

@@ -56,14 +56,15 @@ class FoldPreprocessor(BaseEstimator, TransformerMixin):
             values[:, skewed] = np.log1p(values[:, skewed])
         return values
 
-    def missing(self, X: pd.DataFrame) -> np.ndarray:
-        """(n, p) bool: True where a value is missing after fingerprint masking."""
-        return np.isnan(self._scaled(X))
-
-    def transform(self, X: pd.DataFrame) -> np.ndarray:
+    def transform_with_missing(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """The transformed values (see `transform`) and the (n, p) float32 mask, 1 where a value
+        was missing after fingerprint masking (and was imputed)."""
         values = self._scaled(X)
         missing = np.isnan(values)
         out = (np.where(missing, self.median_, values) - self.mean_) / self.scale_
         if self.missing_indicators:
             out = np.hstack([out, missing])
-        return out.astype(np.float32)
+        return out.astype(np.float32), missing.astype(np.float32)
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        return self.transform_with_missing(X)[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from prcrs.errors import ConfigError
@@ -22,10 +23,7 @@ class Fold:
 
 def worst_grade(grade: np.ndarray, patient: np.ndarray) -> np.ndarray:
     """Each row's patient's worst CRS grade: (n,)."""
-    worst = {}
-    for p, g in zip(patient, grade, strict=False):
-        worst[p] = max(worst.get(p, 0), g)
-    return np.array([worst[p] for p in patient])
+    return pd.Series(grade).groupby(np.asarray(patient)).transform("max").to_numpy()
 
 
 def make_folds(split: str, y: np.ndarray, grade: np.ndarray, patient: np.ndarray,

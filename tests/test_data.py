@@ -185,3 +185,25 @@ def test_cli_prints_one_line_error_and_exit_2(tmp_path, capsys):
     assert main(["audit", "--data", str(tmp_path / "missing.csv")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "\n" not in err
+
+
+def test_cli_audits_a_cart_file_by_path(synthetic, tmp_path, capsys):
+    import json
+
+    from prcrs.cli import main
+
+    path = tmp_path / "cart.csv"
+    to_sheet(synthetic.frame).to_csv(path, index=False)
+    assert main(["audit", "--data", str(path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["kind"] == "cart" and report["patients"] == synthetic.n_patients
+
+
+def test_cli_audits_the_covid_file_by_path(real_dir, capsys):
+    import json
+
+    from prcrs.cli import main
+
+    assert main(["audit", "--data", str(real_dir / "COVID-19.xlsx"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["kind"], report["patients"], report["days"]) == ("covid", 1801, 2318)

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
@@ -118,10 +119,22 @@ def test_threshold_is_chosen_on_inner_validation_rows_never_the_test_fold(monkey
         seen["threshold_rows"].append(len(y))
         return 0.5
 
+    from prcrs.preprocessing import FoldPreprocessor
+
+    real_fit = FoldPreprocessor.fit
+
+    def spy_fit(self, X, grade_today=None):
+        seen.setdefault("fit_rows", []).append(set(X.index))
+        return real_fit(self, X, grade_today)
+
     monkeypatch.setattr(engine, "inner_split", spy_split)
     monkeypatch.setattr(engine, "best_f1_threshold", spy_threshold)
+    monkeypatch.setattr(FoldPreprocessor, "fit", spy_fit)
     result = engine.cross_validate(cfg, data)
     assert seen["threshold_rows"] == [len(v) for v in seen["val"]]
+    for fit_rows, (_, fold) in zip(seen["fit_rows"], result.oof.groupby(["repeat", "fold"]), strict=True):
+        test_rows = set(np.flatnonzero(np.isin(data.patient, fold["patient"].unique())))
+        assert fit_rows and not fit_rows & test_rows  # preprocessing never saw a test row
     for val, (_, fold) in zip(seen["val"], result.oof.groupby(["repeat", "fold"]), strict=True):
         test_keys = set(zip(fold["patient"], fold["day"], strict=True))
         val_keys = set(zip(data.patient[val], data.day[val], strict=True))

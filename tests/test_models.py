@@ -62,8 +62,7 @@ def test_prcrs_has_a_unet_reduction_and_skip():
 
 
 def _train_loss(module, pre, X, y) -> float:
-    x = torch.from_numpy(pre.transform(X))
-    m = torch.from_numpy(pre.missing(X).astype(np.float32))
+    x, m = (torch.from_numpy(a) for a in pre.transform_with_missing(X))
     with torch.no_grad():
         return torch.nn.functional.cross_entropy(module.eval()(x, m), torch.from_numpy(y)).item()
 

@@ -169,7 +169,20 @@ def load_covid(path: str | Path, convert_units: bool = True) -> Cohort:
     (`schema.COVID_UNIT_CONVERSIONS`).
     """
     path = Path(path)
-    raw = read_table(path, header_markers=((COVID_SUBJECT,), (COVID_TARGET,)))
+    return tidy_covid(read_table(path, header_markers=((COVID_SUBJECT,), (COVID_TARGET,))), path, convert_units)
+
+
+def load_file(path: str | Path) -> Cohort:
+    """A CAR-T or COVID-19 file, read once and told apart by its header ('Add topic' = COVID-19)."""
+    path = Path(path)
+    raw = read_table(path, header_markers=((schema.DAY_COLUMN, "day", COVID_SUBJECT),))
+    if COVID_SUBJECT in raw.columns:
+        return tidy_covid(raw, path)
+    return Cohort(tidy_cart(raw, path.name), "cart", str(path))
+
+
+def tidy_covid(raw: pd.DataFrame, path: Path, convert_units: bool = True) -> Cohort:
+    """Validate a raw COVID-19 frame and align it to the CAR-T schema (see `load_covid`)."""
     lookup = covid_column_keys()
     labs = [c for c in raw.columns if c in lookup]
     if not labs:

@@ -27,10 +27,6 @@ class HorizonData:
     def __len__(self) -> int:
         return len(self.y)
 
-    def subset(self, idx: np.ndarray) -> "HorizonData":
-        return HorizonData(self.X.iloc[idx], self.y[idx], self.grade_target[idx], self.grade_today[idx],
-                           self.patient[idx], self.day[idx], self.horizon)
-
 
 def make_horizon(cohort: Cohort, horizon: int, features: tuple[str, ...] = schema.FEATURE_KEYS) -> HorizonData:
     """Features of day t with the grade of day t + `horizon` of the same patient.

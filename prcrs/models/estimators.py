@@ -41,7 +41,7 @@ class CRSModel:
         return self
 
     def _inputs(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        return self.preprocessor_.transform(X), self.preprocessor_.missing(X).astype(np.float32)
+        return self.preprocessor_.transform_with_missing(X)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         return self._proba(*self._inputs(X))

@@ -27,7 +27,7 @@ def pretrain_key(model: DeepModel, features: tuple[str, ...], covid: Cohort) -> 
     """Hash of everything that determines the pretrained weights."""
     spec = {"backbone": repr(model.backbone), "optimizer": repr(model.optimizer), "features": list(features),
             "epochs": model.max_epochs, "batch": model.batch_size, "patience": model.patience,
-            "seed": model.seed, "covid": covid.source, "rows": len(covid.frame),
+            "seed": model.seed, "clip": model.gradient_clip, "covid": covid.source, "rows": len(covid.frame),
             "preprocessor": repr(model.preprocessor)}
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -45,8 +45,9 @@ def pretrained_state(model: DeepModel, features: tuple[str, ...], covid: Cohort,
     X = frame[list(features)]
     # the COVID sheet carries the same severity-conditional fill values: mask them likewise
     pre = FoldPreprocessor(**{**model.preprocessor.get_params(), "missing_indicators": False})
-    pretrainer = DeepModel(model.backbone, model.optimizer, model.scheduler, pre, model.max_epochs,
-                           model.batch_size, model.patience, model.min_epochs, None, model.seed, model.threads)
+    pretrainer = DeepModel(model.backbone, model.optimizer, model.scheduler, pre, max_epochs=model.max_epochs,
+                           batch_size=model.batch_size, patience=model.patience, min_epochs=model.min_epochs,
+                           seed=model.seed, threads=model.threads, gradient_clip=model.gradient_clip)
     pretrainer.fit(X.iloc[fit], severity[fit], severity[fit], X.iloc[val], severity[val])
     state = {k: v.detach().clone() for k, v in pretrainer.module_.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)

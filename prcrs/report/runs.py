@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -37,8 +38,9 @@ def select(frame: pd.DataFrame, **tags) -> pd.DataFrame:
     return frame[mask]
 
 
+@functools.lru_cache(maxsize=64)
 def oof(run_id: str) -> pd.DataFrame:
-    """The out-of-fold predictions a parent run logged."""
+    """The out-of-fold predictions a parent run logged (downloaded once per run; do not mutate)."""
     import mlflow
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per file says nothing

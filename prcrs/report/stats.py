@@ -23,10 +23,6 @@ def paired_t_test(a, b) -> float:
     return float(stats.ttest_rel(np.asarray(a, float), np.asarray(b, float)).pvalue)
 
 
-def _midranks(x: np.ndarray) -> np.ndarray:
-    return stats.rankdata(x)
-
-
 def delong_test(y: np.ndarray, p1: np.ndarray, p2: np.ndarray) -> tuple[float, float]:
     """DeLong's test for two correlated AUROCs on the same rows: (AUROC1 - AUROC2, p-value)."""
     y = np.asarray(y, int)
@@ -34,7 +30,7 @@ def delong_test(y: np.ndarray, p1: np.ndarray, p2: np.ndarray) -> tuple[float, f
     m, n = pos.sum(), neg.sum()
     v10, v01, aucs = [], [], []
     for p in (np.asarray(p1, float), np.asarray(p2, float)):
-        tx, ty, tz = _midranks(p[pos]), _midranks(p[neg]), _midranks(p)
+        tx, ty, tz = stats.rankdata(p[pos]), stats.rankdata(p[neg]), stats.rankdata(p)
         aucs.append((tz[pos].sum() - m * (m + 1) / 2) / (m * n))
         v10.append((tz[pos] - tx) / n)
         v01.append(1 - (tz[neg] - ty) / m)
