@@ -39,6 +39,77 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_train_final(args) -> int:
+    import logging
+
+    from prcrs.serving.train_final import train_final
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    trained = train_final(args.overrides, horizons=args.horizon, combinations=args.combinations,
+                          tracking_uri=args.tracking_uri)
+    for name, version, model in trained:
+        print(f"registered {name} version {version}: {model.info['model']}, CV AUROC "
+              f"{model.info['mean_test_auroc']:.3f}, calibrator {model.calibrator_name}")
+    return 0
+
+
+def read_input(path: str):
+    """A csv/xlsx/parquet file of patient-days; the header row is the first with a factor name."""
+    from prcrs.data.cohort import column_lookup
+    from prcrs.data.io import read_table
+
+    return read_table(path, header_markers=(tuple(column_lookup()),))
+
+
+def cmd_predict(args) -> int:
+    from pathlib import Path
+
+    from prcrs.serving.registry import load_platform
+
+    raw = read_input(args.input)
+    platform = load_platform(args.tracking_uri, horizons=tuple(sorted(set(args.horizon))))
+    table, unknown = platform.predict_table(raw, args.horizon)
+    if unknown:
+        print(f"warning: unknown column(s) ignored: {', '.join(unknown)}", file=sys.stderr)
+    failed = table.drop_duplicates("row").dropna(subset=["error"])
+    for row in failed.itertuples():
+        print(f"error: row {row.row}: {row.error}", file=sys.stderr)
+    if args.out:
+        out = Path(args.out)
+        table.to_excel(out, index=False) if out.suffix.lower() == ".xlsx" else table.to_csv(out, index=False)
+        print(f"wrote {len(table)} predictions for {table['row'].nunique()} rows to {out} "
+              f"({len(failed)} row(s) with errors)", file=sys.stderr)
+    else:
+        table.to_csv(sys.stdout, index=False)
+    return 0
+
+
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    from prcrs.serving.registry import load_platform
+    from prcrs.serving.web import create_app
+
+    app = create_app(load_platform(args.tracking_uri))
+    print(f"serving on http://{args.host}:{args.port}/", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _horizons(text: str) -> int:
+    if text not in {"1", "2", "3"}:
+        raise argparse.ArgumentTypeError(f"horizon must be 1, 2 or 3 (days ahead), got {text!r}")
+    return int(text)
+
+
+def _combination(text: str) -> str:
+    from prcrs.schema import COMBINATIONS
+
+    if text not in COMBINATIONS:
+        raise argparse.ArgumentTypeError(f"combination must be one of {', '.join(COMBINATIONS)}, got {text!r}")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prcrs", description="PrCRS reproduction toolkit")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -50,6 +121,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports", help="output folder (default: reports)")
     p.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI or mlruns/)")
     p.set_defaults(func=cmd_report)
+    uri_help = "MLflow store (default: $MLFLOW_TRACKING_URI or mlruns/)"
+    p = sub.add_parser("train-final", help="train, calibrate and register the platform's models (honest protocol)")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=forest data=synthetic")
+    p.add_argument("--horizon", nargs="+", type=_horizons, default=[1, 2, 3], help="days ahead (default: 1 2 3)")
+    p.add_argument("--combinations", nargs="+", type=_combination, default=None,
+                   help="factor combinations (default: all six)")
+    p.add_argument("--tracking-uri", default=None, help=uri_help)
+    p.set_defaults(func=cmd_train_final)
+    p = sub.add_parser("predict", help="predict severe CRS for the patient-days of a csv/xlsx file")
+    p.add_argument("input", help="csv, xlsx or parquet file: one row per patient-day, sheet or project names")
+    p.add_argument("--horizon", nargs="+", type=_horizons, default=[1, 2, 3], help="days ahead (default: 1 2 3)")
+    p.add_argument("--out", default=None, help="output csv or xlsx (default: csv on standard output)")
+    p.add_argument("--tracking-uri", default=None, help=uri_help)
+    p.set_defaults(func=cmd_predict)
+    p = sub.add_parser("serve", help="the web page and JSON API (POST /predict)")
+    p.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1 (loopback)")
+    p.add_argument("--port", type=int, default=8000, help="default: 8000")
+    p.add_argument("--tracking-uri", default=None, help=uri_help)
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

@@ -128,25 +128,53 @@ class CVResult:
         return out
 
 
+def fold_rows(cfg: DictConfig, data: HorizonData, k: int, fold) -> tuple[np.ndarray, np.ndarray | None]:
+    """Training rows of fold `k` split into (fit, val): the inner patient-grouped validation rows
+    for early stopping and the threshold, or (all training rows, None) when the protocol uses none."""
+    protocol = cfg.protocol
+    if not (protocol.early_stopping or protocol.threshold == "inner"):
+        return fold.train, None
+    return inner_split(fold.train, data.grade_target, data.patient, seed=cfg.seed + k,
+                       val_fraction=cfg.cv.inner_val_fraction)
+
+
+def _run_fold(cfg: DictConfig, data: HorizonData, k: int, fold, n_folds: int, covid: Cohort | None):
+    """(model or None, test probabilities, metrics) of one fold; a diverged fold is recorded with NaN."""
+    start = time.perf_counter()
+    fit, val = fold_rows(cfg, data, k, fold)
+    try:
+        model, proba, metrics = _fit_and_score(cfg, data, fit, val, fold.test, covid)
+    except TrainingError as exc:  # recorded, not hidden: the fold's metrics are NaN and say why
+        log.warning(f"fold {k + 1}/{n_folds}: {exc}")
+        model, proba = None, np.full(len(fold.test), np.nan)
+        metrics = {**dict.fromkeys(METRICS, float("nan")), "threshold": float("nan"), "diverged": 1.0}
+    metrics.update(seconds=time.perf_counter() - start, test_rows=len(fold.test))
+    return model, proba, metrics
+
+
 def cross_validate(cfg: DictConfig, data: HorizonData, covid: Cohort | None = None,
                    on_fold=None) -> CVResult:
-    """Fit and score the configured model on every fold; thresholds never see the test fold."""
-    protocol = cfg.protocol
-    folds = make_folds(protocol.split, data.y, data.grade_target, data.patient, cfg.cv.folds, cfg.cv.repeats,
-                       cfg.seed)
+    """Fit and score the configured model on every fold; thresholds never see the test fold.
+
+    Folds run `cv.n_jobs` at a time in worker processes (each with `trainer.threads` torch
+    threads), so the results do not depend on `cv.n_jobs`; inside a worker of a parallel sweep
+    they run one by one. `on_fold(k, n, metrics, model)` is
+    called in this process, in fold order.
+    """
+    from joblib import Parallel, delayed
+    from joblib.parallel import get_active_backend
+
+    folds = make_folds(cfg.protocol.split, data.y, data.grade_target, data.patient, cfg.cv.folds,
+                       cfg.cv.repeats, cfg.seed)
+    if cfg.transfer.name == "covid":  # pretrain once, here, before the workers read the cache
+        build_estimator(cfg, tuple(data.X.columns), covid).init_from()
+    n_jobs = max(1, min(int(cfg.cv.n_jobs), len(folds)))
+    if get_active_backend()[0].nesting_level > 0:  # already a worker (e.g. a parallel sweep): no nesting
+        n_jobs = 1
+    jobs = (delayed(_run_fold)(cfg, data, k, fold, len(folds), covid) for k, fold in enumerate(folds))
     result, oof = CVResult(), []
-    use_inner = protocol.early_stopping or protocol.threshold == "inner"
-    for k, fold in enumerate(folds):
-        start = time.perf_counter()
-        fit, val = (inner_split(fold.train, data.grade_target, data.patient, seed=cfg.seed + k,
-                                val_fraction=cfg.cv.inner_val_fraction) if use_inner else (fold.train, None))
-        try:
-            model, proba, metrics = _fit_and_score(cfg, data, fit, val, fold.test, covid)
-        except TrainingError as exc:  # recorded, not hidden: the fold's metrics are NaN and say why
-            log.warning(f"fold {k + 1}/{len(folds)}: {exc}")
-            model, proba = None, np.full(len(fold.test), np.nan)
-            metrics = {**dict.fromkeys(METRICS, float("nan")), "threshold": float("nan"), "diverged": 1.0}
-        metrics.update(seconds=time.perf_counter() - start, test_rows=len(fold.test))
+    outputs = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
+    for k, (fold, (model, proba, metrics)) in enumerate(zip(folds, outputs, strict=True)):
         result.folds.append(metrics)
         if getattr(model, "module_", None) is not None:
             result.n_parameters = model.n_parameters

@@ -89,6 +89,14 @@ def test_fast_multirun_logs_parents_children_and_artifacts(tmp_path, monkeypatch
     assert int(cnn.data.params["n_parameters"]) > 0
 
 
+def test_fold_parallelism_does_not_change_results():
+    data = make_horizon(synthetic_cart(seed=0, n_patients=60), 1)
+    one, two = (engine.cross_validate(_compose([*FAST, "model=prcrs", f"cv.n_jobs={n}"]), data) for n in (1, 2))
+    assert np.isfinite(one.oof["probability"]).all()
+    np.testing.assert_allclose(one.oof["probability"], two.oof["probability"], rtol=1e-6)
+    assert [f["auroc"] for f in one.folds] == [f["auroc"] for f in two.folds]
+
+
 def test_resume_skips_finished_configs(tmp_path, monkeypatch):
     uri = _mlflow_env(tmp_path, monkeypatch)
     cfg = _compose([*FAST, "model=logreg", "study=resume"])
@@ -105,7 +113,7 @@ def test_resume_skips_finished_configs(tmp_path, monkeypatch):
 
 
 def test_threshold_is_chosen_on_inner_validation_rows_never_the_test_fold(monkeypatch):
-    cfg = _compose([*FAST, "model=logreg"])
+    cfg = _compose([*FAST, "model=logreg", "cv.n_jobs=1"])  # in-process folds: the spies see them
     data = make_horizon(synthetic_cart(seed=0), 1)
     seen = {"val": [], "threshold_rows": []}
     real_split = engine.inner_split

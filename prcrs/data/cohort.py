@@ -46,7 +46,7 @@ class Cohort:
         return "synthetic" if self.source == "synthetic" else "real"
 
 
-def _column_lookup() -> dict[str, str]:
+def column_lookup() -> dict[str, str]:
     """Accepted input column name (lower case) -> project key: sheet names and own keys."""
     lookup = {}
     for f in schema.FEATURES:
@@ -103,7 +103,7 @@ def segment_patients(day: np.ndarray) -> np.ndarray:
 def tidy_cart(raw: pd.DataFrame, source: str) -> pd.DataFrame:
     """Validate a raw CAR-T frame (sheet or project column names) and tidy it."""
     keys = list(schema.FEATURE_KEYS)
-    frame, used = _rename(raw, _column_lookup())
+    frame, used = _rename(raw, column_lookup())
     names = {f.key: f.column for f in schema.FEATURES} | {"day": schema.DAY_COLUMN, "grade": "CRS"} | used
     _require(frame, ["day", "grade", *keys], names, source)
     extras = [e.key for e in schema.EXTRAS if e.key in frame.columns and e.key != "day"]

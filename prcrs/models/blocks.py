@@ -27,22 +27,26 @@ class SelfAttention(nn.Module):
 
 
 class ConvModule(nn.Module):
-    """Pointwise to 2d, GLU, depthwise conv, BatchNorm, Swish, pointwise, dropout."""
+    """Pointwise to 2d, GLU, depthwise conv, BatchNorm, Swish, pointwise, dropout.
+
+    The pointwise convolutions are `Linear` layers on (B, L, d), the same maps without two
+    transposes and the slow small-kernel convolution path on CPU.
+    """
 
     def __init__(self, d: int, kernel: int = 31, dropout: float = 0.1):
         super().__init__()
-        self.pointwise_in = nn.Conv1d(d, 2 * d, 1)
-        self.glu = nn.GLU(dim=1)
+        self.pointwise_in = nn.Linear(d, 2 * d)
+        self.glu = nn.GLU(dim=-1)
         self.depthwise = nn.Conv1d(d, d, kernel, padding=kernel // 2, groups=d)
         self.norm = nn.BatchNorm1d(d)
         self.act = nn.SiLU()
-        self.pointwise_out = nn.Conv1d(d, d, 1)
+        self.pointwise_out = nn.Linear(d, d)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.glu(self.pointwise_in(x.transpose(1, 2)))
-        y = self.act(self.norm(self.depthwise(y)))
-        return self.drop(self.pointwise_out(y)).transpose(1, 2)
+        y = self.glu(self.pointwise_in(x)).transpose(1, 2)
+        y = self.act(self.norm(self.depthwise(y))).transpose(1, 2)
+        return self.drop(self.pointwise_out(y))
 
 
 class ScaleBias(nn.Module):

@@ -1,0 +1,102 @@
+"""Platform models in the MLflow model registry, as pyfunc models.
+
+Each (combination, horizon) is registered as `prcrs-f<combination>-h<horizon>`: a pyfunc whose
+input is a frame of that combination's factor keys (doubles, each optional, schema units) and
+whose output holds `probability`, `calibrated_probability` and `paper_probability`. It serves
+with `mlflow models serve -m models:/prcrs-f1234-h1/latest --env-manager local`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+from prcrs import schema, tracking
+from prcrs.errors import DataError, PrcrsError
+from prcrs.serving.inputs import field_errors, resolve_columns
+from prcrs.serving.platform import HORIZONS, CombinationModel, Platform, registered_name
+
+PREDICTIONS = ("probability", "calibrated_probability", "paper_probability")
+
+
+with warnings.catch_warnings():  # MLflow asks for type hints at class creation; the signature is explicit
+    warnings.filterwarnings("ignore", message=".*type hints to the `predict` method.*")
+
+    class CRSPyfunc(mlflow.pyfunc.PythonModel):
+        """Wraps a `CombinationModel` (joblib artifact "model"); checks values like `prcrs predict`."""
+
+        def load_context(self, context):
+            import joblib
+
+            self.model: CombinationModel = joblib.load(context.artifacts["model"])
+
+        def predict(self, context, model_input, params=None) -> pd.DataFrame:
+            frame = pd.DataFrame(model_input)  # MLflow has dropped columns outside the signature (it warns)
+            mapping, _ = resolve_columns(frame.columns)
+            for i, cells in enumerate(frame[list(mapping)].to_dict("records")):
+                errors = field_errors(cells)
+                if errors:
+                    raise DataError(f"row {i}: " + "; ".join(f"{c}: {m}" for c, m in errors.items()))
+            X = frame.rename(columns=mapping).reindex(columns=list(self.model.features)).apply(pd.to_numeric)
+            return self.model.predict(X)
+
+
+def _signature(model: CombinationModel):
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    inputs = Schema([ColSpec("double", k, required=False) for k in model.features])
+    outputs = Schema([ColSpec("double", name) for name in PREDICTIONS])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def _requirements() -> list[str]:
+    """Pinned versions of what the pyfunc imports (the prcrs package itself must be installed)."""
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in ("mlflow", "torch", "pytorch-lightning", "scikit-learn", "pandas",
+                                            "numpy", "joblib")]
+
+
+def register(model: CombinationModel) -> str:
+    """Log `model` as a pyfunc in the active run and register it; returns the model version."""
+    import joblib
+
+    name = registered_name(model.combination, model.horizon)
+    example = pd.DataFrame([{k: model.medians.get(k) for k in model.features}])
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)  # its notes on cloudpickle, once per model
+        path = Path(tmp) / "combination_model.joblib"
+        joblib.dump(model, path)
+        info = mlflow.pyfunc.log_model(name="platform_model", python_model=CRSPyfunc(), artifacts={"model": str(path)},
+                                       signature=_signature(model), input_example=example,
+                                       pip_requirements=_requirements(), registered_model_name=name)
+    return str(info.registered_model_version)
+
+
+def load_platform(tracking_uri: str | None = None, horizons=HORIZONS) -> Platform:
+    """The latest registered version of every combination at `horizons`."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    mlflow.set_tracking_uri(tracking.tracking_uri(tracking_uri))
+    client = mlflow.MlflowClient()
+    models, missing = {}, []
+    for code in schema.COMBINATIONS:
+        for h in horizons:
+            name = registered_name(code, h)
+            versions = client.search_model_versions(f"name = '{name}'")
+            if not versions:
+                missing.append(name)
+                continue
+            latest = max(versions, key=lambda v: int(v.version))
+            loaded = mlflow.pyfunc.load_model(f"models:/{name}/{latest.version}")
+            models[(code, h)] = loaded.unwrap_python_model().model
+    if missing:
+        raise PrcrsError(f"no registered model {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''} in "
+                         f"{tracking.tracking_uri(tracking_uri)}: run `prcrs train-final` first")
+    return Platform(models)

@@ -1,0 +1,144 @@
+"""`prcrs train-final`: the platform's models, one per factor combination and horizon.
+
+For each (combination, horizon): the honest-protocol cross-validation through the engine
+(logged to MLflow under the study `platform`, resumable), calibrators fitted on its
+patient-grouped out-of-fold predictions, then the same config fitted on every row (early
+stopping on an inner patient-grouped split) and registered as a pyfunc model.
+
+The model is the one with the best honest AUROC (horizon 1, all factors) among the finished
+runs on the same data in the MLflow store, unless `model=` is given; with no such run, the
+config default (PrCRS).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from prcrs import engine, schema, tracking
+from prcrs.data.cohort import PROJECT_ROOT, load_cohort
+from prcrs.data.targets import make_horizon
+from prcrs.errors import ConfigError
+from prcrs.report import calibration
+from prcrs.report.runs import oof
+from prcrs.serving.platform import HORIZONS, CombinationModel, registered_name
+from prcrs.serving.registry import register
+from prcrs.splits import inner_split
+
+log = logging.getLogger("prcrs")
+STUDY = "platform"
+ANY_COMBINATION = "model.name != 'measix'"  # m-EASIX needs LDH, CRP and platelets: not every combination
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    """The run config with `overrides`; a bad override is a one-line ConfigError."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+            return compose("config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ConfigError(str(exc).splitlines()[0]) from None
+
+
+def best_honest_model(data_source: str, tracking_uri: str | None = None) -> tuple[str, float] | None:
+    """(model, mean test AUROC) of the best finished honest run at horizon 1 with all factors."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking.tracking_uri(tracking_uri))
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list",
+                              order_by=["metrics.mean_test_auroc DESC"],
+                              filter_string="tags.role = 'cv_parent' and attributes.status = 'FINISHED' and "
+                                            "tags.protocol = 'honest' and tags.horizon = '1' and "
+                                            "tags.factors = '1234' and tags.ablation = 'none' and "
+                                            f"tags.data_source = '{data_source}' and tags.model != 'measix'")
+    runs = [r for r in runs if np.isfinite(r.data.metrics.get("mean_test_auroc", np.nan))]
+    return (runs[0].data.tags["model"], runs[0].data.metrics["mean_test_auroc"]) if runs else None
+
+
+def fit_calibrators(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, seed: int = 0):
+    """(paper conversion, name of the better standard calibrator, that calibrator, Brier scores),
+    all from out-of-fold predictions; the standard one is chosen by patient-cross-fitted Brier
+    among the increasing ones (isotonic always; Platt when its slope is positive)."""
+    brier = {name: float(np.mean((calibration.cross_fitted(name, scores, labels, groups, seed=seed) - labels) ** 2))
+             for name in ("paper_window", "isotonic", "platt")}
+    fitted = {name: calibration.CONVERSIONS[name]().fit(scores, labels) for name in ("isotonic", "platt")}
+    monotone = ["isotonic"] + (["platt"] if fitted["platt"].model_.coef_[0, 0] > 0 else [])  # never inverted
+    best = min(monotone, key=brier.get)
+    return calibration.WindowConversion().fit(scores, labels), best, fitted[best], brier
+
+
+def train_one(cfg: DictConfig, cohort) -> CombinationModel:
+    """Cross-validate (or reuse the finished run), calibrate on its OOF, fit on all rows."""
+
+    features = engine.features_of(cfg)
+    data = make_horizon(cohort, engine.horizon_of(cfg), features)
+    engine.run(cfg)
+    experiment_id = tracking.setup(cfg.study, cfg.logger.tracking_uri)
+    cv_run = tracking.finished_run(experiment_id, engine.config_hash(cfg))
+    predictions = oof(cv_run.info.run_id)
+    paper, name, calibrator, brier = fit_calibrators(predictions["probability"].to_numpy(),
+                                                     predictions["label"].to_numpy(int),
+                                                     predictions["patient"].to_numpy(), cfg.seed)
+    estimator = engine.build_estimator(cfg, features, engine.load_covid_for(cfg))
+    rows = np.arange(len(data))
+    if cfg.protocol.early_stopping:
+        fit, val = inner_split(rows, data.grade_target, data.patient, seed=cfg.seed,
+                               val_fraction=cfg.cv.inner_val_fraction)
+        estimator.fit(data.X.iloc[fit], data.y[fit], data.grade_today[fit], data.X.iloc[val], data.y[val])
+    else:
+        estimator.fit(data.X, data.y, data.grade_today)
+    medians = cohort.frame[list(schema.FEATURE_KEYS)].median().dropna().to_dict()
+    metrics = cv_run.data.metrics
+    info = {"model": cfg.model.name, "cv_run_id": cv_run.info.run_id, "data_source": cohort.data_source,
+            "rows": len(data), "severe_rows": int(data.y.sum()), "mean_test_auroc": metrics["mean_test_auroc"],
+            "mean_test_auprc": metrics["mean_test_auprc"], **{f"brier_{k}": v for k, v in brier.items()}}
+    return CombinationModel(str(cfg.factors), int(cfg.horizon), features, estimator, paper, name, calibrator,
+                            medians, info)
+
+
+def train_final(overrides: list[str], horizons=HORIZONS, combinations=None,
+                tracking_uri: str | None = None) -> list[tuple[str, str, CombinationModel]]:
+    """Train, calibrate and register every combination x horizon; returns (name, version, model)."""
+    import mlflow
+
+    overrides = list(overrides)
+    if not any(o.startswith("study=") for o in overrides):
+        overrides.append(f"study={STUDY}")
+    if tracking_uri:
+        overrides.append(f"logger.tracking_uri={tracking_uri}")
+    base = compose_config(overrides)
+    if base.protocol.name != "honest":
+        raise ConfigError("train-final fits the platform under protocol=honest only (the paper protocol leaks)")
+    cohort = load_cohort(base.data.kind, base.data.path, seed=base.seed, n_patients=base.data.n_patients)
+    if not any(o.startswith("model=") for o in overrides):
+        best = best_honest_model(cohort.data_source, base.logger.tracking_uri)
+        if best is not None:
+            log.info(f"model {best[0]}: best honest mean AUROC {best[1]:.3f} (horizon 1, all factors) in the store")
+            overrides.append(f"model={best[0]}")
+        else:
+            log.info(f"no finished honest run on {cohort.data_source} data in the store: model {base.model.name} "
+                     "(config default)")
+    out = []
+    for h in horizons:
+        for code in combinations or schema.COMBINATIONS:
+            cfg = compose_config([*overrides, f"factors={code}", f"horizon={h}"])
+            model = train_one(cfg, cohort)
+            name = registered_name(code, h)
+            experiment_id = tracking.setup(cfg.study, cfg.logger.tracking_uri)
+            with mlflow.start_run(experiment_id=experiment_id, run_name=f"final {name}",
+                                  tags={"role": "final_model", "model": cfg.model.name, "factors": code,
+                                        "horizon": str(h), "protocol": "honest", "data_source": cohort.data_source,
+                                        "git_sha": tracking.git_sha(), "study": cfg.study,
+                                        "calibrator": model.calibrator_name}):
+                mlflow.log_metrics({k: float(v) for k, v in model.info.items() if isinstance(v, (int, float))})
+                version = register(model)
+            log.info(f"{name} v{version}: {cfg.model.name}, CV AUROC {model.info['mean_test_auroc']:.3f}, "
+                     f"calibrator {model.calibrator_name} (Brier {model.info[f'brier_{model.calibrator_name}']:.4f}"
+                     f" vs paper window {model.info['brier_paper_window']:.4f})")
+            out.append((name, version, model))
+    return out

@@ -1,0 +1,91 @@
+"""`prcrs serve`: the platform's web page and JSON API (FastAPI).
+
+GET /            the page: the four factor groups with units, an example, a horizon selector
+GET /example     {"values": {key: value}}: training medians, a typical patient-day
+POST /predict    {"values": {name: number | null}, "horizons": [1, 2, 3]} -> one result per horizon;
+                 an unknown name, a non-numeric or impossible value, or a row with no usable
+                 factor combination gets a 422 naming the fields
+GET /health      {"status": "ok", "models": n}
+"""
+
+from __future__ import annotations
+
+import html
+from importlib.resources import files
+from typing import Annotated
+
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field
+
+from prcrs import schema
+from prcrs.serving.inputs import IGNORED, MIN_PRESENT, check_row, field_errors, resolve_columns
+from prcrs.serving.platform import Platform, example_values
+
+NOTE = ("The calibrated probability is the share of past patient-days with a similar model score "
+        "(out-of-fold, patient-grouped) that had severe CRS (grade 3 or above) on the day predicted. It is "
+        "a risk estimate from a small cohort (202 patients), not a diagnosis.")
+
+
+class PredictRequest(BaseModel):
+    # values are checked by prcrs.serving.inputs, as in `prcrs predict`, so that errors read the same
+    values: dict[str, float | str | None] = Field(description="factor name (sheet name or key) -> value in "
+                                                               "schema units; null or blank = not measured")
+    horizons: list[Annotated[int, Field(ge=1, le=3)]] = Field(default=[1], min_length=1,
+                                                               description="days ahead, 1-3")
+
+
+def _unprocessable(errors: dict[str, str]):
+    return HTTPException(422, detail=[{"loc": ["body", "values", name], "msg": msg, "type": "value_error"}
+                                      for name, msg in errors.items()])
+
+
+def create_app(platform: Platform) -> FastAPI:
+    app = FastAPI(title="prcrs: severe CRS risk after CAR-T", docs_url="/docs")
+    example = example_values(platform.models[(schema.COMBINATIONS[0], platform.horizons[0])])
+    page = render_page(platform.horizons)
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> str:
+        return page
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "models": len(platform.models), "horizons": list(platform.horizons)}
+
+    @app.get("/example")
+    def get_example() -> dict:
+        return {"values": example}
+
+    @app.post("/predict")
+    def predict(request: PredictRequest) -> dict:
+        _, unknown = resolve_columns(request.values)
+        errors = {name: "unknown factor name" for name in unknown} | field_errors(request.values)
+        if errors:
+            raise _unprocessable(errors)
+        bad = [h for h in request.horizons if h not in platform.horizons]
+        if bad:
+            raise HTTPException(422, detail=[{"loc": ["body", "horizons"], "type": "value_error",
+                                              "msg": f"no model for horizon(s) {bad}"}])
+        row = check_row(request.values)
+        if row.error is not None:
+            raise HTTPException(422, detail=[{"loc": ["body", "values"], "msg": row.error, "type": "value_error"}])
+        results = platform.predict_rows([row], request.horizons)[0]
+        return {"results": results, "note": NOTE}
+
+    return app
+
+
+def render_page(horizons: tuple[int, ...]) -> str:
+    groups = []
+    for g, title in schema.GROUP_NAMES.items():
+        fields = "".join(
+            f'<label>{html.escape(f.name)} <small>{html.escape(f.unit)}</small>'
+            f'<input name="{f.key}" inputmode="decimal" autocomplete="off"></label>'
+            for f in schema.FEATURES if f.group == g and f.key not in IGNORED)
+        groups.append(f'<fieldset><legend>{g}. {html.escape(title)} <small>(needs {MIN_PRESENT[g]} of '
+                      f'{len(schema.group_features(g))})</small></legend>{fields}</fieldset>')
+    options = "".join(f'<option value="{h}">{h} day{"s" if h > 1 else ""} ahead</option>' for h in horizons)
+    page = (files("prcrs.serving") / "page.html").read_text(encoding="utf-8")
+    return page.replace("{groups}", "".join(groups)).replace("{options}", options).replace(
+        "{order}", " &gt; ".join(schema.COMBINATIONS)).replace("{note}", html.escape(NOTE))

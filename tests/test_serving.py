@@ -1,0 +1,331 @@
+"""The prediction platform: combination choice, calibration, train-final -> registry -> predict,
+the web API and page (headless Chromium), and `mlflow models serve`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from prcrs import cli, schema
+from prcrs.serving.inputs import MIN_PRESENT, check_row, choose_combination
+from prcrs.serving.train_final import fit_calibrators
+
+HORIZONS = (1, 2)
+TRAIN = ["data=synthetic", "model=logreg", "cv.folds=3"]
+
+
+def _groups(*groups, drop_one_short: int | None = None) -> set[str]:
+    """Factor keys of whole groups, plus group `drop_one_short` with one factor fewer than needed."""
+    keys = set(schema.group_features(*groups)) if groups else set()
+    if drop_one_short is not None:
+        keys |= set(schema.group_features(drop_one_short)[:MIN_PRESENT[drop_one_short] - 1])
+    return keys
+
+
+@pytest.mark.parametrize("groups, expected", [
+    ((1, 2, 3, 4), "1234"), ((1, 2, 3), "123"), ((4,), "4"), ((2, 4), "4"), ((2, 3), "23"), ((1, 3), "3"),
+    ((3,), "3"), ((2,), "2"), ((1, 2), "2"), ((1,), None), ((), None)])
+def test_combination_is_the_first_in_the_platform_order_with_every_group_available(groups, expected):
+    assert choose_combination(_groups(*groups)) == expected
+
+
+def test_a_group_needs_half_of_its_factors():
+    assert MIN_PRESENT == {1: 5, 2: 5, 3: 8, 4: 4}
+    assert choose_combination(_groups(1, 2, 3, drop_one_short=4)) == "123"
+    at_threshold = _groups(1, 2, 3) | set(schema.group_features(4)[:4])
+    assert choose_combination(at_threshold) == "1234"
+
+
+def test_rows_are_checked_with_errors_that_name_the_column():
+    full = {f.column: f.low + (f.high - f.low) / 4 for f in schema.FEATURES if f.key != "chloride"}
+    assert check_row(full).combination == "1234" and not check_row(full).warnings
+    chlorine = check_row({**full, "chlorine": 15})
+    assert chlorine.error is None and "chloride" not in chlorine.values and "chlorine: not used" in chlorine.warnings[0]
+    assert "non-numeric value 'high'" in check_row({**full, "IL6": "high"}).error
+    assert "IL6" in check_row({**full, "IL6": "high"}).error
+    impossible = check_row({**full, "Neutrophil percentage": 75}).error
+    assert "Neutrophil percentage" in impossible and "impossible value 75" in impossible and "fraction" in impossible
+    assert "impossible value -1" in check_row({**full, "ferritin": -1}).error
+    assert check_row({"IL6": 12.0}).error.startswith("nothing usable")
+    no_cytokines = check_row({k: v for k, v in full.items() if k not in {"IL6", "IL10", "IL4", "IL2"}})
+    assert no_cytokines.combination == "123" and no_cytokines.error is None
+    partial = check_row({**full, "D-dimer": None, "fibrinogen": ""})
+    assert partial.combination == "1234"
+    assert any("D-dimer" in w and "Fibrinogen" in w for w in partial.warnings)
+
+
+def test_calibrators_are_increasing_and_fitted_on_oof_predictions():
+    rng = np.random.default_rng(0)
+    scores = rng.beta(1, 6, 3000)
+    labels = (rng.random(3000) < scores ** 0.7).astype(int)  # miscalibrated: the true risk is higher
+    groups = np.repeat(np.arange(300), 10)
+    paper, name, calibrator, brier = fit_calibrators(scores, labels, groups)
+    grid = np.linspace(0, 1, 201)
+    assert name in {"isotonic", "platt"} and brier[name] == min(brier["isotonic"], brier["platt"])
+    assert np.all(np.diff(calibrator.predict(grid)) >= -1e-12)
+    assert calibrator.predict(np.array([0.05]))[0] > 0.05  # corrects the under-estimate
+    assert brier[name] < np.mean((scores - labels) ** 2)
+    assert paper.predict(grid).min() >= 0 and paper.predict(grid).max() <= 1
+    _, inverted_name, inverted, _ = fit_calibrators(1 - scores, labels, groups)  # an inverted score
+    assert inverted_name == "isotonic" and np.all(np.diff(inverted.predict(grid)) >= -1e-12)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A registry with every combination at horizons 1 and 2 (synthetic data, logistic regression)."""
+    folder = tmp_path_factory.mktemp("platform")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    old = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "PRCRS_DATA_DIR")}
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    os.environ.pop("PRCRS_DATA_DIR", None)
+    assert cli.main(["train-final", *TRAIN, "--horizon", *map(str, HORIZONS)]) == 0
+    yield uri
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def platform(store):
+    from prcrs.serving.registry import load_platform
+
+    return load_platform(store, horizons=HORIZONS)
+
+
+def _example_rows(platform) -> pd.DataFrame:
+    medians = platform.models[("1234", 1)].medians
+    full = {f.column: medians[f.key] for f in schema.FEATURES}
+    no_cytokines = {c: v for c, v in full.items() if c not in {"IL2", "IL4", "IL6", "IL10", "TNFα", "IFNγ", "IL17A"}}
+    rows = [{"patient": "a", "Relative date": 1, **full},
+            {"patient": "a", "Relative date": 2, **no_cytokines},
+            {"patient": "b", "Relative date": 1, **full, "IL6": "lots"},
+            {"patient": "b", "Relative date": 2, **full, "hemoglobin": 1e6},
+            {"patient": "c", "Relative date": 1, "IL6": 30.0},
+            {"patient": "c", "Relative date": 2, **full, "comment": "x"}]
+    return pd.DataFrame(rows)
+
+
+def test_train_final_registers_calibrated_pyfunc_models_with_a_signature(store, platform):
+    import mlflow
+
+    mlflow.set_tracking_uri(store)
+    names = {m.name for m in mlflow.MlflowClient().search_registered_models()}
+    assert names == {f"prcrs-f{c}-h{h}" for c in schema.COMBINATIONS for h in HORIZONS}
+    pyfunc = mlflow.pyfunc.load_model("models:/prcrs-f123-h1/1")
+    assert [c.name for c in pyfunc.metadata.get_input_schema().inputs] == list(schema.select_features("none", "123"))
+    model = platform.models[("123", 1)]
+    assert model.calibrator_name in {"isotonic", "platt"} and model.info["cv_run_id"]
+    example = pd.DataFrame([{k: model.medians[k] for k in model.features}])
+    out = pyfunc.predict(example)
+    assert list(out.columns) == ["probability", "calibrated_probability", "paper_probability"]
+    assert ((out >= 0) & (out <= 1)).all().all()
+    with pytest.raises(Exception, match="d_dimer: impossible value -5"):
+        pyfunc.predict(example.assign(d_dimer=-5.0))
+
+
+def test_predict_cli_keeps_going_past_bad_rows(store, platform, tmp_path, capsys):
+    path = tmp_path / "days.csv"
+    _example_rows(platform).to_csv(path, index=False)
+    out = tmp_path / "pred.csv"
+    assert cli.main(["predict", str(path), "--horizon", "1", "2", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    table = pd.read_csv(out)
+    assert len(table) == 12 and set(table["horizon"]) == {1, 2}
+    first = table[table["row"] == 2]
+    assert (first["combination"] == 1234).all() and first["error"].isna().all()
+    assert first["calibrated_probability"].between(0, 1).all() and first["probability"].between(0, 1).all()
+    assert (table.loc[table["row"] == 3, "combination"] == 123).all()
+    assert table.loc[table["row"] == 3, "warnings"].str.contains("combination 123 used").all()
+    errors = table.drop_duplicates("row").set_index("row")["error"]
+    assert "non-numeric value 'lots'" in errors[4] and "IL6" in errors[4]
+    assert "impossible value 1e+06" in errors[5] and "hemoglobin" in errors[5]
+    assert errors[6].startswith("nothing usable")
+    assert pd.isna(errors[7]) and "unknown column(s) ignored: comment" in err
+    assert "error: row 4" in err and "error: row 6" in err
+
+
+def test_predict_reads_the_published_sheet_layout_from_xlsx(store, platform, tmp_path, capsys):
+    rows = _example_rows(platform).iloc[:2].drop(columns="patient")
+    path = tmp_path / "sheet.xlsx"
+    with pd.ExcelWriter(path) as writer:  # a title row above the header, as in the published sheet
+        pd.DataFrame([["CAR-T lab values"]]).to_excel(writer, index=False, header=False)
+        rows.to_excel(writer, index=False, startrow=1)
+    assert cli.main(["predict", str(path), "--horizon", "1"]) == 0
+    table = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
+    assert list(table["day"]) == [1, 2] and table["error"].isna().all()
+
+
+def test_predict_says_what_is_missing(tmp_path, capsys):
+    assert cli.main(["predict", str(tmp_path / "none.csv")]) == 2
+    assert "not found" in capsys.readouterr().err
+    empty = tmp_path / "mlflow.db"
+    path = tmp_path / "x.csv"
+    path.write_text("IL6\n3\n")
+    assert cli.main(["predict", str(path), "--tracking-uri", f"sqlite:///{empty}"]) == 2
+    assert "prcrs train-final" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def client(platform):
+    from fastapi.testclient import TestClient
+
+    from prcrs.serving.web import create_app
+
+    return TestClient(create_app(platform))
+
+
+def test_api_predicts_and_names_bad_fields_in_a_422(client):
+    values = client.get("/example").json()["values"]
+    ok = client.post("/predict", json={"values": values, "horizons": [1, 2]})
+    assert ok.status_code == 200, ok.text
+    results = ok.json()["results"]
+    assert [r["horizon"] for r in results] == [1, 2] and results[0]["combination"] == "1234"
+    assert 0 <= results[0]["calibrated_probability"] <= 1 and "severe CRS" in ok.json()["note"]
+    cases = {"foo": {**values, "foo": 1}, "il6": {**values, "il6": "abc"}, "Neutrophil percentage":
+             {**values, "Neutrophil percentage": 80}}
+    for name, bad in cases.items():
+        res = client.post("/predict", json={"values": bad})
+        assert res.status_code == 422 and res.json()["detail"][0]["loc"][-1] == name, res.text
+    nothing = client.post("/predict", json={"values": {"il6": 3}})
+    assert nothing.status_code == 422 and "nothing usable" in nothing.text
+    assert client.post("/predict", json={"values": values, "horizons": [3]}).status_code == 422
+    assert client.post("/predict", json={"values": values, "horizons": [7]}).status_code == 422
+    assert client.post("/predict", json={"horizons": [1]}).status_code == 422
+    page = client.get("/").text
+    for f in schema.FEATURES:
+        assert (f'name="{f.key}"' in page) == (f.key != "chloride")  # the sheet's chlorine is not read
+    assert "mmol/L" in page and "pg/mL" in page and 'id="example"' in page and 'id="horizon"' in page
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(platform):
+    """The app under uvicorn on a loopback port, in a thread."""
+    import uvicorn
+
+    from prcrs.serving.web import create_app
+
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(platform), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if srv.started:
+            break
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+def test_server_answers_a_load_of_requests_on_loopback(server):
+    import httpx
+
+    values = httpx.get(f"{server}/example").json()["values"]
+
+    def one(i):
+        with httpx.Client(timeout=30) as c:
+            return c.post(f"{server}/predict", json={"values": values, "horizons": [1 + i % 2]}).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(one, range(300)))
+    assert codes == [200] * 300
+
+
+def _chromium():
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return None, "selenium is not installed (pip install -e '.[dev]')"
+    if not browser or not driver:
+        return None, "Chromium or chromedriver is missing (apt-get install chromium chromium-driver; .ci/run does)"
+    return (browser, driver), ""
+
+
+def test_page_works_in_headless_chromium(server):
+    found, why = _chromium()
+    if found is None:
+        pytest.skip(why)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = found[0]
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(found[1]), options=options)
+    try:
+        driver.get(server)
+        assert "Severe CRS risk" in driver.title + driver.page_source
+        driver.find_element(By.ID, "example").click()
+        WebDriverWait(driver, 10).until(lambda d: d.find_element(By.NAME, "il6").get_attribute("value") != "")
+        Select(driver.find_element(By.ID, "horizon")).select_by_value("2")
+        driver.find_element(By.ID, "submit").click()
+        result = WebDriverWait(driver, 20).until(ec.presence_of_element_located((By.CLASS_NAME, "prediction")))
+        assert "2 day(s) ahead" in result.text and "combination 1234" in result.text and "%" in result.text
+        field = driver.find_element(By.NAME, "ferritin")
+        field.clear()
+        field.send_keys("-5")
+        driver.find_element(By.ID, "submit").click()
+        error = WebDriverWait(driver, 20).until(ec.presence_of_element_located((By.ID, "error")))
+        assert "ferritin" in error.text and "impossible" in error.text
+        assert "bad" in field.get_attribute("class")
+    finally:
+        driver.quit()
+
+
+def test_mlflow_models_serve_answers(store, platform):
+    port = _free_port()
+    # mlflow starts `uvicorn` from PATH: the venv's, as after `source .venv/bin/activate`
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    proc = subprocess.Popen([str(mlflow_bin), "models", "serve", "-m", "models:/prcrs-f1234-h1/1", "--env-manager",
+                             "local", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        import httpx
+
+        for _ in range(240):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None:
+                pytest.fail(proc.stderr.read()[-2000:])
+            time.sleep(0.5)
+        model = platform.models[("1234", 1)]
+        row = {k: model.medians[k] for k in model.features}
+        body = {"dataframe_split": {"columns": list(row), "data": [list(row.values())]}}
+        res = httpx.post(f"http://127.0.0.1:{port}/invocations", json=body, timeout=30)
+        assert res.status_code == 200, res.text
+        predictions = json.loads(res.text)["predictions"]
+        assert 0 <= predictions[0]["calibrated_probability"] <= 1
+    finally:
+        proc.terminate()
+        proc.wait(20)
