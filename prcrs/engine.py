@@ -34,6 +34,7 @@ def config_hash(cfg: DictConfig) -> str:
     """Hash of everything that determines a run's results (not where or under which study it is logged)."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
     spec = {k: resolved.get(k) for k in RESULT_KEYS}
+    spec["cv"] = {k: v for k, v in (spec["cv"] or {}).items() if k != "n_jobs"}  # fold parallelism: same results
     return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
