@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint audit ui bench reproduce report
+.PHONY: help install run test lint audit ui bench reproduce report platform serve
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -32,8 +32,9 @@ audit: $(BIN)/prcrs ## audit the CAR-T data (real when found, synthetic otherwis
 ui: $(BIN)/prcrs ## MLflow UI on the project's store, on loopback (http://127.0.0.1:5000)
 	$(BIN)/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlruns/mlflow.db} --host 127.0.0.1 --port 5000
 
-bench: $(BIN)/prcrs ## time 5-fold CV of prcrs and prcrs_paper vs a plain PyTorch loop; writes bench.json
+bench: $(BIN)/prcrs ## time 5-fold CV (prcrs, prcrs_paper) vs a plain PyTorch loop, and prediction latency; writes bench.json
 	$(BIN)/python benchmarks/cv_speed.py
+	$(BIN)/python benchmarks/predict_latency.py
 
 reproduce: $(BIN)/prcrs ## every run behind the paper's tables and figures (resumable), then the report
 	$(BIN)/python experiments/reproduce.py
@@ -41,3 +42,9 @@ reproduce: $(BIN)/prcrs ## every run behind the paper's tables and figures (resu
 
 report: $(BIN)/prcrs ## build reports/ (tables + figures) from the MLflow runs
 	$(BIN)/prcrs report
+
+platform: $(BIN)/prcrs ## train, calibrate and register the platform's 18 models (prcrs train-final)
+	$(BIN)/prcrs train-final
+
+serve: $(BIN)/prcrs ## the prediction web page and API on http://127.0.0.1:8000 (prcrs serve)
+	$(BIN)/prcrs serve

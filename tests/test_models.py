@@ -152,3 +152,19 @@ def test_unknown_freeze_policy_is_named():
     model = DeepModel(partial(B.CNN)).build(10)
     with pytest.raises(ConfigError, match="freeze policy"):
         freeze(model, "half")
+
+
+@pytest.mark.parametrize("n_fit", [64 * 2 + 1, 64 * 2, 64 * 2 + 2])
+def test_early_stopping_validates_every_epoch_whatever_the_last_batch_size(n_fit):
+    """A last training batch of one row is skipped (BatchNorm); the epoch must still end in a
+    validation pass (it did not when the loader's length counted the skipped batch)."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n_fit + 40, 6)).astype(np.float32)
+    y = (X[:, 0] + rng.standard_normal(len(X)) > 1).astype(int)
+    import pandas as pd
+
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(6)])
+    model = DeepModel(partial(B.CNN, channels=4), max_epochs=3, batch_size=64, patience=1, min_epochs=3)
+    model.preprocessor.set_params(mask_fingerprint=False)
+    model.fit(frame.iloc[:n_fit], y[:n_fit], None, frame.iloc[n_fit:], y[n_fit:])
+    assert model.trainer_.current_epoch == 3 and model.best_.best_epoch >= 0

@@ -113,8 +113,9 @@ class _Batches(torch.utils.data.IterableDataset):
                 continue
             yield tuple(t[idx] for t in self.tensors)
 
-    def __len__(self):
-        return max(1, -(-len(self.tensors[0]) // self.batch_size))
+    def __len__(self):  # must match __iter__: Lightning validates after the len()-th batch
+        full, rest = divmod(len(self.tensors[0]), self.batch_size)
+        return max(1, full + (rest >= (2 if self.shuffle else 1)))
 
 
 def _loader(Z, missing, y, batch_size, shuffle, seed):
