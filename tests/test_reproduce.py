@@ -20,9 +20,8 @@ def quick_store(tmp_path_factory):
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     env = {**__import__("os").environ, "MLFLOW_TRACKING_URI": uri}
     env.pop("PRCRS_DATA_DIR", None)
-    done = subprocess.run([sys.executable, str(ROOT / "experiments" / "reproduce.py"), "--quick",
-                           "--sweep-root", str(tmp / "sweeps")], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=900)
+    done = subprocess.run([sys.executable, str(ROOT / "experiments" / "reproduce.py"), "--quick"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     return tmp, uri
 

@@ -137,6 +137,15 @@ def test_train_final_registers_calibrated_pyfunc_models_with_a_signature(store, 
         pyfunc.predict(example.assign(d_dimer=-5.0))
 
 
+def test_train_final_takes_the_best_honest_config_from_the_store(store):
+    from prcrs.serving.train_final import best_honest_config
+
+    best = best_honest_config("synthetic", store)  # the store holds the platform's own CV runs
+    assert best["model"] == "logreg" and best["horizon"] == 1 and best["study"] == "platform"
+    assert set(best["overrides"]) == {"data=synthetic", "cv.folds=3", "model=logreg"}
+    assert best_honest_config("real", store) is None
+
+
 def test_predict_cli_keeps_going_past_bad_rows(store, platform, tmp_path, capsys):
     path = tmp_path / "days.csv"
     _example_rows(platform).to_csv(path, index=False)

@@ -231,6 +231,20 @@ def resolve_data_dir(path: str | Path | None = None) -> Path | None:
     return None
 
 
+_READ: dict[tuple, Cohort] = {}
+
+
+def _read_once(loader, path: Path) -> Cohort:
+    """`loader(path)`, read once per process while the file is unchanged (sweeps load it per run);
+    each caller gets its own copy of the frame."""
+    stat = path.stat()
+    key = (loader.__name__, str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _READ:
+        _READ[key] = loader(path)
+    cohort = _READ[key]
+    return Cohort(cohort.frame.copy(), cohort.kind, cohort.source)
+
+
 def load_cohort(kind: str = "cart", path: str | Path | None = None, seed: int = 0, n_patients: int = 202) -> Cohort:
     """The cohort for `kind` ('cart', 'covid' or 'synthetic'), real when found.
 
@@ -253,8 +267,8 @@ def load_cohort(kind: str = "cart", path: str | Path | None = None, seed: int = 
         )
         return synthetic_cart(n_patients, seed=seed) if kind == "cart" else synthetic_covid(seed=seed)
     if kind == "cart":
-        return load_cart(folder / CART_FILE)
+        return _read_once(load_cart, folder / CART_FILE)
     covid = folder / COVID_FILE
     if not covid.is_file():
         raise DataError(f"no {COVID_FILE} in {folder}")
-    return load_covid(covid)
+    return _read_once(load_covid, covid)

@@ -5,9 +5,9 @@ For each (combination, horizon): the honest-protocol cross-validation through th
 patient-grouped out-of-fold predictions, then the same config fitted on every row (early
 stopping on an inner patient-grouped split) and registered as a pyfunc model.
 
-The model is the one with the best honest AUROC (horizon 1, all factors) among the finished
-runs on the same data in the MLflow store, unless `model=` is given; with no such run, the
-config default (PrCRS).
+The config is that of the best honest run with all factors among the finished runs on the same
+data in the MLflow store (see `best_honest_config`), unless `model=` is given; with no such run,
+the config default (PrCRS).
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from prcrs.splits import inner_split
 
 log = logging.getLogger("prcrs")
 STUDY = "platform"
-ANY_COMBINATION = "model.name != 'measix'"  # m-EASIX needs LDH, CRP and platelets: not every combination
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
@@ -45,19 +44,31 @@ def compose_config(overrides: list[str]) -> DictConfig:
         raise ConfigError(str(exc).splitlines()[0]) from None
 
 
-def best_honest_model(data_source: str, tracking_uri: str | None = None) -> tuple[str, float] | None:
-    """(model, mean test AUROC) of the best finished honest run at horizon 1 with all factors."""
+def best_honest_config(data_source: str, tracking_uri: str | None = None) -> dict | None:
+    """The best finished honest run with all factors on `data_source` data: its model, mean test
+    AUROC, horizon and overrides. Runs are compared at the horizon where most models were
+    compared (the lower on a tie), as AUROCs at different horizons are not comparable."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking.tracking_uri(tracking_uri))
     runs = mlflow.search_runs(search_all_experiments=True, output_format="list",
-                              order_by=["metrics.mean_test_auroc DESC"],
                               filter_string="tags.role = 'cv_parent' and attributes.status = 'FINISHED' and "
-                                            "tags.protocol = 'honest' and tags.horizon = '1' and "
-                                            "tags.factors = '1234' and tags.ablation = 'none' and "
+                                            "tags.protocol = 'honest' and tags.factors = '1234' and "
+                                            "tags.ablation = 'none' and tags.transfer = 'none' and "
                                             f"tags.data_source = '{data_source}' and tags.model != 'measix'")
     runs = [r for r in runs if np.isfinite(r.data.metrics.get("mean_test_auroc", np.nan))]
-    return (runs[0].data.tags["model"], runs[0].data.metrics["mean_test_auroc"]) if runs else None
+    if not runs:
+        return None
+    models = {}
+    for r in runs:
+        models.setdefault(int(r.data.tags["horizon"]), set()).add(r.data.tags["model"])
+    horizon = min(models, key=lambda h: (-len(models[h]), h))
+    best = max((r for r in runs if int(r.data.tags["horizon"]) == horizon),
+               key=lambda r: r.data.metrics["mean_test_auroc"])
+    dropped = ("factors=", "horizon=", "study=", "protocol=", "hydra", "logger.", "model=")
+    overrides = [o for o in best.data.params.get("overrides", "-").split() if o != "-" and not o.startswith(dropped)]
+    return {"model": best.data.tags["model"], "auroc": best.data.metrics["mean_test_auroc"], "horizon": horizon,
+            "overrides": [*overrides, f"model={best.data.tags['model']}"], "study": best.data.tags["study"]}
 
 
 def fit_calibrators(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, seed: int = 0):
@@ -72,12 +83,12 @@ def fit_calibrators(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, 
     return calibration.WindowConversion().fit(scores, labels), best, fitted[best], brier
 
 
-def train_one(cfg: DictConfig, cohort) -> CombinationModel:
+def train_one(cfg: DictConfig, cohort, overrides: list[str]) -> CombinationModel:
     """Cross-validate (or reuse the finished run), calibrate on its OOF, fit on all rows."""
 
     features = engine.features_of(cfg)
     data = make_horizon(cohort, engine.horizon_of(cfg), features)
-    engine.run(cfg)
+    engine.run(cfg, overrides)
     experiment_id = tracking.setup(cfg.study, cfg.logger.tracking_uri)
     cv_run = tracking.finished_run(experiment_id, engine.config_hash(cfg))
     predictions = oof(cv_run.info.run_id)
@@ -116,18 +127,20 @@ def train_final(overrides: list[str], horizons=HORIZONS, combinations=None,
         raise ConfigError("train-final fits the platform under protocol=honest only (the paper protocol leaks)")
     cohort = load_cohort(base.data.kind, base.data.path, seed=base.seed, n_patients=base.data.n_patients)
     if not any(o.startswith("model=") for o in overrides):
-        best = best_honest_model(cohort.data_source, base.logger.tracking_uri)
+        best = best_honest_config(cohort.data_source, base.logger.tracking_uri)
         if best is not None:
-            log.info(f"model {best[0]}: best honest mean AUROC {best[1]:.3f} (horizon 1, all factors) in the store")
-            overrides.append(f"model={best[0]}")
+            log.info(f"model {best['model']}: best honest mean AUROC {best['auroc']:.3f} (horizon {best['horizon']}, "
+                     f"all factors, study {best['study']}); its config: {' '.join(best['overrides'])}")
+            overrides = [*best["overrides"], *overrides]
         else:
             log.info(f"no finished honest run on {cohort.data_source} data in the store: model {base.model.name} "
                      "(config default)")
     out = []
     for h in horizons:
         for code in combinations or schema.COMBINATIONS:
-            cfg = compose_config([*overrides, f"factors={code}", f"horizon={h}"])
-            model = train_one(cfg, cohort)
+            run_overrides = [*overrides, f"factors={code}", f"horizon={h}"]
+            cfg = compose_config(run_overrides)
+            model = train_one(cfg, cohort, run_overrides)
             name = registered_name(code, h)
             experiment_id = tracking.setup(cfg.study, cfg.logger.tracking_uri)
             with mlflow.start_run(experiment_id=experiment_id, run_name=f"final {name}",
