@@ -92,8 +92,9 @@ class FingerprintMasker:
         return self
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
-        out = X.copy()
-        for column, values in self.values_.items():
-            if column in out.columns:
-                out.loc[out[column].isin(values), column] = np.nan
-        return out
+        values = X.to_numpy(float, copy=True)  # numpy, not per-column .loc: one row costs microseconds
+        for j, column in enumerate(X.columns):
+            fills = self.values_.get(column)
+            if fills is not None:
+                values[np.isin(values[:, j], fills), j] = np.nan
+        return pd.DataFrame(values, index=X.index, columns=X.columns)

@@ -94,7 +94,9 @@ def load_platform(tracking_uri: str | None = None, horizons=HORIZONS) -> Platfor
                 missing.append(name)
                 continue
             latest = max(versions, key=lambda v: int(v.version))
-            loaded = mlflow.pyfunc.load_model(f"models:/{name}/{latest.version}")
+            with warnings.catch_warnings():  # MLflow's request for type hints, again at load
+                warnings.filterwarnings("ignore", message=".*type hints to the `predict` method.*")
+                loaded = mlflow.pyfunc.load_model(f"models:/{name}/{latest.version}")
             models[(code, h)] = loaded.unwrap_python_model().model
     if missing:
         raise PrcrsError(f"no registered model {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''} in "
