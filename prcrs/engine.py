@@ -30,11 +30,14 @@ RESULT_KEYS = ("data", "model", "ablation", "factors", "horizon", "protocol", "t
                "cv", "seed")
 
 
-def config_hash(cfg: DictConfig) -> str:
-    """Hash of everything that determines a run's results (not where or under which study it is logged)."""
+def config_hash(cfg: DictConfig, cohort: Cohort) -> str:
+    """Hash of everything that determines a run's results: the config (not where or under which
+    study it is logged, nor the fold parallelism) and the data actually loaded."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
     spec = {k: resolved.get(k) for k in RESULT_KEYS}
     spec["cv"] = {k: v for k, v in (spec["cv"] or {}).items() if k != "n_jobs"}  # fold parallelism: same results
+    spec["factors"] = str(spec["factors"])  # `factors=1234` on the command line is read as a number
+    spec["data_content"] = cohort.content_id
     return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -101,8 +104,8 @@ def _fit_and_score(cfg: DictConfig, data: HorizonData, fit, val, test, covid: Co
     metrics["threshold"] = threshold
     if val is not None:  # the search score: validation rows only
         metrics["val_auroc"] = fold_metrics(data.y[val], val_proba, threshold)["auroc"]
-    if getattr(model, "best_", None) is not None:
-        metrics["best_epoch"] = model.best_.best_epoch
+    if getattr(model, "best_epoch_", None) is not None:
+        metrics["best_epoch"] = model.best_epoch_
     if getattr(model, "trainer_", None) is not None:
         metrics["epochs"] = model.trainer_.current_epoch
     return model, proba, metrics
@@ -124,8 +127,8 @@ class CVResult:
             out[f"mean_test_{m}"] = float(np.nanmean(values))
             out[f"std_test_{m}"] = float(np.nanstd(values))
         out["diverged_folds"] = float(sum(f.get("diverged", 0) for f in self.folds))
-        if all("val_auroc" in f for f in self.folds):
-            out["mean_val_auroc"] = float(np.nanmean([f["val_auroc"] for f in self.folds]))
+        if any("val_auroc" in f for f in self.folds):  # a diverged fold has none
+            out["mean_val_auroc"] = float(np.nanmean([f.get("val_auroc", np.nan) for f in self.folds]))
         return out
 
 
@@ -236,6 +239,8 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: str | N
 
     overrides = overrides or []
     features, horizon = features_of(cfg), horizon_of(cfg)
+    optimized = cfg.get("optimized_metric", "mean_test_auroc")
+    _check_optimized(optimized, cfg)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         cohort = load_cohort(cfg.data.kind, cfg.data.path, seed=cfg.seed, n_patients=cfg.data.n_patients)
@@ -243,11 +248,10 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: str | N
     for w in caught:
         log.warning(str(w.message))
     data = make_horizon(cohort, horizon, features)
-    chash = config_hash(cfg)
+    chash = config_hash(cfg, cohort)
     experiment_id = tracking.setup(cfg.study, cfg.logger.tracking_uri)
     label = f"{cfg.model.name} {cfg.ablation.name} f{cfg.factors} h{cfg.horizon} {cfg.protocol.name}"
     done = tracking.finished_run(experiment_id, chash)
-    optimized = cfg.get("optimized_metric", "mean_test_auroc")
     if done is not None:
         summary = dict(done.data.metrics)
         log.info(f"[{label}] already finished (run {done.info.run_id}): mean AUROC "
@@ -281,14 +285,21 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: str | N
     return _finish(summary, optimized, output_dir)
 
 
+def _check_optimized(optimized: str, cfg: DictConfig) -> None:
+    """Before any training: the metric a sweeper optimizes must be one the run will measure."""
+    measured = {f"{kind}_test_{m}" for kind in ("mean", "std") for m in METRICS}
+    if cfg.protocol.early_stopping or cfg.protocol.threshold == "inner":
+        measured.add("mean_val_auroc")
+    if optimized not in measured:
+        raise ConfigError(f"optimized_metric {optimized!r} is not measured by this run (validation metrics need "
+                          "protocol=honest or an inner split); use mean_test_<metric> or mean_val_auroc")
+
+
 def _finish(summary: dict[str, float], optimized: str, output_dir: str | None) -> float:
-    if optimized not in summary:
-        raise ConfigError(f"optimized_metric {optimized!r} was not measured (validation metrics need "
-                          "protocol=honest or an inner split)")
     if output_dir is not None:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         (Path(output_dir) / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
-    return float(summary[optimized])
+    return float(summary.get(optimized, float("nan")))  # NaN when every fold diverged
 
 
 def format_summary(label: str, summary: dict[str, float]) -> str:

@@ -31,11 +31,23 @@ def fold_metrics(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str
 
 
 def best_f1_threshold(y: np.ndarray, proba: np.ndarray) -> float:
-    """Threshold maximizing macro F1 on (validation) rows; 0.5 when they hold one class only."""
-    y = np.asarray(y, int)
+    """Threshold maximizing macro F1 on (validation) rows; 0.5 when they hold one class only.
+
+    Candidates are the distinct probabilities and 0.5; the lowest of tied ones wins. Every
+    candidate is scored at once from cumulative counts (macro F1 as scikit-learn's, with
+    zero_division=0).
+    """
+    y, proba = np.asarray(y, int), np.asarray(proba, float)
     if len(np.unique(y)) < 2:
         return 0.5
     candidates = np.unique(np.concatenate([proba, [0.5]]))
-    scores = [precision_recall_fscore_support(y, (proba >= t).astype(int), average="macro",
-                                              labels=[0, 1], zero_division=0)[2] for t in candidates]
-    return float(candidates[int(np.argmax(scores))])
+    pos, neg = np.sort(proba[y == 1]), np.sort(proba[y == 0])
+    tp = len(pos) - np.searchsorted(pos, candidates, side="left")  # predicted 1 = proba >= threshold
+    fp = len(neg) - np.searchsorted(neg, candidates, side="left")
+    fn, tn = len(pos) - tp, len(neg) - fp
+
+    def f1(hit, wrong_in, wrong_out):
+        denominator = 2 * hit + wrong_in + wrong_out
+        return np.divide(2 * hit, denominator, out=np.zeros(len(candidates)), where=denominator > 0)
+
+    return float(candidates[int(np.argmax((f1(tp, fp, fn) + f1(tn, fn, fp)) / 2))])

@@ -86,6 +86,9 @@ def test_horizon_pairs_day_t_with_grade_t_plus_h():
         assert len(d) == sum(max(n - h, 0) for n in lengths)  # each patient's last h days drop out
         for i in range(len(d)):
             later = frame[(frame.patient == d.patient[i]) & (frame.day == d.day[i] + h)]
+            today = frame[(frame.patient == d.patient[i]) & (frame.day == d.day[i])]
+            np.testing.assert_array_equal(d.X.iloc[i].to_numpy(), today[list(d.X.columns)].to_numpy()[0])  # day t
+            assert d.grade_today[i] == today["grade"].item()
             assert d.grade_target[i] == later["grade"].item()
             assert d.y[i] == int(later["grade"].item() >= 3)
 

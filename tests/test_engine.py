@@ -124,8 +124,8 @@ def test_threshold_is_chosen_on_inner_validation_rows_never_the_test_fold(monkey
         return fit, val
 
     def spy_threshold(y, proba):
-        seen["threshold_rows"].append(len(y))
-        return 0.5
+        seen["threshold_rows"].append(np.asarray(y))
+        return 0.4321
 
     from prcrs.preprocessing import FoldPreprocessor
 
@@ -139,7 +139,10 @@ def test_threshold_is_chosen_on_inner_validation_rows_never_the_test_fold(monkey
     monkeypatch.setattr(engine, "best_f1_threshold", spy_threshold)
     monkeypatch.setattr(FoldPreprocessor, "fit", spy_fit)
     result = engine.cross_validate(cfg, data)
-    assert seen["threshold_rows"] == [len(v) for v in seen["val"]]
+    assert len(seen["threshold_rows"]) == len(seen["val"]) == 2
+    for y, val in zip(seen["threshold_rows"], seen["val"], strict=True):
+        np.testing.assert_array_equal(y, data.y[val])  # the threshold saw the validation labels only
+    assert (result.oof["threshold"] == 0.4321).all()  # and the chosen threshold is the one used
     for fit_rows, (_, fold) in zip(seen["fit_rows"], result.oof.groupby(["repeat", "fold"]), strict=True):
         test_rows = set(np.flatnonzero(np.isin(data.patient, fold["patient"].unique())))
         assert fit_rows and not fit_rows & test_rows  # preprocessing never saw a test row
@@ -164,6 +167,8 @@ def test_paper_protocol_uses_rows_raw_values_and_threshold_0_3():
     oof = engine.cross_validate(cfg, data).oof
     assert (oof["threshold"] == 0.3).all()
     assert oof.groupby("patient")["fold"].nunique().max() > 1  # a patient's days on both sides
+    pre = engine.build_estimator(cfg, tuple(data.X.columns)).preprocessor
+    assert pre.raw and not pre.mask_fingerprint  # raw values, the data as published
 
 
 @pytest.mark.parametrize("override,message", [("model=nope", "Could not find 'model/nope'"),
@@ -193,3 +198,23 @@ def test_slurm_launcher_config_composes():
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         cfg = compose("config", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.cpus_per_task == 2
+
+
+def test_config_hash_covers_the_data_and_the_config_not_their_spelling():
+    cohort = synthetic_cart(seed=0, n_patients=30)
+    base = engine.config_hash(_compose(FAST), cohort)
+    assert engine.config_hash(_compose([*FAST, "factors=1234"]), cohort) == base  # int 1234 vs "1234"
+    assert engine.config_hash(_compose([*FAST, "cv.n_jobs=1", "study=other"]), cohort) == base
+    assert engine.config_hash(_compose([*FAST, "seed=1"]), cohort) != base
+    changed = synthetic_cart(seed=0, n_patients=30)
+    changed.frame.loc[0, "grade"] = 4 - changed.frame.loc[0, "grade"]
+    assert engine.config_hash(_compose(FAST), changed) != base  # other data: never resumed from
+
+
+def test_an_unmeasured_optimized_metric_fails_before_any_training(monkeypatch):
+    from prcrs.errors import ConfigError
+
+    monkeypatch.setattr(engine, "cross_validate", lambda *a, **k: pytest.fail("trained"))
+    cfg = _compose([*FAST, "protocol=paper", "optimized_metric=mean_val_auroc"])
+    with pytest.raises(ConfigError, match="mean_val_auroc.*not measured"):
+        engine.run(cfg)

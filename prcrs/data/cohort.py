@@ -8,6 +8,7 @@ CAR-T, `severity` (0-2) for COVID-19.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -39,6 +40,12 @@ class Cohort:
     @property
     def n_patients(self) -> int:
         return int(self.frame["patient"].nunique())
+
+    @property
+    def content_id(self) -> str:
+        """Short hash of the cohort's values: runs on other data never pass for each other."""
+        values = pd.util.hash_pandas_object(self.frame, index=False).to_numpy()
+        return hashlib.sha1(values.tobytes()).hexdigest()[:12]
 
     @property
     def data_source(self) -> str:

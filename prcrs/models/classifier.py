@@ -11,15 +11,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from prcrs.metrics import fold_metrics
-
 
 class CRSClassifier(pl.LightningModule):
     """Wraps a backbone `nn.Module` (x (B, p), missing (B, p)) -> logits (B, C).
 
     Loss: cross-entropy with optional class weights. Optimizer and scheduler come from config as
     partials (`_target_` + `_partial_`) called with the parameters / the optimizer. Logs
-    `train/loss`, `val/loss`, `val/auroc`.
+    `train/loss` and `val/loss` (what early stopping and the kept epoch monitor).
     """
 
     def __init__(self, backbone: nn.Module, optimizer: Callable, scheduler: Callable | None = None,
@@ -30,7 +28,6 @@ class CRSClassifier(pl.LightningModule):
         self.scheduler_factory = scheduler
         self.register_buffer("class_weights", torch.tensor(class_weights, dtype=torch.float32)
                              if class_weights is not None else None)
-        self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def forward(self, x: torch.Tensor, missing: torch.Tensor | None = None) -> torch.Tensor:
         return self.backbone(x, missing)
@@ -46,16 +43,8 @@ class CRSClassifier(pl.LightningModule):
         return loss
 
     def validation_step(self, batch, batch_idx):
-        loss, logits = self._loss(batch)
+        loss, _ = self._loss(batch)
         self.log("val/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[0]))
-        self._val_outputs.append((logits.softmax(-1)[:, -1].detach(), batch[2]))
-
-    def on_validation_epoch_end(self):
-        proba = torch.cat([p for p, _ in self._val_outputs]).cpu().numpy()
-        y = torch.cat([t for _, t in self._val_outputs]).cpu().numpy()
-        self._val_outputs.clear()
-        if len(np.unique(y)) == 2:
-            self.log("val/auroc", fold_metrics(y, proba, 0.5)["auroc"])
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=self.parameters())

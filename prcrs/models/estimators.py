@@ -168,8 +168,9 @@ class DeepModel(CRSModel):
             state = {k: v for k, v in self.init_from().items() if k in own and own[k].shape == v.shape}
             self.module_.load_state_dict(state, strict=False)
             freeze(self.module_, self.freeze)
-        self.trainer_, self.best_ = train_module(self.module_, Z, missing, y, val, self.max_epochs, self.batch_size,
-                                                 self.patience, self.min_epochs, self.seed, self.gradient_clip)
+        self.trainer_, best = train_module(self.module_, Z, missing, y, val, self.max_epochs, self.batch_size,
+                                           self.patience, self.min_epochs, self.seed, self.gradient_clip)
+        self.best_epoch_ = None if best is None else best.best_epoch  # its weights are the module's now
 
     def _proba(self, Z, missing):
         proba = self.module_.predict_proba(torch.from_numpy(Z), torch.from_numpy(missing))[:, -1]

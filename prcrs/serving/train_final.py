@@ -90,7 +90,7 @@ def train_one(cfg: DictConfig, cohort, overrides: list[str]) -> CombinationModel
     data = make_horizon(cohort, engine.horizon_of(cfg), features)
     engine.run(cfg, overrides)
     experiment_id = tracking.setup(cfg.study, cfg.logger.tracking_uri)
-    cv_run = tracking.finished_run(experiment_id, engine.config_hash(cfg))
+    cv_run = tracking.finished_run(experiment_id, engine.config_hash(cfg, cohort))
     predictions = oof(cv_run.info.run_id)
     paper, name, calibrator, brier = fit_calibrators(predictions["probability"].to_numpy(),
                                                      predictions["label"].to_numpy(int),
