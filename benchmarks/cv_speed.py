@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +40,8 @@ def plain_fold(cfg, data, k: int, fold, epochs: int) -> int:
     net = instantiate(cfg.model.estimator.backbone)(n_features=x.shape[1], n_classes=2)
     opt = instantiate(cfg.optimizer)(params=net.parameters())
     clip = cfg.trainer.gradient_clip
+    if val is not None:
+        xv, mv = (torch.from_numpy(a) for a in pre.transform_with_missing(data.X.iloc[val]))  # once, as the engine
     rows = 0
     for _ in range(epochs):
         net.train()
@@ -58,7 +59,6 @@ def plain_fold(cfg, data, k: int, fold, epochs: int) -> int:
         rows += len(x)
         if val is not None:  # the epoch's validation pass, as early stopping needs
             net.eval()
-            xv, mv = (torch.from_numpy(a) for a in pre.transform_with_missing(data.X.iloc[val]))
             with torch.no_grad():
                 net(xv, mv).softmax(-1)
     return rows
@@ -99,24 +99,23 @@ def bench_model(name: str) -> dict:
     from prcrs.data.cohort import load_cohort
     from prcrs.data.targets import make_horizon
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[f"model={name}", "study=bench", "logger.log_models=true"])
+    tmp = tempfile.TemporaryDirectory()
+    cfg = engine.compose_config([f"model={name}", "study=bench", "logger.log_models=true",
+                                 f"logger.tracking_uri=sqlite:///{tmp.name}/bench.db"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         cohort = load_cohort(cfg.data.kind, cfg.data.path, seed=cfg.seed)
     data = make_horizon(cohort, cfg.horizon, engine.features_of(cfg))
     workers_seconds = start_workers(cfg.cv.n_jobs)
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/bench.db"
+    with tmp:
         start = time.perf_counter()
         engine.run(cfg)
         cv_seconds = time.perf_counter() - start
         import mlflow
 
         runs = mlflow.search_runs([mlflow.get_experiment_by_name("bench").experiment_id], output_format="list",
-                                  filter_string="tags.role = 'cv_fold'", order_by=["tags.fold ASC"])
-        epochs = [int(r.data.metrics["epochs"]) for r in runs]
-        del os.environ["MLFLOW_TRACKING_URI"]
+                                  filter_string="tags.role = 'cv_fold'")
+        epochs = [int(r.data.metrics["epochs"]) for r in sorted(runs, key=lambda r: int(r.data.tags["fold"]))]
     plain_seconds, rows = plain_loop(cfg, data, epochs)
     return {"cv5_seconds": round(cv_seconds, 2), "worker_start_seconds": round(workers_seconds, 2),
             "plain_loop_seconds": round(plain_seconds, 2),

@@ -9,7 +9,6 @@ project's store, with the registered platform too. Adds "predict_latency" to ben
 from __future__ import annotations
 
 import json
-import os
 import socket
 import tempfile
 import threading
@@ -78,10 +77,8 @@ def brief_platform():
     from prcrs.serving.train_final import train_final
 
     with tempfile.TemporaryDirectory() as tmp:
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/latency.db"
         trained = train_final(["model=prcrs", "cv.folds=2", "trainer.max_epochs=2", "study=latency"], horizons=(1,),
-                              combinations=("1234",))
-        del os.environ["MLFLOW_TRACKING_URI"]
+                              combinations=("1234",), tracking_uri=f"sqlite:///{tmp}/latency.db")
     return Platform({(m.combination, m.horizon): m for _, _, m in trained})
 
 

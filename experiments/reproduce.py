@@ -5,13 +5,14 @@ below (Hydra's override syntax). The runs are composed and evaluated in this one
 fold workers and the data are loaded once, not once per sweep. Finished configs are skipped
 (resume), so an interrupted reproduction picks up where it stopped; a failing run is reported
 and the others still run. `--quick` (the tests) runs the same sweeps on synthetic data with 2
-folds and 2 epochs into the MLflow store of $MLFLOW_TRACKING_URI.
+folds and 2 epochs into $MLFLOW_TRACKING_URI, by default mlruns/quick.db (not the project's store).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -54,11 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", choices=list(SWEEPS), help="run these artefacts only")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s")
-    from hydra import compose, initialize_config_dir
-
     from prcrs import engine
-    from prcrs.errors import PrcrsError
 
+    if args.quick:  # never into the project's store, where `prcrs report` would mix it with real runs
+        os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{ROOT / 'mlruns' / 'quick.db'}")
     start = time.perf_counter()
     sweeps = QUICK_SWEEPS if args.quick else SWEEPS
     runs = [[f"experiment={name}", *run, *(QUICK if args.quick else [])]
@@ -67,11 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     for i, overrides in enumerate(runs, 1):
         print(f"== [{i}/{len(runs)}] {' '.join(overrides)}", flush=True)
         try:
-            with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-                cfg = compose("config", overrides=overrides)
-            engine.run(cfg, overrides)
-        except PrcrsError as exc:  # recorded and passed: the other runs still happen
-            print(f"error: {' '.join(overrides)}: {exc}", file=sys.stderr, flush=True)
+            engine.run(engine.compose_config(overrides), overrides)
+        except Exception as exc:  # reported and passed: the other runs still happen
+            print(f"error: {' '.join(overrides)}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
             failed.append(overrides)
     print(f"reproduce: {len(runs) - len(failed)} of {len(runs)} runs done in {time.perf_counter() - start:.0f} s",
           flush=True)

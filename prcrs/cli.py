@@ -6,8 +6,9 @@ import argparse
 import json
 import sys
 import warnings
+from pathlib import Path
 
-from prcrs.errors import PrcrsError
+from prcrs.errors import DataError, PrcrsError
 
 
 def _load_for_audit(data: str):
@@ -62,10 +63,10 @@ def read_input(path: str):
 
 
 def cmd_predict(args) -> int:
-    from pathlib import Path
-
     from prcrs.serving.registry import load_platform
 
+    if args.out and not Path(args.out).parent.is_dir():
+        raise DataError(f"output folder not found: {Path(args.out).parent}")
     raw = read_input(args.input)
     platform = load_platform(args.tracking_uri, horizons=tuple(sorted(set(args.horizon))))
     table, unknown = platform.predict_table(raw, args.horizon)

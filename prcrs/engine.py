@@ -30,6 +30,22 @@ RESULT_KEYS = ("data", "model", "ablation", "factors", "horizon", "protocol", "t
                "cv", "seed")
 
 
+def compose_config(overrides: list[str]) -> DictConfig:
+    """The run config of conf/ with Hydra `overrides`, outside `run.py`; a bad override is a
+    one-line ConfigError."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from prcrs.data.cohort import PROJECT_ROOT
+
+    try:
+        with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+            return compose("config", overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ConfigError(str(exc).splitlines()[0]) from None
+
+
 def config_hash(cfg: DictConfig, cohort: Cohort) -> str:
     """Hash of everything that determines a run's results: the config (not where or under which
     study it is logged, nor the fold parallelism) and the data actually loaded."""
@@ -194,7 +210,8 @@ def cross_validate(cfg: DictConfig, data: HorizonData, covid: Cohort | None = No
 def _tags(cfg: DictConfig, cohort: Cohort, chash: str) -> dict[str, str]:
     return {"model": cfg.model.name, "ablation": cfg.ablation.name, "factors": str(cfg.factors),
             "horizon": str(cfg.horizon), "protocol": cfg.protocol.name, "transfer": cfg.transfer.name,
-            "data_source": cohort.data_source, "data_file": Path(cohort.source).name, "git_sha": tracking.git_sha(),
+            "data_source": cohort.data_source, "data_file": Path(cohort.source).name,
+            "data_content": cohort.content_id, "data_patients": str(cohort.n_patients), "git_sha": tracking.git_sha(),
             "study": cfg.study, "config_hash": chash}
 
 

@@ -14,8 +14,9 @@ MLRUNS = PROJECT_ROOT / "mlruns"
 
 
 def tracking_uri(configured: str | None = None) -> str:
-    """$MLFLOW_TRACKING_URI, else the configured URI, else sqlite:///<repo>/mlruns/mlflow.db."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or configured
+    """The URI asked for (a flag or `logger.tracking_uri`), else $MLFLOW_TRACKING_URI, else
+    sqlite:///<repo>/mlruns/mlflow.db."""
+    uri = configured or os.environ.get("MLFLOW_TRACKING_URI")
     return uri or f"sqlite:///{MLRUNS / 'mlflow.db'}"
 
 

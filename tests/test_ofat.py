@@ -40,3 +40,11 @@ def test_ofat_search_on_run_py_scores_on_validation_and_reports_test_apart(tmp_p
     exp = mlflow.get_experiment_by_name("ofat")
     runs = mlflow.search_runs([exp.experiment_id], output_format="list", filter_string="tags.role = 'search'")
     assert len(runs) == 1 and "final_mean_test_auroc" in runs[0].data.metrics
+    assert runs[0].data.metrics["search_mean_val_auroc"] == path.search_score
+
+
+def test_ofat_refuses_to_choose_on_test_folds(tmp_path):
+    done = subprocess.run([sys.executable, "run.py", "-m", "hydra/sweeper=ofat", "data=synthetic", "model=logreg",
+                           "model.estimator.estimator.C=0.001,1.0", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode != 0 and "would choose on test folds" in done.stderr

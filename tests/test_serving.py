@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from prcrs import cli, schema
-from prcrs.serving.inputs import MIN_PRESENT, check_row, choose_combination
+from prcrs.serving.inputs import MIN_PRESENT, check_row, choose_combination, model_frame
 from prcrs.serving.train_final import fit_calibrators
 
 HORIZONS = (1, 2)
@@ -133,17 +133,34 @@ def test_train_final_registers_calibrated_pyfunc_models_with_a_signature(store, 
     out = pyfunc.predict(example)
     assert list(out.columns) == ["probability", "calibrated_probability", "paper_probability"]
     assert ((out >= 0) & (out <= 1)).all().all()
+    pd.testing.assert_frame_equal(out, model.predict(example))  # the registered model is the trained one
     with pytest.raises(Exception, match="d_dimer: impossible value -5"):
         pyfunc.predict(example.assign(d_dimer=-5.0))
 
 
-def test_train_final_takes_the_best_honest_config_from_the_store(store):
+def test_train_final_takes_the_best_honest_config_from_the_store(tmp_path, monkeypatch):
+    import mlflow
+
     from prcrs.serving.train_final import best_honest_config
 
-    best = best_honest_config("synthetic", store)  # the store holds the platform's own CV runs
-    assert best["model"] == "logreg" and best["horizon"] == 1 and best["study"] == "platform"
-    assert set(best["overrides"]) == {"data=synthetic", "cv.folds=3", "model=logreg"}
-    assert best_honest_config("real", store) is None
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # mlflow.set_tracking_uri writes it: restored after the test
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.create_experiment("table2")
+    runs = [("hgb", 0, 0.95, "real"), ("logreg", 0, 0.90, "real"), ("measix", 0, 0.99, "real"),  # m-EASIX: never
+            ("prcrs", 1, 0.97, "real"),  # the only model at horizon 1: AUROCs of other horizons do not compare
+            ("forest", 0, 0.98, "synthetic")]
+    for model, horizon, auroc, source in runs:
+        tags = {"role": "cv_parent", "protocol": "honest", "factors": "1234", "ablation": "none", "transfer": "none",
+                "data_source": source, "horizon": str(horizon), "model": model, "study": "table2"}
+        with mlflow.start_run(experiment_id=experiment, tags=tags):
+            mlflow.log_metric("mean_test_auroc", auroc)
+            mlflow.log_param("overrides", f"experiment=table2 model={model} protocol=honest")
+    best = best_honest_config("real", uri)
+    assert (best["model"], best["horizon"], best["auroc"]) == ("hgb", 0, 0.95)
+    assert best["overrides"] == ["experiment=table2", "model=hgb"] and best["study"] == "table2"
+    assert best_honest_config("synthetic", uri)["model"] == "forest"
+    assert best_honest_config("real", f"sqlite:///{tmp_path / 'empty.db'}") is None
 
 
 def test_predict_cli_keeps_going_past_bad_rows(store, platform, tmp_path, capsys):
@@ -158,6 +175,11 @@ def test_predict_cli_keeps_going_past_bad_rows(store, platform, tmp_path, capsys
     assert (first["combination"] == 1234).all() and first["error"].isna().all()
     assert first["calibrated_probability"].between(0, 1).all() and first["probability"].between(0, 1).all()
     assert (table.loc[table["row"] == 3, "combination"] == 123).all()
+    routed = platform.models[("123", 2)].predict(model_frame([check_row(_example_rows(platform).iloc[1].to_dict())],
+                                                             platform.models[("123", 2)].features))
+    assert table.loc[(table["row"] == 3) & (table["horizon"] == 2), "probability"].item() == pytest.approx(
+        routed["probability"].item())  # the 123 model answered, not the full one
+    assert first["warnings"].str.contains("chlorine: not used").all()
     assert table.loc[table["row"] == 3, "warnings"].str.contains("combination 123 used").all()
     errors = table.drop_duplicates("row").set_index("row")["error"]
     assert "non-numeric value 'lots'" in errors[4] and "IL6" in errors[4]
@@ -185,7 +207,9 @@ def test_predict_says_what_is_missing(tmp_path, capsys):
     path = tmp_path / "x.csv"
     path.write_text("IL6\n3\n")
     assert cli.main(["predict", str(path), "--tracking-uri", f"sqlite:///{empty}"]) == 2
-    assert "prcrs train-final" in capsys.readouterr().err
+    assert "no registered model prcrs-f1234-h1" in capsys.readouterr().err  # the store asked for, not $MLFLOW_...
+    assert cli.main(["predict", str(path), "--out", str(tmp_path / "no" / "such" / "out.csv")]) == 2
+    assert "output folder not found" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

@@ -76,11 +76,15 @@ class OFATSweeper(Sweeper):
         return fixed, searched
 
     def _better(self, a: float, b: float) -> bool:
-        if b is None or (isinstance(b, float) and math.isnan(b)):
+        if isinstance(b, float) and math.isnan(b):
             return not (isinstance(a, float) and math.isnan(a))
         return a > b if self.direction == "maximize" else a < b
 
     def sweep(self, arguments: list[str]) -> Any:
+        metric = self.config.get("optimized_metric")
+        if metric is not None and "_test_" in str(metric):
+            raise ValueError(f"OFAT would choose on test folds (optimized_metric={metric}); add search=ofat, "
+                             "which makes jobs return mean_val_auroc")
         fixed, searched = self._parse(arguments)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -137,7 +141,7 @@ def _log_to_mlflow(config: DictConfig, final: dict, path_file: Path) -> None:
     with mlflow.start_run(experiment_id=experiment_id, run_name="ofat search", tags={"role": "search",
                                                                                      "study": config.study}):
         mlflow.log_params({f"chosen.{k}": v for k, v in final["chosen"].items()})
-        mlflow.log_metric("search_mean_val_auroc", final["search_score"])
+        mlflow.log_metric(f"search_{config.optimized_metric}", final["search_score"])
         for k, v in (final["final_cv"] or {}).items():
             mlflow.log_metric(f"final_{k}", v)
         mlflow.log_artifact(str(path_file))

@@ -8,6 +8,7 @@ CAR-T, `severity` (0-2) for COVID-19.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import warnings
@@ -53,8 +54,10 @@ class Cohort:
         return "synthetic" if self.source == "synthetic" else "real"
 
 
+@functools.cache
 def column_lookup() -> dict[str, str]:
-    """Accepted input column name (lower case) -> project key: sheet names and own keys."""
+    """Accepted input column name (lower case) -> project key: sheet names and own keys (built
+    once; do not mutate)."""
     lookup = {}
     for f in schema.FEATURES:
         lookup[f.column.lower()] = f.key

@@ -147,7 +147,8 @@ def table2_and_fig3(report: Report, t2: pd.DataFrame) -> None:
     report.save(fig, "fig3_roc_pr.png")
     report.sections.append(text + "\n\n![Fig. 3](fig3_roc_pr.png)")
     honest = {m: one(t2, model=m, protocol="honest") for m in DEEP + TABULAR}
-    best = max((m for m in honest if honest[m] is not None), key=lambda m: honest[m]["mean_test_auroc"])
+    scored = [m for m in honest if honest[m] is not None and np.isfinite(honest[m]["mean_test_auroc"])]
+    best = max(scored, key=lambda m: honest[m]["mean_test_auroc"]) if scored else None
     prcrs = honest["prcrs"]
     if prcrs is not None:
         others = [m for m in DEEP if m != "prcrs" and honest[m] is not None]
@@ -156,8 +157,8 @@ def table2_and_fig3(report: Report, t2: pd.DataFrame) -> None:
             f"**PrCRS outperforms CNN, Transformer and Squeezeformer (Table 2).** Under the honest protocol PrCRS "
             f"has AUROC {ci_cell(prcrs, 'auroc')} and macro F1 {ci_cell(prcrs, 'f1_macro')}; it is above "
             f"{len(beaten)} of {len(others)} other networks ({', '.join(beaten) or 'none'}) on mean AUROC. "
-            f"{'Holds' if len(beaten) == len(others) else 'Does not hold in full'} on mean AUROC. The best honest "
-            f"model overall is {best} (AUROC {ci_cell(honest[best], 'auroc')}).")
+            f"{'Holds' if others and len(beaten) == len(others) else 'Does not hold in full'} on mean AUROC."
+            + (f" The best honest model overall is {best} (AUROC {ci_cell(honest[best], 'auroc')})." if best else ""))
         paper = one(t2, model="prcrs", protocol="paper")
         if paper is not None:
             report.claims.append(
@@ -225,9 +226,8 @@ def fig5_calibration(report: Report, t2: pd.DataFrame) -> None:
     if frame is None:
         return
     y, p, groups = frame["label"].to_numpy(), frame["probability"].to_numpy(), frame["patient"].to_numpy()
-    converted = {"raw model output": p}
-    converted.update({name: calibration.cross_fitted(name, p, y, groups) for name in calibration.CONVERSIONS})
-    rows = [[name, f"{np.mean((q - y) ** 2):.4f}"] for name, q in converted.items()]
+    converted = {"raw model output": p, **calibration.cross_fitted_all(p, y, groups)}
+    rows = [[name, f"{calibration.brier(q, y):.4f}"] for name, q in converted.items()]
     fig, ax = plt.subplots(figsize=(5.5, 5))
     for name, q in converted.items():
         bins = np.clip((q * 10).astype(int), 0, 9)
@@ -276,6 +276,8 @@ def fig8_combinations(report: Report, f8: pd.DataFrame) -> None:
     if f8.empty:
         return
     horizons = sorted(select(f8, protocol="honest")["horizon"].unique())
+    if not horizons:
+        return
     fig, axes = plt.subplots(2, len(horizons), figsize=(5 * len(horizons), 9), squeeze=False)
     claim_rows = []
     for col, h in enumerate(horizons):
@@ -356,29 +358,49 @@ def audit_section(report: Report, t2: pd.DataFrame, au: pd.DataFrame, audit: dic
     report.sections.append(text)
 
 
+def _cohort_of(run: pd.Series):
+    """The cohort a run was fitted on, reloaded and checked against the run's data hash."""
+    import warnings
+
+    from prcrs.data.cohort import load_cohort
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a missing real sheet is named below instead
+        patients = run.get("data_patients")
+        cohort = (load_cohort("synthetic", n_patients=int(patients) if isinstance(patients, str) else 202)
+                  if run["data_source"] == "synthetic" else load_cohort("cart"))
+    expected = run.get("data_content")  # absent from runs logged before it was recorded
+    if isinstance(expected, str) and cohort.content_id != expected:
+        raise PrcrsError(f"the runs were fitted on {run['data_source']} data ({run['data_file']}) that is not "
+                         "found here: set PRCRS_DATA_DIR to the folder holding it")
+    return cohort
+
+
 def build_report(out: str | Path = "reports", tracking_uri: str | None = None) -> list[Path]:
     """Write every table (Markdown) and figure (PNG) and reports/README.md; return the files."""
     from prcrs.audit import audit
-    from prcrs.data.cohort import load_cohort
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    t2, t3, f8, tr, au = (parent_runs(s, tracking_uri) for s in ("table2", "table3", "fig8", "transfer", "audit"))
-    if t2.empty:
+    frames = [parent_runs(s, tracking_uri) for s in ("table2", "table3", "fig8", "transfer", "audit")]
+    if frames[0].empty:
         raise PrcrsError("no finished table2 runs in the MLflow store: run `make reproduce` first")
+    sources = set(frames[0]["data_source"])
+    source = "real" if "real" in sources else "synthetic"  # one data source per report, never a mix
+    t2, t3, f8, tr, au = (f if f.empty else select(f, data_source=source) for f in frames)
     report = Report(out)
-    source = t2["data_source"].iloc[0]
     table2_and_fig3(report, t2)
     table3_and_fig4(report, t2, t3)
     fig5_calibration(report, t2)
     fig6_trajectories(report, t2)
     fig8_combinations(report, f8)
     transfer_table(report, t2, tr)
-    cohort = load_cohort("synthetic" if source == "synthetic" else "cart")
-    summary = audit(cohort)
+    summary = audit(_cohort_of(t2.iloc[0]))
     summary["source_name"] = Path(summary["source"]).name
     audit_section(report, t2, au, summary)
-    intro = (f"# Reproduction of PrCRS (Wei et al. 2024): results as measured\n\nData: **{source}** "
+    left_out = f" (runs on {', '.join(sorted(sources - {source}))} data in the store are left out)" \
+        if sources - {source} else ""
+    intro = (f"# Reproduction of PrCRS (Wei et al. 2024): results as measured\n\nData: **{source}**{left_out} "
              f"(git {t2['git_sha'].iloc[0]}). Each claim of the paper, checked under the honest protocol "
              "(patient-grouped folds, label-imputation fingerprint masked, preprocessing and thresholds fitted on "
              "training folds only) beside the paper's own protocol. Ranges are 95 % intervals.\n\n")

@@ -68,3 +68,12 @@ def cross_fitted(name: str, scores, labels, groups, folds: int = 5, seed: int = 
     for train, test in GroupKFold(folds, shuffle=True, random_state=seed).split(scores, labels, groups):
         out[test] = CONVERSIONS[name]().fit(scores[train], labels[train]).predict(scores[test])
     return out
+
+
+def cross_fitted_all(scores, labels, groups, seed: int = 0) -> dict[str, np.ndarray]:
+    """Every conversion's cross-fitted probabilities (see `cross_fitted`), by name."""
+    return {name: cross_fitted(name, scores, labels, groups, seed=seed) for name in CONVERSIONS}
+
+
+def brier(probabilities, labels) -> float:
+    return float(np.mean((np.asarray(probabilities, float) - np.asarray(labels, float)) ** 2))

@@ -29,30 +29,31 @@ MIN_PRESENT = {g: math.ceil(n / 2) for g, n in GROUP_SIZES.items()}
 @dataclass
 class RowInput:
     """One validated row: the factor values present (key -> value in schema units), the
-    combination chosen, and what the user should know. `error` set means: not predicted."""
+    combination chosen, and what the user should know. `error` set means: not predicted;
+    `field_errors` names the cells behind it (input name -> what is wrong)."""
 
     values: dict[str, float] = field(default_factory=dict)
     combination: str | None = None
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    field_errors: dict[str, str] = field(default_factory=dict)
 
 
-def resolve_columns(columns) -> tuple[dict[str, str], list[str]]:
-    """Input column -> factor key (published sheet names or project keys, any case; IGNORED
-    factors left out), and the columns that are neither a factor nor another known sheet column
-    (patient, day, CRS, ...)."""
+def resolve_columns(columns) -> tuple[dict[str, str], list[str], list[str]]:
+    """(input column -> factor key, the IGNORED factors' columns, the unknown columns). Names
+    are the published sheet's or the project's keys, in any case; other known sheet columns
+    (patient, day, CRS, ...) are in none of the three."""
     lookup = column_lookup()
-    factor_keys = set(schema.FEATURE_KEYS)
-    mapping, unknown = {}, []
+    mapping, ignored, unknown = {}, [], []
     for col in columns:
         key = lookup.get(str(col).strip().lower())
         if key in IGNORED:
-            continue
-        if key in factor_keys:
+            ignored.append(col)
+        elif key in schema.BY_KEY:
             mapping[col] = key
         elif key is None:
             unknown.append(str(col))
-    return mapping, unknown
+    return mapping, ignored, unknown
 
 
 def _number(raw) -> float | None:
@@ -71,9 +72,10 @@ def _number(raw) -> float | None:
     return value
 
 
-def field_errors(cells: dict[str, object]) -> dict[str, str]:
-    """Per input name, what is wrong with its value (non-numeric or outside the plausible range)."""
-    mapping, _ = resolve_columns(cells)
+def field_errors(cells: dict[str, object], mapping: dict[str, str] | None = None) -> dict[str, str]:
+    """Per input name, what is wrong with its value (non-numeric or outside the plausible range);
+    `mapping` is `resolve_columns(cells)[0]` when the caller has it."""
+    mapping = resolve_columns(cells)[0] if mapping is None else mapping
     errors = {}
     for col, key in mapping.items():
         try:
@@ -102,14 +104,11 @@ def choose_combination(present: set[str]) -> str | None:
 
 def check_row(cells: dict[str, object]) -> RowInput:
     """Validate one row of cells (input name -> raw value) and choose its combination."""
-    errors = field_errors(cells)
+    mapping, ignored, _ = resolve_columns(cells)
+    errors = field_errors(cells, mapping)
     if errors:
-        return RowInput(error="; ".join(f"{col}: {msg}" for col, msg in errors.items()))
-    mapping, _ = resolve_columns(cells)
+        return RowInput(error="; ".join(f"{col}: {msg}" for col, msg in errors.items()), field_errors=errors)
     values = {key: v for col, key in mapping.items() if (v := _number(cells[col])) is not None}
-    lookup = column_lookup()
-    ignored = [col for col, raw in cells.items() if lookup.get(str(col).strip().lower()) in IGNORED
-               and raw not in (None, "") and not (isinstance(raw, float) and math.isnan(raw))]
     code = choose_combination(set(values))
     if code is None:
         counts = ", ".join(f"{len(set(values) & set(schema.group_features(g)))}/{GROUP_SIZES[g]} "
@@ -117,11 +116,13 @@ def check_row(cells: dict[str, object]) -> RowInput:
         return RowInput(values, error=f"nothing usable: no factor combination available (present {counts}; "
                                       f"a group needs half of its factors)")
     needed = schema.select_features("none", code)
-    imputed = [schema.BY_KEY[k].name for k in needed if k not in values and k not in IGNORED]
     out = RowInput({k: v for k, v in values.items() if k in needed}, code)
-    out.warnings += [f"{col}: {IGNORED[lookup[str(col).strip().lower()]]}" for col in ignored]
+    lookup = column_lookup()
+    out.warnings += [f"{col}: {IGNORED[lookup[str(col).strip().lower()]]}" for col in ignored
+                     if str(cells[col]).strip().lower() not in MISSING_TOKENS]  # None, NaN, blank: silent
     if code != schema.COMBINATIONS[0]:
         out.warnings.append(f"combination {code} used: not every factor group is available")
+    imputed = [schema.BY_KEY[k].name for k in needed if k not in values and k not in IGNORED]
     if imputed:
         out.warnings.append(f"imputed from training medians: {', '.join(imputed)}")
     return out

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from prcrs import schema
 from prcrs.data.cohort import column_lookup
 from prcrs.errors import DataError, PrcrsError
 from prcrs.serving.inputs import IGNORED, RowInput, check_row, model_frame, resolve_columns
@@ -92,11 +91,11 @@ class Platform:
         """A frame of input rows (any accepted column names, cells as read; the index is the file
         row) -> one output row per input row and horizon (OUTPUT_COLUMNS), and the unknown input
         columns (ignored)."""
-        mapping, unknown = resolve_columns(raw.columns)
+        mapping, ignored, unknown = resolve_columns(raw.columns)
         lookup = column_lookup()
         ids = {lookup.get(str(c).strip().lower()): c for c in raw.columns}
-        factor_cols = list(mapping)
-        rows = [check_row(cells) for cells in raw[factor_cols].to_dict("records")] if factor_cols else \
+        read = [*mapping, *ignored]
+        rows = [check_row(cells) for cells in raw[read].to_dict("records")] if mapping else \
             [RowInput(error="nothing usable: no factor column") for _ in range(len(raw))]
         results = self.predict_rows(rows, horizons)
         records = []
@@ -111,4 +110,4 @@ class Platform:
 
 def example_values(model: CombinationModel) -> dict[str, float]:
     """The page's example: the training medians of the full combination, rounded for display."""
-    return {k: float(f"{v:.3g}") for k, v in model.medians.items() if k in schema.BY_KEY and k not in IGNORED}
+    return {k: float(f"{v:.3g}") for k, v in model.medians.items() if k not in IGNORED}

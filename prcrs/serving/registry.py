@@ -38,9 +38,9 @@ with warnings.catch_warnings():  # MLflow asks for type hints at class creation;
 
         def predict(self, context, model_input, params=None) -> pd.DataFrame:
             frame = pd.DataFrame(model_input)  # MLflow has dropped columns outside the signature (it warns)
-            mapping, _ = resolve_columns(frame.columns)
+            mapping = resolve_columns(frame.columns)[0]
             for i, cells in enumerate(frame[list(mapping)].to_dict("records")):
-                errors = field_errors(cells)
+                errors = field_errors(cells, mapping)
                 if errors:
                     raise DataError(f"row {i}: " + "; ".join(f"{c}: {m}" for c, m in errors.items()))
             X = frame.rename(columns=mapping).reindex(columns=list(self.model.features)).apply(pd.to_numeric)

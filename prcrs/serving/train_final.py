@@ -15,11 +15,10 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from prcrs import engine, schema, tracking
-from prcrs.data.cohort import PROJECT_ROOT, load_cohort
+from prcrs.data.cohort import load_cohort
 from prcrs.data.targets import make_horizon
 from prcrs.errors import ConfigError
 from prcrs.report import calibration
@@ -30,18 +29,6 @@ from prcrs.splits import inner_split
 
 log = logging.getLogger("prcrs")
 STUDY = "platform"
-
-
-def compose_config(overrides: list[str]) -> DictConfig:
-    """The run config with `overrides`; a bad override is a one-line ConfigError."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    try:
-        with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-            return compose("config", overrides=overrides)
-    except (HydraException, OmegaConfBaseException) as exc:
-        raise ConfigError(str(exc).splitlines()[0]) from None
 
 
 def best_honest_config(data_source: str, tracking_uri: str | None = None) -> dict | None:
@@ -75,8 +62,8 @@ def fit_calibrators(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, 
     """(paper conversion, name of the better standard calibrator, that calibrator, Brier scores),
     all from out-of-fold predictions; the standard one is chosen by patient-cross-fitted Brier
     among the increasing ones (isotonic always; Platt when its slope is positive)."""
-    brier = {name: float(np.mean((calibration.cross_fitted(name, scores, labels, groups, seed=seed) - labels) ** 2))
-             for name in ("paper_window", "isotonic", "platt")}
+    brier = {name: calibration.brier(q, labels)
+             for name, q in calibration.cross_fitted_all(scores, labels, groups, seed).items()}
     fitted = {name: calibration.CONVERSIONS[name]().fit(scores, labels) for name in ("isotonic", "platt")}
     monotone = ["isotonic"] + (["platt"] if fitted["platt"].model_.coef_[0, 0] > 0 else [])  # never inverted
     best = min(monotone, key=brier.get)
@@ -122,7 +109,7 @@ def train_final(overrides: list[str], horizons=HORIZONS, combinations=None,
         overrides.append(f"study={STUDY}")
     if tracking_uri:
         overrides.append(f"logger.tracking_uri={tracking_uri}")
-    base = compose_config(overrides)
+    base = engine.compose_config(overrides)
     if base.protocol.name != "honest":
         raise ConfigError("train-final fits the platform under protocol=honest only (the paper protocol leaks)")
     cohort = load_cohort(base.data.kind, base.data.path, seed=base.seed, n_patients=base.data.n_patients)
@@ -139,7 +126,7 @@ def train_final(overrides: list[str], horizons=HORIZONS, combinations=None,
     for h in horizons:
         for code in combinations or schema.COMBINATIONS:
             run_overrides = [*overrides, f"factors={code}", f"horizon={h}"]
-            cfg = compose_config(run_overrides)
+            cfg = engine.compose_config(run_overrides)
             model = train_one(cfg, cohort, run_overrides)
             name = registered_name(code, h)
             experiment_id = tracking.setup(cfg.study, cfg.logger.tracking_uri)

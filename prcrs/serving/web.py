@@ -19,7 +19,8 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from prcrs import schema
-from prcrs.serving.inputs import IGNORED, MIN_PRESENT, check_row, field_errors, resolve_columns
+from prcrs.errors import DataError
+from prcrs.serving.inputs import IGNORED, MIN_PRESENT, check_row, resolve_columns
 from prcrs.serving.platform import Platform, example_values
 
 NOTE = ("The calibrated probability is the share of past patient-days with a similar model score "
@@ -35,9 +36,10 @@ class PredictRequest(BaseModel):
                                                                description="days ahead, 1-3")
 
 
-def _unprocessable(errors: dict[str, str]):
-    return HTTPException(422, detail=[{"loc": ["body", "values", name], "msg": msg, "type": "value_error"}
-                                      for name, msg in errors.items()])
+def _unprocessable(errors: dict[tuple[str, ...], str]) -> HTTPException:
+    """A 422 in FastAPI's own shape: one entry per field, `loc` naming it."""
+    return HTTPException(422, detail=[{"loc": ["body", *loc], "msg": msg, "type": "value_error"}
+                                      for loc, msg in errors.items()])
 
 
 def create_app(platform: Platform) -> FastAPI:
@@ -59,19 +61,18 @@ def create_app(platform: Platform) -> FastAPI:
 
     @app.post("/predict")
     def predict(request: PredictRequest) -> dict:
-        _, unknown = resolve_columns(request.values)
-        errors = {name: "unknown factor name" for name in unknown} | field_errors(request.values)
-        if errors:
-            raise _unprocessable(errors)
-        bad = [h for h in request.horizons if h not in platform.horizons]
-        if bad:
-            raise HTTPException(422, detail=[{"loc": ["body", "horizons"], "type": "value_error",
-                                              "msg": f"no model for horizon(s) {bad}"}])
+        unknown = resolve_columns(request.values)[2]
         row = check_row(request.values)
+        errors = {name: "unknown factor name" for name in unknown} | row.field_errors
+        if errors:
+            raise _unprocessable({("values", name): msg for name, msg in errors.items()})
+        try:
+            horizons = platform.check_horizons(request.horizons)
+        except DataError as exc:
+            raise _unprocessable({("horizons",): str(exc)}) from None
         if row.error is not None:
-            raise HTTPException(422, detail=[{"loc": ["body", "values"], "msg": row.error, "type": "value_error"}])
-        results = platform.predict_rows([row], request.horizons)[0]
-        return {"results": results, "note": NOTE}
+            raise _unprocessable({("values",): row.error})
+        return {"results": platform.predict_rows([row], horizons)[0], "note": NOTE}
 
     return app
 
