@@ -210,3 +210,9 @@ def test_cli_audits_the_covid_file_by_path(real_dir, capsys):
     assert main(["audit", "--data", str(real_dir / "COVID-19.xlsx"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert (report["kind"], report["patients"], report["days"]) == ("covid", 1801, 2318)
+
+
+def test_a_cart_file_path_finds_the_covid_sheet_beside_it(real_dir):
+    assert load_cohort("covid", real_dir / "CAR-T.xlsx").kind == "covid"
+    cart = load_cohort("cart", real_dir / "CAR-T.xlsx")
+    assert cart.kind == "cart" and cart.content_id == load_cohort("cart", real_dir).content_id

@@ -258,7 +258,8 @@ def _read_once(loader, path: Path) -> Cohort:
 def load_cohort(kind: str = "cart", path: str | Path | None = None, seed: int = 0, n_patients: int = 202) -> Cohort:
     """The cohort for `kind` ('cart', 'covid' or 'synthetic'), real when found.
 
-    `path` may be a data folder or a file. Without real data the synthetic cohort (of
+    `path` may be a data folder or a CAR-T file (the COVID-19 sheet is then looked for beside
+    it). Without real data the synthetic cohort (of
     `n_patients`) is used and a warning says so; `Cohort.source` records which data was used.
     """
     from prcrs.data.synthetic import synthetic_cart, synthetic_covid
@@ -267,9 +268,9 @@ def load_cohort(kind: str = "cart", path: str | Path | None = None, seed: int = 
         raise DataError(f"unknown data kind {kind!r}; use cart, covid or synthetic")
     if kind == "synthetic":
         return synthetic_cart(n_patients, seed=seed)
-    if path is not None and Path(path).is_file():
-        return load_cart(path) if kind == "cart" else load_covid(path)
-    folder = resolve_data_dir(path)
+    if kind == "cart" and path is not None and Path(path).is_file():  # a CAR-T file of any name
+        return _read_once(load_cart, Path(path))
+    folder = resolve_data_dir(path)  # a file's folder holds the COVID-19 sheet beside it
     if folder is None:
         warnings.warn(
             f"real {kind} data not found (data.path, ${DATA_ENV}, data/raw/): using the synthetic cohort",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +27,9 @@ CACHE_DIR = PROJECT_ROOT / ".cache"
 def pretrain_key(model: DeepModel, features: tuple[str, ...], covid: Cohort) -> str:
     """Hash of everything that determines the pretrained weights."""
     spec = {"backbone": repr(model.backbone), "optimizer": repr(model.optimizer), "features": list(features),
-            "epochs": model.max_epochs, "batch": model.batch_size, "patience": model.patience,
-            "seed": model.seed, "clip": model.gradient_clip, "covid": covid.source, "rows": len(covid.frame),
+            "epochs": model.max_epochs, "min_epochs": model.min_epochs, "batch": model.batch_size,
+            "patience": model.patience, "seed": model.seed, "clip": model.gradient_clip, "threads": model.threads,
+            "scheduler": repr(model.scheduler), "covid": covid.source, "rows": len(covid.frame),
             "preprocessor": repr(model.preprocessor)}
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -51,5 +53,7 @@ def pretrained_state(model: DeepModel, features: tuple[str, ...], covid: Cohort,
     pretrainer.fit(X.iloc[fit], severity[fit], severity[fit], X.iloc[val], severity[val])
     state = {k: v.detach().clone() for k, v in pretrainer.module_.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, path)
+    partial_path = path.with_suffix(f".{os.getpid()}.tmp")  # parallel sweeps never read a half-written file
+    torch.save(state, partial_path)
+    os.replace(partial_path, path)
     return state
