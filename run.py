@@ -25,6 +25,10 @@ def main(cfg: DictConfig) -> float:
     except PrcrsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are kept in the store; the same command resumes after them",
+              file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Each artefact is a Hydra experiment config (conf/experiment/<name>.yaml) swept over the values
 below (Hydra's override syntax). The runs are composed and evaluated in this one process, so the
-fold workers and the data are loaded once, not once per sweep. Finished configs are skipped
+fold workers start and the data load once, not once per sweep. Finished configs are skipped
 (resume), so an interrupted reproduction picks up where it stopped; a failing run is reported
 and the others still run. `--quick` (the tests) runs the same sweeps on synthetic data with 2
 folds and 2 epochs into $MLFLOW_TRACKING_URI, by default mlruns/quick.db (not the project's store).

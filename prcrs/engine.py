@@ -158,8 +158,18 @@ def fold_rows(cfg: DictConfig, data: HorizonData, k: int, fold) -> tuple[np.ndar
                        val_fraction=cfg.cv.inner_val_fraction)
 
 
-def _run_fold(cfg: DictConfig, data: HorizonData, k: int, fold, n_folds: int, covid: Cohort | None):
-    """(model or None, test probabilities, metrics) of one fold; a diverged fold is recorded with NaN."""
+@dataclass
+class FoldOutput:
+    """What a fold worker sends back: no live model, so this process never imports Lightning."""
+
+    proba: np.ndarray  # P(severe) of the test rows, shape (n_test,); NaN where the fold diverged
+    metrics: dict[str, float]
+    model: bytes | None = None  # the fitted model, joblib-pickled (logger.log_models)
+    n_parameters: int | None = None
+
+
+def _run_fold(cfg: DictConfig, data: HorizonData, k: int, fold, n_folds: int, covid: Cohort | None) -> FoldOutput:
+    """Fit and score fold `k`; a diverged fold is recorded with NaN metrics."""
     start = time.perf_counter()
     fit, val = fold_rows(cfg, data, k, fold)
     try:
@@ -169,7 +179,16 @@ def _run_fold(cfg: DictConfig, data: HorizonData, k: int, fold, n_folds: int, co
         model, proba = None, np.full(len(fold.test), np.nan)
         metrics = {**dict.fromkeys(METRICS, float("nan")), "threshold": float("nan"), "diverged": 1.0}
     metrics.update(seconds=time.perf_counter() - start, test_rows=len(fold.test))
-    return model, proba, metrics
+    out = FoldOutput(proba, metrics, n_parameters=getattr(model, "n_parameters", None))
+    if model is not None and cfg.logger.log_models:
+        import io
+
+        import joblib
+
+        buffer = io.BytesIO()
+        joblib.dump(model, buffer)
+        out.model = buffer.getvalue()
+    return out
 
 
 def cross_validate(cfg: DictConfig, data: HorizonData, covid: Cohort | None = None,
@@ -178,33 +197,41 @@ def cross_validate(cfg: DictConfig, data: HorizonData, covid: Cohort | None = No
 
     Folds run `cv.n_jobs` at a time in worker processes (each with `trainer.threads` torch
     threads), so the results do not depend on `cv.n_jobs`; inside a worker of a parallel sweep
-    they run one by one. `on_fold(k, n, metrics, model)` is
-    called in this process, in fold order.
+    they run one by one. `on_fold(k, n, output)` is called in this process, in fold order.
     """
-    from joblib import Parallel, delayed
-    from joblib.parallel import get_active_backend
+    from prcrs import workers
 
     folds = make_folds(cfg.protocol.split, data.y, data.grade_target, data.patient, cfg.cv.folds,
                        cfg.cv.repeats, cfg.seed)
     if cfg.transfer.name == "covid":  # pretrain once, here, before the workers read the cache
         build_estimator(cfg, tuple(data.X.columns), covid).init_from()
-    n_jobs = max(1, min(int(cfg.cv.n_jobs), len(folds)))
-    if get_active_backend()[0].nesting_level > 0:  # already a worker (e.g. a parallel sweep): no nesting
-        n_jobs = 1
-    jobs = (delayed(_run_fold)(cfg, data, k, fold, len(folds), covid) for k, fold in enumerate(folds))
+    jobs = [(cfg, data, k, fold, len(folds), covid) for k, fold in enumerate(folds)]
     result, oof = CVResult(), []
-    outputs = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
-    for k, (fold, (model, proba, metrics)) in enumerate(zip(folds, outputs, strict=True)):
-        result.folds.append(metrics)
-        if getattr(model, "module_", None) is not None:
-            result.n_parameters = model.n_parameters
-        oof.append(pd.DataFrame({"repeat": fold.repeat, "fold": fold.fold, "patient": data.patient[fold.test],
-                                 "day": data.day[fold.test], "horizon": data.horizon, "label": data.y[fold.test],
-                                 "probability": proba, "threshold": metrics["threshold"]}))
-        if on_fold is not None:
-            on_fold(k, len(folds), metrics, model)
+    try:
+        outputs = workers.map_ordered(_run_fold, jobs, fold_jobs(cfg, len(folds)))
+        for k, (fold, out) in enumerate(zip(folds, outputs, strict=True)):
+            result.folds.append(out.metrics)
+            result.n_parameters = out.n_parameters or result.n_parameters
+            oof.append(pd.DataFrame({"repeat": fold.repeat, "fold": fold.fold, "patient": data.patient[fold.test],
+                                     "day": data.day[fold.test], "horizon": data.horizon,
+                                     "label": data.y[fold.test], "probability": out.proba,
+                                     "threshold": out.metrics["threshold"]}))
+            if on_fold is not None:
+                on_fold(k, len(folds), out)
+    except workers.BrokenProcessPool:
+        raise TrainingError("a fold worker process died (out of memory or killed); lower cv.n_jobs") from None
     result.oof = pd.concat(oof, ignore_index=True)
     return result
+
+
+def fold_jobs(cfg: DictConfig, n_folds: int) -> int:
+    """Folds trained at once: cv.n_jobs, at most one per fold, and 1 inside a parallel sweep's
+    worker (no nested pools)."""
+    from joblib.parallel import get_active_backend
+
+    if get_active_backend()[0].nesting_level > 0:
+        return 1
+    return max(1, min(int(cfg.cv.n_jobs), n_folds))
 
 
 def _tags(cfg: DictConfig, cohort: Cohort, chash: str) -> dict[str, str]:
@@ -236,12 +263,10 @@ def _log_parent_artifacts(mlflow, cfg: DictConfig, result: CVResult, overrides: 
         mlflow.log_artifacts(str(tmp))
 
 
-def _log_fold_model(mlflow, model) -> None:
-    import joblib
-
+def _log_fold_model(mlflow, model: bytes) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.joblib"
-        joblib.dump(model, path)
+        path.write_bytes(model)
         mlflow.log_artifact(str(path), artifact_path="model")
 
 
@@ -258,6 +283,10 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: str | N
     features, horizon = features_of(cfg), horizon_of(cfg)
     optimized = cfg.get("optimized_metric", "mean_test_auroc")
     _check_optimized(optimized, cfg)
+    if fold_jobs(cfg, cfg.cv.folds * cfg.cv.repeats) > 1:  # workers get ready while the data and store load
+        from prcrs import workers
+
+        workers.prestart(cfg.model.kind)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         cohort = load_cohort(cfg.data.kind, cfg.data.path, seed=cfg.seed, n_patients=cfg.data.n_patients)
@@ -279,14 +308,15 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: str | N
         mlflow.log_params(_flat_params(cfg))
         mlflow.log_param("overrides", " ".join(overrides)[:500] or "-")
 
-        def on_fold(k, n, metrics, model):
+        def on_fold(k, n, out: FoldOutput):
+            metrics = out.metrics
             with mlflow.start_run(experiment_id=experiment_id, run_name=f"{label} fold {k}", nested=True,
                                   tags={**tags, "role": "cv_fold", "fold": str(k)}):
                 mlflow.log_metrics({f"test_{m}": v for m, v in metrics.items() if m in METRICS})
                 extras = ("threshold", "seconds", "best_epoch", "epochs", "val_auroc", "diverged")
                 mlflow.log_metrics({m: float(metrics[m]) for m in extras if m in metrics})
-                if cfg.logger.log_models and model is not None:
-                    _log_fold_model(mlflow, model)
+                if out.model is not None:
+                    _log_fold_model(mlflow, out.model)
             log.info(f"[{label}] fold {k + 1}/{n}: AUROC {metrics['auroc']:.3f}, AUPRC {metrics['auprc']:.3f}, "
                      f"threshold {metrics['threshold']:.3f} ({metrics['seconds']:.1f} s)")
 

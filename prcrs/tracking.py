@@ -20,6 +20,24 @@ def tracking_uri(configured: str | None = None) -> str:
     return uri or f"sqlite:///{MLRUNS / 'mlflow.db'}"
 
 
+def use_store(configured: str | None = None) -> str:
+    """Point this process's MLflow at `tracking_uri(configured)` and return that URI.
+
+    MLflow 3's `set_tracking_uri` also writes $MLFLOW_TRACKING_URI; it is put back, or a later
+    default lookup in the same process would follow the last store used, not the user's.
+    """
+    import mlflow
+
+    uri = tracking_uri(configured)
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+    return uri
+
+
 def artifact_root(uri: str) -> str | None:
     """Absolute artifact folder for the default SQLite store; the server decides otherwise."""
     if uri.startswith("sqlite:///"):
@@ -45,8 +63,7 @@ def setup(experiment: str, configured_uri: str | None = None) -> str:
     """
     import mlflow
 
-    uri = tracking_uri(configured_uri)
-    mlflow.set_tracking_uri(uri)
+    uri = use_store(configured_uri)
     lock = Path(uri.removeprefix("sqlite:///")).with_suffix(".lock") if uri.startswith("sqlite:///") else None
     with _lock(lock) if lock else contextlib.nullcontext():
         found = mlflow.get_experiment_by_name(experiment)

@@ -1,7 +1,10 @@
 """Config composition, an end-to-end multirun into a temp MLflow store, resume, threshold safety."""
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -9,7 +12,7 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from prcrs import engine
+from prcrs import engine, tracking
 from prcrs.data.synthetic import synthetic_cart
 from prcrs.data.targets import make_horizon
 
@@ -110,6 +113,38 @@ def test_resume_skips_finished_configs(tmp_path, monkeypatch):
     _mlflow_env(tmp_path, monkeypatch)
     engine.run(changed)
     assert len([r for r in _runs(uri, "resume") if r.data.tags["role"] == "cv_parent"]) == 2
+
+
+def test_an_interrupted_sweep_stops_at_once_keeps_finished_runs_and_resumes(tmp_path, monkeypatch):
+    uri = _mlflow_env(tmp_path, monkeypatch)
+    cmd = [sys.executable, str(ROOT / "run.py"), "-m", *FAST, "model=logreg,cnn", "trainer.max_epochs=30",
+           "trainer.patience=30", "study=interrupt", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    sweep = subprocess.Popen(cmd, cwd=tmp_path, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not any(r.data.tags["role"] == "cv_parent" and r.info.status == "FINISHED"
+                  for r in _runs(uri, "interrupt")):  # logreg done, cnn training
+        assert sweep.poll() is None and time.monotonic() < deadline, "the sweep ended before it could be interrupted"
+        time.sleep(0.5)
+    time.sleep(2)
+    os.killpg(sweep.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group, fold workers included
+    stderr = sweep.communicate(timeout=30)[1]
+    assert sweep.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr, stderr[-2000:]
+    parents = [r for r in _runs(uri, "interrupt") if r.data.tags["role"] == "cv_parent"]
+    assert {r.data.tags["model"]: r.info.status for r in parents} == {"logreg": "FINISHED", "cnn": "FAILED"}
+    resumed = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert resumed.returncode == 0 and "already finished" in resumed.stdout, resumed.stderr[-2000:]
+    parents = [r for r in _runs(uri, "interrupt") if r.data.tags["role"] == "cv_parent"]
+    assert sorted(r.data.tags["model"] for r in parents if r.info.status == "FINISHED") == ["cnn", "logreg"]
+
+
+def test_a_store_used_once_does_not_become_the_default(tmp_path, monkeypatch):
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.use_store(other) == other and mlflow.get_tracking_uri() == other
+    assert tracking.tracking_uri() == f"sqlite:///{tracking.MLRUNS / 'mlflow.db'}"  # MLflow wrote the variable
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////srv/team.db")
+    tracking.use_store(other)
+    assert tracking.tracking_uri() == "sqlite:////srv/team.db"
 
 
 def test_threshold_is_chosen_on_inner_validation_rows_never_the_test_fold(monkeypatch):

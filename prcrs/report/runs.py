@@ -16,7 +16,7 @@ def parent_runs(study: str, tracking_uri: str | None = None) -> pd.DataFrame:
     """Finished parent runs of a study: one row each, tags and metrics as columns (latest first)."""
     import mlflow
 
-    mlflow.set_tracking_uri(tracking.tracking_uri(tracking_uri))
+    tracking.use_store(tracking_uri)
     experiment = mlflow.get_experiment_by_name(study)
     if experiment is None:
         return pd.DataFrame()

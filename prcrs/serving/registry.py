@@ -83,7 +83,7 @@ def register(model: CombinationModel) -> str:
 def load_platform(tracking_uri: str | None = None, horizons=HORIZONS) -> Platform:
     """The latest registered version of every combination at `horizons`."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    mlflow.set_tracking_uri(tracking.tracking_uri(tracking_uri))
+    tracking.use_store(tracking_uri)
     client = mlflow.MlflowClient()
     models, missing = {}, []
     for code in schema.COMBINATIONS:

@@ -37,7 +37,7 @@ def best_honest_config(data_source: str, tracking_uri: str | None = None) -> dic
     compared (the lower on a tie), as AUROCs at different horizons are not comparable."""
     import mlflow
 
-    mlflow.set_tracking_uri(tracking.tracking_uri(tracking_uri))
+    tracking.use_store(tracking_uri)
     runs = mlflow.search_runs(search_all_experiments=True, output_format="list",
                               filter_string="tags.role = 'cv_parent' and attributes.status = 'FINISHED' and "
                                             "tags.protocol = 'honest' and tags.factors = '1234' and "
