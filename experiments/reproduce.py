@@ -17,11 +17,11 @@ import sys
 import time
 from pathlib import Path
 
+from prcrs.models import DEEP, TABULAR
+
 ROOT = Path(__file__).resolve().parents[1]
-DEEP = "cnn,transformer,squeezeformer,prcrs"
-TABULAR = "logreg,hgb,forest,tree,measix"
 SWEEPS: dict[str, list[list[str]]] = {
-    "table2": [[f"model={DEEP},{TABULAR}", "protocol=paper,honest"]],
+    "table2": [[f"model={','.join(DEEP + TABULAR)}", "protocol=paper,honest"]],
     "table3": [["ablation=del_cytokines,del_biochemical,del_blood_routine,del_clotting", "protocol=paper,honest"]],
     "fig8": [["factors=1234,123,4,23,3,2", "horizon=1,2,3", "protocol=honest"],
              ["factors=1234", "horizon=1,2,3", "protocol=paper"]],

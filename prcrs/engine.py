@@ -17,9 +17,9 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from prcrs import schema, tracking
+from prcrs import schema, tracking, workers
 from prcrs.data.cohort import Cohort, load_cohort
-from prcrs.data.targets import HorizonData, make_horizon
+from prcrs.data.targets import HorizonData, check_horizon, make_horizon
 from prcrs.errors import ConfigError, TrainingError
 from prcrs.metrics import METRICS, best_f1_threshold, fold_metrics
 from prcrs.preprocessing import FoldPreprocessor
@@ -68,12 +68,6 @@ def features_of(cfg: DictConfig) -> tuple[str, ...]:
         raise ConfigError(str(exc)) from None
 
 
-def horizon_of(cfg: DictConfig) -> int:
-    if not isinstance(cfg.horizon, int) or cfg.horizon < 0:
-        raise ConfigError(f"horizon={cfg.horizon} must be a whole number of days >= 0 (the paper: 0-3)")
-    return cfg.horizon
-
-
 def load_covid_for(cfg: DictConfig) -> Cohort | None:
     """The COVID-19 cohort for pretraining: real beside real CAR-T data, synthetic otherwise."""
     if cfg.transfer.name == "none":
@@ -103,6 +97,18 @@ def build_estimator(cfg: DictConfig, features: tuple[str, ...], covid: Cohort | 
     elif cfg.transfer.name != "none":
         raise ConfigError(f"unknown transfer {cfg.transfer.name!r}; use none or covid")
     return estimator
+
+
+def check_model(cfg: DictConfig, features: tuple[str, ...], covid: Cohort | None = None) -> None:
+    """Build the configured model once (a network with its optimizer) before any fold is
+    trained: an option it cannot work with is a one-line ConfigError naming it."""
+    from hydra.errors import InstantiationException
+
+    try:
+        estimator = build_estimator(cfg, features, covid)
+    except InstantiationException as exc:
+        raise ConfigError(f"model={cfg.model.name}: {str(exc).splitlines()[0]}") from None
+    estimator.check(features)
 
 
 def _fit_and_score(cfg: DictConfig, data: HorizonData, fit, val, test, covid: Cohort | None):
@@ -199,8 +205,6 @@ def cross_validate(cfg: DictConfig, data: HorizonData, covid: Cohort | None = No
     threads), so the results do not depend on `cv.n_jobs`; inside a worker of a parallel sweep
     they run one by one. `on_fold(k, n, output)` is called in this process, in fold order.
     """
-    from prcrs import workers
-
     folds = make_folds(cfg.protocol.split, data.y, data.grade_target, data.patient, cfg.cv.folds,
                        cfg.cv.repeats, cfg.seed)
     if cfg.transfer.name == "covid":  # pretrain once, here, before the workers read the cache
@@ -280,12 +284,10 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: str | N
     import mlflow
 
     overrides = overrides or []
-    features, horizon = features_of(cfg), horizon_of(cfg)
+    features, horizon = features_of(cfg), check_horizon(cfg.horizon)
     optimized = cfg.get("optimized_metric", "mean_test_auroc")
     _check_optimized(optimized, cfg)
     if fold_jobs(cfg, cfg.cv.folds * cfg.cv.repeats) > 1:  # workers get ready while the data and store load
-        from prcrs import workers
-
         workers.prestart(cfg.model.kind)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
@@ -303,6 +305,8 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: str | N
         log.info(f"[{label}] already finished (run {done.info.run_id}): mean AUROC "
                  f"{summary.get('mean_test_auroc', float('nan')):.3f}; skipped")
         return _finish(summary, optimized, output_dir)
+    n_jobs = fold_jobs(cfg, cfg.cv.folds * cfg.cv.repeats)
+    list(workers.map_ordered(check_model, [(cfg, features, covid)], n_jobs))  # where the folds will run
     tags = _tags(cfg, cohort, chash)
     with mlflow.start_run(experiment_id=experiment_id, run_name=label, tags={**tags, "role": "cv_parent"}) as parent:
         mlflow.log_params(_flat_params(cfg))

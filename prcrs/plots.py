@@ -1,4 +1,4 @@
-"""Figures drawn from out-of-fold predictions."""
+"""Figures drawn from out-of-fold predictions (`label`, `probability` columns)."""
 
 from __future__ import annotations
 
@@ -11,26 +11,48 @@ import pandas as pd  # noqa: E402
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve  # noqa: E402
 
 
-def curve_figures(oof: pd.DataFrame, title: str = "") -> dict[str, plt.Figure]:
-    """ROC and PR curves of pooled out-of-fold predictions (`label`, `probability` columns)."""
-    oof = oof.dropna(subset=["probability"])  # folds that diverged have no prediction
-    y, p = oof["label"].to_numpy(), oof["probability"].to_numpy()
-    figures = {}
-    if len(np.unique(y)) < 2:
-        return figures
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    fpr, tpr, _ = roc_curve(y, p)
-    ax.plot(fpr, tpr, label=f"AUROC {roc_auc_score(y, p):.3f}")
+def _scored(curves: dict[str, pd.DataFrame]):
+    """(label, y, p) of each curve that can be drawn: rows of diverged folds (no probability)
+    dropped, both classes present."""
+    for label, frame in curves.items():
+        frame = frame.dropna(subset=["probability"])
+        y, p = frame["label"].to_numpy(), frame["probability"].to_numpy()
+        if len(np.unique(y)) == 2:
+            yield label, y, p
+
+
+def roc_axes(ax, curves: dict[str, pd.DataFrame], title: str) -> None:
+    """ROC curve of each frame on `ax`, labelled with its AUROC."""
+    for label, y, p in _scored(curves):
+        fpr, tpr, _ = roc_curve(y, p)
+        ax.plot(fpr, tpr, label=f"{label} {roc_auc_score(y, p):.3f}")
     ax.plot([0, 1], [0, 1], ls=":", c="grey")
-    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=f"ROC {title}")
-    ax.legend(loc="lower right")
-    figures["roc_curve"] = fig
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    precision, recall, _ = precision_recall_curve(y, p)
-    ax.plot(recall, precision, label=f"AUPRC {average_precision_score(y, p):.3f}")
-    ax.axhline(y.mean(), ls=":", c="grey", label=f"prevalence {y.mean():.3f}")
-    ax.set(xlabel="recall", ylabel="precision", title=f"PR {title}")
-    ax.legend(loc="upper right")
-    figures["pr_curve"] = fig
+    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=title)
+    ax.legend(fontsize=7, loc="lower right")
+
+
+def pr_axes(ax, curves: dict[str, pd.DataFrame], title: str) -> None:
+    """Precision-recall curve of each frame on `ax`, labelled with its average precision, and the
+    prevalence of the first (a classifier without skill)."""
+    scored = list(_scored(curves))
+    for label, y, p in scored:
+        precision, recall, _ = precision_recall_curve(y, p)
+        ax.plot(recall, precision, label=f"{label} {average_precision_score(y, p):.3f}")
+    if scored:
+        prevalence = scored[0][1].mean()
+        ax.axhline(prevalence, ls=":", c="grey", label=f"prevalence {prevalence:.3f}")
+    ax.set(xlabel="recall", ylabel="precision", title=title)
+    ax.legend(fontsize=7, loc="upper right")
+
+
+def curve_figures(oof: pd.DataFrame, title: str = "") -> dict[str, plt.Figure]:
+    """ROC and PR figures of one run's pooled out-of-fold predictions (none if they cannot be drawn)."""
+    if not list(_scored({"": oof})):
+        return {}
+    figures = {}
+    for name, draw, label, kind in (("roc_curve", roc_axes, "AUROC", "ROC"), ("pr_curve", pr_axes, "AUPRC", "PR")):
+        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+        draw(ax, {label: oof}, f"{kind} {title}")
+        figures[name] = fig
     plt.close("all")
     return figures

@@ -178,7 +178,7 @@ def test_empty_patient(tmp_path, small_sheet):
 def test_horizon_beyond_the_data(synthetic):
     with pytest.raises(DataError, match="beyond the data"):
         make_horizon(synthetic, 30)
-    with pytest.raises(DataError, match="horizon must be"):
+    with pytest.raises(DataError, match="must be a whole number of days"):
         make_horizon(synthetic, -1)
 
 

@@ -14,7 +14,8 @@ from hydra import compose, initialize_config_dir
 
 from prcrs import engine, tracking
 from prcrs.data.synthetic import synthetic_cart
-from prcrs.data.targets import make_horizon
+from prcrs.data.targets import check_horizon, make_horizon
+from prcrs.models import DEEP, TABULAR
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = str(ROOT / "conf")
@@ -39,12 +40,18 @@ def test_every_option_of_every_group_composes(group, option):
         assert engine.features_of(cfg)
 
 
+def test_the_model_catalogue_is_the_model_configs():
+    kinds = {m: _compose([f"model={m}"]).model.kind for m in GROUPS["model"]}
+    assert set(DEEP + TABULAR) | {"prcrs_paper"} == set(kinds)
+    assert all(kinds[m] == "deep" for m in DEEP) and all(kinds[m] == "tabular" for m in TABULAR)
+
+
 @pytest.mark.parametrize("factors", ["1234", "123", "4", "23", "3", "2"])
 @pytest.mark.parametrize("horizon", [0, 1, 2, 3])
 def test_factors_and_horizons_compose_from_the_command_line_form(factors, horizon):
     cfg = _compose([f"factors={factors}", f"horizon={horizon}"])
     assert len(engine.features_of(cfg)) == {"1234": 42, "123": 35, "4": 7, "23": 26, "3": 16, "2": 10}[factors]
-    assert engine.horizon_of(cfg) == horizon
+    assert check_horizon(cfg.horizon) == horizon
 
 
 def test_defaults_are_the_main_job():
@@ -210,8 +217,13 @@ def test_paper_protocol_uses_rows_raw_values_and_threshold_0_3():
                                               ("protocol=fair", "Could not find 'protocol/fair'"),
                                               ("trainer.max_epoch=3", "max_epoch"),
                                               ("factors=15", "factors=15 is not a platform combination"),
-                                              ("horizon=-1", "horizon=-1 must be a whole number")])
-def test_bad_overrides_get_hydras_clear_error(override, message, tmp_path):
+                                              ("horizon=-1", "horizon=-1 must be a whole number"),
+                                              ("model.estimator.backbone.heads=5", "divisible by num_heads"),
+                                              ("optimizer.lr=-1", "Invalid learning rate: -1"),
+                                              ("trainer.max_epochs=abc", "trainer.max_epochs must be a whole"),
+                                              ("model=base/deep", "config model.name")])
+def test_bad_overrides_get_hydras_clear_error(override, message, tmp_path, monkeypatch):
+    _mlflow_env(tmp_path, monkeypatch)  # options checked once the data and store are open: not the project's
     done = subprocess.run([sys.executable, str(ROOT / "run.py"), override], capture_output=True, text=True,
                           cwd=tmp_path, timeout=120)
     assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr

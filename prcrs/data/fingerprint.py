@@ -17,7 +17,7 @@ treats it as filled too.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -30,9 +30,6 @@ class FillValue:
     value: float
     count: int  # grade-g days holding `value`
     grade_days: int  # all grade-g days
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def find_fill_values(

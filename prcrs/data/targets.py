@@ -28,6 +28,13 @@ class HorizonData:
         return len(self.y)
 
 
+def check_horizon(horizon) -> int:
+    """`horizon` if it is a whole number of days >= 0, else a DataError saying so."""
+    if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 0:
+        raise DataError(f"horizon={horizon} must be a whole number of days >= 0 (the paper: 0-3)")
+    return int(horizon)
+
+
 def make_horizon(cohort: Cohort, horizon: int, features: tuple[str, ...] = schema.FEATURE_KEYS) -> HorizonData:
     """Features of day t with the grade of day t + `horizon` of the same patient.
 
@@ -35,8 +42,7 @@ def make_horizon(cohort: Cohort, horizon: int, features: tuple[str, ...] = schem
     """
     if cohort.kind != "cart":
         raise DataError("horizons need a CAR-T cohort with daily CRS grades")
-    if not isinstance(horizon, (int, np.integer)) or horizon < 0:
-        raise DataError(f"horizon must be a whole number of days >= 0, got {horizon!r}")
+    check_horizon(horizon)
     frame = cohort.frame
     later = frame[["patient", "day", "grade"]].assign(day=frame["day"] - horizon)
     paired = frame.merge(later, on=["patient", "day"], suffixes=("", "_target"), validate="one_to_one")

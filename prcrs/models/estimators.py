@@ -40,6 +40,10 @@ class CRSModel:
         self._fit(*self._inputs(X), np.asarray(y, int), val)
         return self
 
+    def check(self, features: tuple[str, ...]) -> None:
+        """Raise ConfigError, naming the option, if this model cannot work on `features` as
+        configured; called once before any fold is trained."""
+
     def _inputs(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         return self.preprocessor_.transform_with_missing(X)
 
@@ -77,10 +81,13 @@ class MEasix(CRSModel):
         super().__init__(clone(pre).set_params(raw=False, log_skewed=True, standardize=False,
                                                missing_indicators=False))  # the score needs log values
 
-    def fit(self, X, y, grade_today=None, X_val=None, y_val=None):
-        missing = [k for k in self.NEEDS if k not in X.columns]
+    def check(self, features):
+        missing = [k for k in self.NEEDS if k not in features]
         if missing:
             raise ConfigError(f"m-EASIX needs LDH, CRP and platelets; this feature set lacks {', '.join(missing)}")
+
+    def fit(self, X, y, grade_today=None, X_val=None, y_val=None):
+        self.check(tuple(X.columns))
         return super().fit(X[list(self.NEEDS)], y, grade_today)
 
     def predict_proba(self, X):
@@ -154,6 +161,22 @@ class DeepModel(CRSModel):
         self.max_epochs, self.batch_size, self.patience, self.min_epochs = max_epochs, batch_size, patience, min_epochs
         self.class_weights, self.seed, self.threads = class_weights, seed, threads
         self.init_from, self.freeze, self.gradient_clip = init_from, freeze, gradient_clip
+
+    def check(self, features):
+        """The schedule's numbers (trainer.*), then the network built once with its optimizer."""
+        for name, least in (("max_epochs", 1), ("batch_size", 2), ("patience", 0), ("min_epochs", 0),
+                            ("threads", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ConfigError(f"trainer.{name} must be a whole number >= {least}, got {value!r}")
+        if self.gradient_clip is not None and not (isinstance(self.gradient_clip, (int, float))
+                                                   and self.gradient_clip >= 0):
+            raise ConfigError(f"trainer.gradient_clip must be a number >= 0 or null, got {self.gradient_clip!r}")
+        try:
+            self.build(len(features)).configure_optimizers()
+        except Exception as exc:  # the backbone's or optimizer's own complaint, about its options
+            raise ConfigError(f"the network or its optimizer cannot be built as configured "
+                              f"(model.estimator.backbone.*, optimizer.*): {type(exc).__name__}: {exc}") from None
 
     def build(self, n_features: int, n_classes: int = 2) -> CRSClassifier:
         pl.seed_everything(self.seed, workers=False, verbose=False)

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from prcrs import calibration
 from prcrs.errors import PrcrsError
-from prcrs.plots import plt
-from prcrs.report import calibration, published, stats
-from prcrs.report.runs import oof, parent_runs, select
+from prcrs.models import DEEP, TABULAR
+from prcrs.plots import plt, pr_axes, roc_axes
+from prcrs.report import published, stats
+from prcrs.runs import oof, parent_runs, select
 
-DEEP = ("cnn", "transformer", "squeezeformer", "prcrs")
-TABULAR = ("logreg", "hgb", "forest", "tree", "measix")
 ABLATIONS = ("del_cytokines", "del_biochemical", "del_blood_routine", "del_clotting")
 COMBINATIONS = ("1234", "123", "4", "23", "3", "2")
 PROTOCOLS = ("paper", "honest")
@@ -104,32 +104,6 @@ def _side_by_side(rows_spec, frame, published_numbers, title, key_name) -> tuple
     return text, rows
 
 
-def _roc_axes(ax, curves: dict[str, pd.DataFrame], title: str) -> None:
-    from sklearn.metrics import roc_auc_score, roc_curve
-
-    for label, frame in curves.items():
-        if frame["label"].nunique() < 2:
-            continue
-        fpr, tpr, _ = roc_curve(frame["label"], frame["probability"])
-        ax.plot(fpr, tpr, label=f"{label} {roc_auc_score(frame['label'], frame['probability']):.3f}")
-    ax.plot([0, 1], [0, 1], ls=":", c="grey")
-    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=title)
-    ax.legend(fontsize=7, loc="lower right")
-
-
-def _pr_axes(ax, curves: dict[str, pd.DataFrame], title: str) -> None:
-    from sklearn.metrics import average_precision_score, precision_recall_curve
-
-    for label, frame in curves.items():
-        if frame["label"].nunique() < 2:
-            continue
-        precision, recall, _ = precision_recall_curve(frame["label"], frame["probability"])
-        ap = average_precision_score(frame["label"], frame["probability"])
-        ax.plot(recall, precision, label=f"{label} {ap:.3f}")
-    ax.set(xlabel="recall", ylabel="precision", title=title)
-    ax.legend(fontsize=7, loc="upper right")
-
-
 def table2_and_fig3(report: Report, t2: pd.DataFrame) -> None:
     text, _ = _side_by_side([(m, {"model": m}) for m in DEEP + TABULAR], t2, published.TABLE2,
                             "Table 2: models (same day)", "model")
@@ -142,8 +116,8 @@ def table2_and_fig3(report: Report, t2: pd.DataFrame) -> None:
     fig, axes = plt.subplots(2, 2, figsize=(10, 10))
     for col, protocol in enumerate(PROTOCOLS):
         curves = {m: oof(r.run_id) for m in DEEP if (r := one(t2, model=m, protocol=protocol)) is not None}
-        _roc_axes(axes[0, col], curves, f"ROC, {protocol} protocol")
-        _pr_axes(axes[1, col], curves, f"PR, {protocol} protocol")
+        roc_axes(axes[0, col], curves, f"ROC, {protocol} protocol")
+        pr_axes(axes[1, col], curves, f"PR, {protocol} protocol")
     report.save(fig, "fig3_roc_pr.png")
     report.sections.append(text + "\n\n![Fig. 3](fig3_roc_pr.png)")
     honest = {m: one(t2, model=m, protocol="honest") for m in DEEP + TABULAR}
@@ -198,7 +172,7 @@ def table3_and_fig4(report: Report, t2: pd.DataFrame, t3: pd.DataFrame) -> None:
                 n_boot=N_BOOT)
             tests_rows.append([protocol, ablation, f"{diff:+.3f}", p_cell(t_p), p_cell(delong_p),
                                f"{b_diff:+.3f} ({low:+.3f}–{high:+.3f})", p_cell(boot_p, N_BOOT)])
-        _roc_axes(axes[col], curves, f"Ablations, {protocol} protocol")
+        roc_axes(axes[col], curves, f"Ablations, {protocol} protocol")
     report.save(fig, "fig4_ablation_roc.png")
     text += "\n\n### Fig. 4: AUROC of the full model minus the ablated one\n\n" + md_table(
         ["protocol", "ablation", "ΔAUROC (pooled)", "t-test p (paper's, folds)", "DeLong p",
@@ -283,7 +257,7 @@ def fig8_combinations(report: Report, f8: pd.DataFrame) -> None:
     for col, h in enumerate(horizons):
         runs = {c: one(f8, factors=c, horizon=h, protocol="honest") for c in COMBINATIONS}
         runs = {c: r for c, r in runs.items() if r is not None}
-        _roc_axes(axes[0, col], {c: oof(r.run_id) for c, r in runs.items()}, f"{h} day(s) ahead, honest")
+        roc_axes(axes[0, col], {c: oof(r.run_id) for c, r in runs.items()}, f"{h} day(s) ahead, honest")
         order = list(runs)
         for metric, style in (("sensitivity", "-o"), ("specificity", "-s")):
             axes[1, col].plot(order, [runs[c][f"mean_test_{metric}"] for c in order], style, label=metric)

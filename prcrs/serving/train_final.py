@@ -17,12 +17,11 @@ import logging
 import numpy as np
 from omegaconf import DictConfig
 
-from prcrs import engine, schema, tracking
+from prcrs import calibration, engine, schema, tracking
 from prcrs.data.cohort import load_cohort
 from prcrs.data.targets import make_horizon
 from prcrs.errors import ConfigError
-from prcrs.report import calibration
-from prcrs.report.runs import oof
+from prcrs.runs import oof
 from prcrs.serving.platform import HORIZONS, CombinationModel, registered_name
 from prcrs.serving.registry import register
 from prcrs.splits import inner_split
@@ -74,7 +73,7 @@ def train_one(cfg: DictConfig, cohort, overrides: list[str]) -> CombinationModel
     """Cross-validate (or reuse the finished run), calibrate on its OOF, fit on all rows."""
 
     features = engine.features_of(cfg)
-    data = make_horizon(cohort, engine.horizon_of(cfg), features)
+    data = make_horizon(cohort, cfg.horizon, features)
     engine.run(cfg, overrides)
     experiment_id = tracking.setup(cfg.study, cfg.logger.tracking_uri)
     cv_run = tracking.finished_run(experiment_id, engine.config_hash(cfg, cohort))
