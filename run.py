@@ -11,6 +11,7 @@ import sys
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from prcrs.errors import PrcrsError
 
@@ -24,6 +25,9 @@ def main(cfg: DictConfig) -> float:
         return run(cfg, list(hydra_cfg.overrides.task), hydra_cfg.runtime.output_dir)
     except PrcrsError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except OmegaConfBaseException as exc:  # a config without a key the run reads (e.g. model=base/deep)
+        print(f"error: config {exc.full_key}: {str(exc).splitlines()[0]}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted: finished runs are kept in the store; the same command resumes after them",
