@@ -221,10 +221,12 @@ def test_paper_protocol_uses_rows_raw_values_and_threshold_0_3():
                                               ("model.estimator.backbone.heads=5", "divisible by num_heads"),
                                               ("optimizer.lr=-1", "Invalid learning rate: -1"),
                                               ("trainer.max_epochs=abc", "trainer.max_epochs must be a whole"),
-                                              ("model=base/deep", "config model.name")])
+                                              ("model=base/deep", "config model.name"),
+                                              ("model=hgb model.estimator.estimator.learning_rate=-1",
+                                               "model.estimator.estimator: The 'learning_rate' parameter")])
 def test_bad_overrides_get_hydras_clear_error(override, message, tmp_path, monkeypatch):
     _mlflow_env(tmp_path, monkeypatch)  # options checked once the data and store are open: not the project's
-    done = subprocess.run([sys.executable, str(ROOT / "run.py"), override], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, str(ROOT / "run.py"), *override.split()], capture_output=True, text=True,
                           cwd=tmp_path, timeout=120)
     assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr
 

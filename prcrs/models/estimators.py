@@ -64,6 +64,14 @@ class TabularModel(CRSModel):
         super().__init__(preprocessor)
         self.estimator = estimator
 
+    def check(self, features):
+        validate = getattr(clone(self.estimator), "_validate_params", None)  # scikit-learn's own check
+        if validate is not None:
+            try:
+                validate()
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"model.estimator.estimator: {exc}") from None
+
     def _fit(self, Z, missing, y, val):
         self.estimator_ = clone(self.estimator).fit(Z, y)
 

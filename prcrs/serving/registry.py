@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-import warnings
 from pathlib import Path
 
 import mlflow
@@ -25,26 +24,23 @@ from prcrs.serving.platform import HORIZONS, CombinationModel, Platform, registe
 PREDICTIONS = ("probability", "calibrated_probability", "paper_probability")
 
 
-with warnings.catch_warnings():  # MLflow asks for type hints at class creation; the signature is explicit
-    warnings.filterwarnings("ignore", message=".*type hints to the `predict` method.*")
+class CRSPyfunc(mlflow.pyfunc.PythonModel):
+    """Wraps a `CombinationModel` (joblib artifact "model"); checks values like `prcrs predict`."""
 
-    class CRSPyfunc(mlflow.pyfunc.PythonModel):
-        """Wraps a `CombinationModel` (joblib artifact "model"); checks values like `prcrs predict`."""
+    def load_context(self, context):
+        import joblib
 
-        def load_context(self, context):
-            import joblib
+        self.model: CombinationModel = joblib.load(context.artifacts["model"])
 
-            self.model: CombinationModel = joblib.load(context.artifacts["model"])
-
-        def predict(self, context, model_input, params=None) -> pd.DataFrame:
-            frame = pd.DataFrame(model_input)  # MLflow has dropped columns outside the signature (it warns)
-            mapping = resolve_columns(frame.columns)[0]
-            for i, cells in enumerate(frame[list(mapping)].to_dict("records")):
-                errors = field_errors(cells, mapping)
-                if errors:
-                    raise DataError(f"row {i}: " + "; ".join(f"{c}: {m}" for c, m in errors.items()))
-            X = frame.rename(columns=mapping).reindex(columns=list(self.model.features)).apply(pd.to_numeric)
-            return self.model.predict(X)
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        frame = pd.DataFrame(model_input)  # MLflow has dropped columns outside the signature (it warns)
+        mapping = resolve_columns(frame.columns)[0]
+        for i, cells in enumerate(frame[list(mapping)].to_dict("records")):
+            errors = field_errors(cells, mapping)
+            if errors:
+                raise DataError(f"row {i}: " + "; ".join(f"{c}: {m}" for c, m in errors.items()))
+        X = frame.rename(columns=mapping).reindex(columns=list(self.model.features)).apply(pd.to_numeric)
+        return self.model.predict(X)
 
 
 def _signature(model: CombinationModel):
@@ -70,7 +66,7 @@ def register(model: CombinationModel) -> str:
 
     name = registered_name(model.combination, model.horizon)
     example = pd.DataFrame([{k: model.medians.get(k) for k in model.features}])
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+    with tempfile.TemporaryDirectory() as tmp:
         logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)  # its notes on cloudpickle, once per model
         path = Path(tmp) / "combination_model.joblib"
         joblib.dump(model, path)
@@ -94,9 +90,7 @@ def load_platform(tracking_uri: str | None = None, horizons=HORIZONS) -> Platfor
                 missing.append(name)
                 continue
             latest = max(versions, key=lambda v: int(v.version))
-            with warnings.catch_warnings():  # MLflow's request for type hints, again at load
-                warnings.filterwarnings("ignore", message=".*type hints to the `predict` method.*")
-                loaded = mlflow.pyfunc.load_model(f"models:/{name}/{latest.version}")
+            loaded = mlflow.pyfunc.load_model(f"models:/{name}/{latest.version}")
             models[(code, h)] = loaded.unwrap_python_model().model
     if missing:
         raise PrcrsError(f"no registered model {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''} in "
