@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from prcrs.errors import PrcrsError
+from prcrs.errors import INTERRUPTED, PrcrsError
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -30,8 +30,7 @@ def main(cfg: DictConfig) -> float:
         print(f"error: config {exc.full_key}: {str(exc).splitlines()[0]}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("interrupted: finished runs are kept in the store; the same command resumes after them",
-              file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         sys.exit(130)
 
 

@@ -11,12 +11,14 @@ folds and 2 epochs into $MLFLOW_TRACKING_URI, by default mlruns/quick.db (not th
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import os
 import sys
 import time
 from pathlib import Path
 
+from prcrs.errors import INTERRUPTED
 from prcrs.models import DEEP, TABULAR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,12 +43,13 @@ QUICK_SWEEPS: dict[str, list[list[str]]] = {
 
 
 def expand(sweep: list[str]) -> list[list[str]]:
-    """Hydra sweep syntax to the list of runs: ["a=1,2", "b=x"] -> [["a=1", "b=x"], ["a=2", "b=x"]]."""
-    runs = [[]]
-    for item in sweep:
-        key, values = item.split("=", 1)
-        runs = [[*run, f"{key}={value}"] for run in runs for value in values.split(",")]
-    return runs
+    """Hydra sweep overrides to the list of runs, parsed by Hydra as `-m` would:
+    ["a=1,2", "b=x"] -> [["a=1", "b=x"], ["a=2", "b=x"]]."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    choices = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override()
+               else [o.input_line] for o in OverridesParser.create().parse_overrides(sweep)]
+    return [list(run) for run in itertools.product(*choices)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== [{i}/{len(runs)}] {' '.join(overrides)}", flush=True)
         try:
             engine.run(engine.compose_config(overrides), overrides)
+        except KeyboardInterrupt:
+            print(INTERRUPTED, file=sys.stderr)
+            return 130
         except Exception as exc:  # reported and passed: the other runs still happen
             print(f"error: {' '.join(overrides)}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
             failed.append(overrides)

@@ -151,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     except PrcrsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

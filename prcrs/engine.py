@@ -8,6 +8,7 @@ import logging
 import tempfile
 import time
 import warnings
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -222,7 +223,7 @@ def cross_validate(cfg: DictConfig, data: HorizonData, covid: Cohort | None = No
                                      "threshold": out.metrics["threshold"]}))
             if on_fold is not None:
                 on_fold(k, len(folds), out)
-    except workers.BrokenProcessPool:
+    except BrokenProcessPool:
         raise TrainingError("a fold worker process died (out of memory or killed); lower cv.n_jobs") from None
     result.oof = pd.concat(oof, ignore_index=True)
     return result
@@ -287,7 +288,8 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: str | N
     features, horizon = features_of(cfg), check_horizon(cfg.horizon)
     optimized = cfg.get("optimized_metric", "mean_test_auroc")
     _check_optimized(optimized, cfg)
-    if fold_jobs(cfg, cfg.cv.folds * cfg.cv.repeats) > 1:  # workers get ready while the data and store load
+    n_jobs = fold_jobs(cfg, cfg.cv.folds * cfg.cv.repeats)
+    if n_jobs > 1:  # workers get ready while the data and store load
         workers.prestart(cfg.model.kind)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
@@ -305,7 +307,6 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: str | N
         log.info(f"[{label}] already finished (run {done.info.run_id}): mean AUROC "
                  f"{summary.get('mean_test_auroc', float('nan')):.3f}; skipped")
         return _finish(summary, optimized, output_dir)
-    n_jobs = fold_jobs(cfg, cfg.cv.folds * cfg.cv.repeats)
     list(workers.map_ordered(check_model, [(cfg, features, covid)], n_jobs))  # where the folds will run
     tags = _tags(cfg, cohort, chash)
     with mlflow.start_run(experiment_id=experiment_id, run_name=label, tags={**tags, "role": "cv_parent"}) as parent:

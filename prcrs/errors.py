@@ -1,6 +1,9 @@
 """Errors a user can act on. The CLI prints them as one line, never a traceback."""
 
 
+INTERRUPTED = "interrupted: finished runs are kept in the store; the same command resumes after them"
+
+
 class PrcrsError(Exception):
     """Base class: the message names what is wrong and where."""
 

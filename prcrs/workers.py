@@ -13,7 +13,6 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool  # noqa: F401  (raised by map_ordered)
 
 PRELOAD = {"tabular": ["prcrs.engine"], "deep": ["prcrs.engine", "prcrs.models.backbones", "prcrs.models.transfer"]}
 _pool: ProcessPoolExecutor | None = None

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import joblib
 import mlflow
 import numpy as np
 import pytest
@@ -67,7 +68,7 @@ def _mlflow_env(tmp_path, monkeypatch):
 
 
 def _runs(uri, study):
-    mlflow.set_tracking_uri(uri)
+    tracking.use_store(uri)
     exp = mlflow.get_experiment_by_name(study)
     return mlflow.search_runs([exp.experiment_id], output_format="list") if exp else []
 
@@ -97,6 +98,12 @@ def test_fast_multirun_logs_parents_children_and_artifacts(tmp_path, monkeypatch
         assert [a.path for a in mlflow.MlflowClient().list_artifacts(child.info.run_id, "model")]
     cnn = next(p for p in parents if p.data.tags["model"] == "cnn")
     assert int(cnn.data.params["n_parameters"]) > 0
+    fold = next(c for c in children if c.data.tags["mlflow.parentRunId"] == cnn.info.run_id)
+    model = joblib.load(mlflow.artifacts.download_artifacts(run_id=fold.info.run_id,
+                                                            artifact_path="model/model.joblib", dst_path=str(tmp_path)))
+    rows = make_horizon(synthetic_cart(seed=0, n_patients=20), 1).X
+    proba = model.predict_proba(rows)  # the fold's fitted model, working after the round trip
+    assert len(proba) == len(rows) and ((proba >= 0) & (proba <= 1)).all()
 
 
 def test_fold_parallelism_does_not_change_results():

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prcrs import cli, schema
+from prcrs import cli, schema, tracking
 from prcrs.serving.inputs import MIN_PRESENT, check_row, choose_combination, model_frame
 from prcrs.serving.train_final import fit_calibrators
 
@@ -122,7 +122,7 @@ def _example_rows(platform) -> pd.DataFrame:
 def test_train_final_registers_calibrated_pyfunc_models_with_a_signature(store, platform):
     import mlflow
 
-    mlflow.set_tracking_uri(store)
+    tracking.use_store(store)
     names = {m.name for m in mlflow.MlflowClient().search_registered_models()}
     assert names == {f"prcrs-f{c}-h{h}" for c in schema.COMBINATIONS for h in HORIZONS}
     pyfunc = mlflow.pyfunc.load_model("models:/prcrs-f123-h1/1")
@@ -138,14 +138,13 @@ def test_train_final_registers_calibrated_pyfunc_models_with_a_signature(store, 
         pyfunc.predict(example.assign(d_dimer=-5.0))
 
 
-def test_train_final_takes_the_best_honest_config_from_the_store(tmp_path, monkeypatch):
+def test_train_final_takes_the_best_honest_config_from_the_store(tmp_path):
     import mlflow
 
     from prcrs.serving.train_final import best_honest_config
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # mlflow.set_tracking_uri writes it: restored after the test
-    mlflow.set_tracking_uri(uri)
+    tracking.use_store(uri)
     experiment = mlflow.create_experiment("table2")
     runs = [("hgb", 0, 0.95, "real"), ("logreg", 0, 0.90, "real"), ("measix", 0, 0.99, "real"),  # m-EASIX: never
             ("prcrs", 1, 0.97, "real"),  # the only model at horizon 1: AUROCs of other horizons do not compare
