@@ -36,10 +36,14 @@ def prestart(kind: str = "deep") -> None:
         forkserver.ensure_running()
 
 
-def _limit_threads(threads: int) -> None:
-    """Worker initializer: BLAS/OpenMP pools of `threads` threads (no oversubscription)."""
+def _init_worker(threads: int) -> None:
+    """Worker initializer: BLAS/OpenMP pools of `threads` threads (no oversubscription), and
+    Ctrl-C left to the parent, which stops the workers (no traceback from each of them)."""
+    import signal
+
     from threadpoolctl import threadpool_limits
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threadpool_limits(threads)
 
 
@@ -50,7 +54,7 @@ def _pool_of(n_jobs: int) -> ProcessPoolExecutor:
             _pool.shutdown(wait=False, cancel_futures=True)
         prestart()
         threads = max(1, (os.cpu_count() or 1) // n_jobs)
-        _pool = ProcessPoolExecutor(n_jobs, mp_context=_context(), initializer=_limit_threads, initargs=(threads,))
+        _pool = ProcessPoolExecutor(n_jobs, mp_context=_context(), initializer=_init_worker, initargs=(threads,))
         _pool_size = n_jobs
     return _pool
 

@@ -141,7 +141,7 @@ def test_an_interrupted_sweep_stops_at_once_keeps_finished_runs_and_resumes(tmp_
         time.sleep(0.5)
     time.sleep(2)
     os.killpg(sweep.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group, fold workers included
-    stderr = sweep.communicate(timeout=30)[1]
+    stderr = sweep.communicate(timeout=30)[1]  # the workers' output too: they share it
     assert sweep.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr, stderr[-2000:]
     parents = [r for r in _runs(uri, "interrupt") if r.data.tags["role"] == "cv_parent"]
     assert {r.data.tags["model"]: r.info.status for r in parents} == {"logreg": "FINISHED", "cnn": "FAILED"}
