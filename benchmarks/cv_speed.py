@@ -38,7 +38,7 @@ def plain_fold(cfg, data, k: int, fold, epochs: int) -> int:
     torch.set_num_threads(cfg.trainer.threads)
     torch.manual_seed(cfg.seed)
     fit, val = fold_rows(cfg, data, k, fold)
-    est = build_estimator(cfg, tuple(data.X.columns))
+    est = build_estimator(cfg, tuple(data.X.columns), data.fill_values)
     pre = est.preprocessor.fit(data.X.iloc[fit], data.grade_today[fit])
     x, m = (torch.from_numpy(a) for a in pre.transform_with_missing(data.X.iloc[fit]))
     y = torch.from_numpy(data.y[fit].astype(np.int64))

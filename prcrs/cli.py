@@ -27,7 +27,7 @@ def cmd_audit(args) -> int:
         cohort = _load_for_audit(args.data)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
-    report = audit(cohort)
+    report = audit(cohort, probe=not args.no_probe)
     print(json.dumps(report, indent=2) if args.json else format_audit(report))
     return 0
 
@@ -35,7 +35,7 @@ def cmd_audit(args) -> int:
 def cmd_report(args) -> int:
     from prcrs.report.build import build_report
 
-    files = build_report(args.out, args.tracking_uri)
+    files = build_report(args.out, args.tracking_uri, args.before)
     print(f"wrote {len(files)} files to {args.out}/ (start with {args.out}/README.md)")
     return 0
 
@@ -114,13 +114,17 @@ def _combination(text: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prcrs", description="PrCRS reproduction toolkit")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("audit", help="audit a cohort: counts, missingness, ranges, imputation fingerprint")
+    p = sub.add_parser("audit", help="audit a cohort: counts, missingness, ranges, imputation fingerprint, leak probe")
     p.add_argument("--data", default="cart", help="cart | covid | synthetic | PATH (default: cart)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--no-probe", action="store_true", help="skip the leak probe (about 30 s)")
     p.set_defaults(func=cmd_audit)
     p = sub.add_parser("report", help="build the paper's tables and figures from the MLflow runs into reports/")
     p.add_argument("--out", default="reports", help="output folder (default: reports)")
     p.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI or mlruns/)")
+    p.add_argument("--before", default=None, metavar="URI",
+                   help="an earlier store (e.g. sqlite:///old/mlruns/mlflow.db): adds reports/what_moved.md, "
+                        "its honest results beside these")
     p.set_defaults(func=cmd_report)
     uri_help = "MLflow store (default: $MLFLOW_TRACKING_URI or mlruns/)"
     p = sub.add_parser("train-final", help="train, calibrate and register the platform's models (honest protocol)")

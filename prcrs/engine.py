@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from prcrs import schema, tracking, workers
 from prcrs.data.cohort import Cohort, load_cohort
+from prcrs.data.fingerprint import UNIMPUTE
 from prcrs.data.targets import HorizonData, check_horizon, make_horizon
 from prcrs.errors import ConfigError, TrainingError
 from prcrs.metrics import METRICS, best_f1_threshold, fold_metrics
@@ -80,10 +81,15 @@ def load_covid_for(cfg: DictConfig) -> Cohort | None:
     return load_cohort("covid", cfg.data.path, seed=cfg.seed)
 
 
-def build_estimator(cfg: DictConfig, features: tuple[str, ...], covid: Cohort | None = None):
-    """The configured model with the protocol's fold preprocessing (and COVID pretraining)."""
+def build_estimator(cfg: DictConfig, features: tuple[str, ...], fill_values: dict, covid: Cohort | None = None):
+    """The configured model with the protocol's fold preprocessing (and COVID pretraining).
+
+    `fill_values`: the CAR-T sheet's label-imputation fill values (`Cohort.fill_values`), masked
+    under `protocol.unimpute=sheet`."""
     protocol = cfg.protocol
-    pre = FoldPreprocessor(raw=protocol.raw, mask_fingerprint=protocol.mask_fingerprint,
+    if protocol.unimpute not in UNIMPUTE:
+        raise ConfigError(f"protocol.unimpute={protocol.unimpute} is unknown; use one of {', '.join(UNIMPUTE)}")
+    pre = FoldPreprocessor(raw=protocol.raw, unimpute=protocol.unimpute, fill_values=fill_values,
                            missing_indicators=cfg.model.missing_indicators)
     estimator = instantiate(cfg.model.estimator, preprocessor=pre)
     if cfg.transfer.name == "covid":
@@ -100,13 +106,13 @@ def build_estimator(cfg: DictConfig, features: tuple[str, ...], covid: Cohort | 
     return estimator
 
 
-def check_model(cfg: DictConfig, features: tuple[str, ...], covid: Cohort | None = None) -> None:
+def check_model(cfg: DictConfig, features: tuple[str, ...], fill_values: dict, covid: Cohort | None = None) -> None:
     """Build the configured model once (a network with its optimizer) before any fold is
     trained: an option it cannot work with is a one-line ConfigError naming it."""
     from hydra.errors import InstantiationException
 
     try:
-        estimator = build_estimator(cfg, features, covid)
+        estimator = build_estimator(cfg, features, fill_values, covid)
     except InstantiationException as exc:
         raise ConfigError(f"model={cfg.model.name}: {str(exc).splitlines()[0]}") from None
     estimator.check(features)
@@ -115,7 +121,7 @@ def check_model(cfg: DictConfig, features: tuple[str, ...], covid: Cohort | None
 def _fit_and_score(cfg: DictConfig, data: HorizonData, fit, val, test, covid: Cohort | None):
     """Fit on `fit` rows (early stopping and threshold on `val`), score on `test` rows."""
     protocol = cfg.protocol
-    model = build_estimator(cfg, tuple(data.X.columns), covid)
+    model = build_estimator(cfg, tuple(data.X.columns), data.fill_values, covid)
     early = protocol.early_stopping and val is not None
     model.fit(data.X.iloc[fit], data.y[fit], data.grade_today[fit],
               data.X.iloc[val] if early else None, data.y[val] if early else None)
@@ -209,7 +215,7 @@ def cross_validate(cfg: DictConfig, data: HorizonData, covid: Cohort | None = No
     folds = make_folds(cfg.protocol.split, data.y, data.grade_target, data.patient, cfg.cv.folds,
                        cfg.cv.repeats, cfg.seed)
     if cfg.transfer.name == "covid":  # pretrain once, here, before the workers read the cache
-        build_estimator(cfg, tuple(data.X.columns), covid).init_from()
+        build_estimator(cfg, tuple(data.X.columns), data.fill_values, covid).init_from()
     jobs = [(cfg, data, k, fold, len(folds), covid) for k, fold in enumerate(folds)]
     result, oof = CVResult(), []
     try:
@@ -307,7 +313,8 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: str | N
         log.info(f"[{label}] already finished (run {done.info.run_id}): mean AUROC "
                  f"{summary.get('mean_test_auroc', float('nan')):.3f}; skipped")
         return _finish(summary, optimized, output_dir)
-    list(workers.map_ordered(check_model, [(cfg, features, covid)], n_jobs))  # where the folds will run
+    # built once where the folds will run
+    list(workers.map_ordered(check_model, [(cfg, features, data.fill_values, covid)], n_jobs))
     tags = _tags(cfg, cohort, chash)
     with mlflow.start_run(experiment_id=experiment_id, run_name=label, tags={**tags, "role": "cv_parent"}) as parent:
         mlflow.log_params(_flat_params(cfg))

@@ -7,34 +7,41 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from prcrs import schema
-from prcrs.data.fingerprint import FingerprintMasker
+from prcrs.data.fingerprint import UNIMPUTE, FillValueMasker
 
 
 class FoldPreprocessor(BaseEstimator, TransformerMixin):
-    """Fingerprint masking, median imputation, log1p of skewed labs, standardization.
+    """Un-imputation, median imputation, log1p of skewed labs, standardization.
 
-    `fit(X, grade_today)` learns everything from the training rows: the fill values to mask
-    (which needs their same-day CRS grades), the medians, means and scales. `transform(X)`
-    uses no label. Output: float32 array (n, p), or (n, 2p) with `missing_indicators`
-    (indicator columns, 1 = missing, follow the values). With `raw=True` (the paper's
-    variant) values are neither log-transformed nor scaled; masking stays its own switch.
+    Un-imputation sets the label-imputation fill values back to missing (`prcrs.data.fingerprint`):
+    `unimpute="sheet"` masks the given `fill_values` (those of the whole published sheet),
+    `"fold"` recomputes them in `fit` from the training rows and their same-day grades, `"none"`
+    keeps the data as published. `fit(X, grade_today)` learns the rest from the training rows:
+    the medians, means and scales. `transform(X)` uses no label. Output: float32 array (n, p),
+    or (n, 2p) with `missing_indicators` (indicator columns, 1 = missing, follow the values).
+    With `raw=True` (the paper's variant) values are neither log-transformed nor scaled;
+    un-imputation stays its own switch.
     """
 
-    def __init__(self, raw: bool = False, mask_fingerprint: bool = True, log_skewed: bool = True,
-                 standardize: bool = True, missing_indicators: bool = False):
+    def __init__(self, raw: bool = False, unimpute: str = "fold", fill_values: dict | None = None,
+                 log_skewed: bool = True, standardize: bool = True, missing_indicators: bool = False):
         self.raw = raw
-        self.mask_fingerprint = mask_fingerprint
+        self.unimpute = unimpute
+        self.fill_values = fill_values
         self.log_skewed = log_skewed
         self.standardize = standardize
         self.missing_indicators = missing_indicators
 
     def fit(self, X: pd.DataFrame, grade_today: np.ndarray | None = None) -> FoldPreprocessor:
         self.features_ = list(X.columns)
+        if self.unimpute not in UNIMPUTE:
+            raise ValueError(f"unimpute={self.unimpute!r}; use one of {', '.join(UNIMPUTE)}")
+        if self.unimpute == "sheet" and self.fill_values is None:
+            raise ValueError("unimpute='sheet' needs the sheet's fill_values")
         self.masker_ = None
-        if self.mask_fingerprint:
-            if grade_today is None:
-                raise ValueError("fingerprint masking needs the training rows' same-day CRS grades")
-            self.masker_ = FingerprintMasker().fit(X, grade_today)
+        if self.unimpute != "none":
+            sheet = self.fill_values if self.unimpute == "sheet" else None
+            self.masker_ = FillValueMasker(sheet).fit(X, grade_today)
         values = self._scaled(X)
         self.median_ = pd.DataFrame(values).median().fillna(0.0).to_numpy()  # all-missing -> 0
         filled = np.where(np.isnan(values), self.median_, values)
@@ -58,7 +65,7 @@ class FoldPreprocessor(BaseEstimator, TransformerMixin):
 
     def transform_with_missing(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """The transformed values (see `transform`) and the (n, p) float32 mask, 1 where a value
-        was missing after fingerprint masking (and was imputed)."""
+        was missing after un-imputation (and was imputed)."""
         values = self._scaled(X)
         missing = np.isnan(values)
         out = (np.where(missing, self.median_, values) - self.mean_) / self.scale_

@@ -35,7 +35,7 @@ def test_every_option_of_every_group_composes(group, option):
     cfg = _compose([f"{group}={option}"])
     assert cfg.study and cfg.seed == 0
     if group == "model":
-        est = engine.build_estimator(cfg, engine.features_of(cfg))
+        est = engine.build_estimator(cfg, engine.features_of(cfg), {})
         assert hasattr(est, "fit") and hasattr(est, "predict_proba")
     if group == "ablation":
         assert engine.features_of(cfg)
@@ -216,8 +216,8 @@ def test_paper_protocol_uses_rows_raw_values_and_threshold_0_3():
     oof = engine.cross_validate(cfg, data).oof
     assert (oof["threshold"] == 0.3).all()
     assert oof.groupby("patient")["fold"].nunique().max() > 1  # a patient's days on both sides
-    pre = engine.build_estimator(cfg, tuple(data.X.columns)).preprocessor
-    assert pre.raw and not pre.mask_fingerprint  # raw values, the data as published
+    pre = engine.build_estimator(cfg, tuple(data.X.columns), data.fill_values).preprocessor
+    assert pre.raw and pre.unimpute == "none"  # raw values, the data as published
 
 
 @pytest.mark.parametrize("override,message", [("model=nope", "Could not find 'model/nope'"),

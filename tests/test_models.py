@@ -105,7 +105,7 @@ def test_tabular_baselines_output_probabilities_above_chance(name, split):
     d, fit, _, test = split
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=[f"model={name}"])
-    model = build_estimator(cfg, schema.FEATURE_KEYS)
+    model = build_estimator(cfg, schema.FEATURE_KEYS, d.fill_values)
     proba = model.fit(d.X.iloc[fit], d.y[fit], d.grade_today[fit]).predict_proba(d.X.iloc[test])
     assert proba.shape == (len(test),) and ((proba >= 0) & (proba <= 1)).all()
     assert fold_metrics(d.y[test], proba, 0.5)["auroc"] > (0.6 if name == "tree" else 0.7)
@@ -174,7 +174,7 @@ def test_early_stopping_validates_every_epoch_whatever_the_last_batch_size(n_fit
         return real_step(self, batch, batch_idx)
 
     model = DeepModel(partial(B.CNN, channels=4), max_epochs=3, batch_size=64, patience=1, min_epochs=3)
-    model.preprocessor.set_params(mask_fingerprint=False)
+    model.preprocessor.set_params(unimpute="none")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(CRSClassifier, "validation_step", counted)
         model.fit(frame.iloc[:n_fit], y[:n_fit], None, frame.iloc[n_fit:], y[n_fit:])

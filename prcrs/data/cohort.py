@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from prcrs import schema
+from prcrs.data.fingerprint import fill_values
 from prcrs.data.io import read_table, to_numeric
 from prcrs.errors import DataError
 
@@ -47,6 +48,17 @@ class Cohort:
         """Short hash of the cohort's values: runs on other data never pass for each other."""
         values = pd.util.hash_pandas_object(self.frame, index=False).to_numpy()
         return hashlib.sha1(values.tobytes()).hexdigest()[:12]
+
+    @property
+    def severe(self) -> np.ndarray:
+        """(n,) bool: severe on the row's day (CRS grade >= 3; COVID-19 severity 2)."""
+        return self.frame[self.target].to_numpy(int) >= (schema.SEVERE_GRADE if self.kind == "cart" else 2)
+
+    @functools.cached_property
+    def fill_values(self) -> dict[str, tuple[float, ...]]:
+        """Each factor's label-imputation fill values: its per-target-level medians over every row
+        (`prcrs.data.fingerprint`). Computed once from the whole sheet, as the authors did."""
+        return fill_values(self.frame[list(schema.FEATURE_KEYS)], self.frame[self.target].to_numpy())
 
     @property
     def data_source(self) -> str:

@@ -33,6 +33,16 @@ _LABS: dict[str, tuple[float, float, float]] = {
     "il2": (4, 0.4, 0.1), "il4": (3.8, 0.3, 0.02), "il6": (6, 0.8, 1.2), "il10": (4, 0.6, 0.5),
     "tnf_alpha": (4, 0.3, 0.1), "ifn_gamma": (5, 0.8, 0.9), "il17a": (4.5, 0.3, 0.02),
 }
+# Decimals each lab is reported with, as in the published sheet (IL-6 5.2 pg/mL, D-dimer 0.43 mg/L):
+# real values then repeat, as they do there, and can equal a grade's fill value.
+_DECIMALS = {
+    "d_dimer": 2, "procalcitonin": 3, "bnp": 2, "alpha_hbdh": 1, "prealbumin": 1, "tumor_burden": 4, "pt": 1,
+    "aptt": 1, "fibrinogen": 2, "rbc": 2, "hemoglobin": 0, "wbc": 2, "neutrophil_pct": 3, "neutrophil_count": 2,
+    "lymphocyte_pct": 3, "lymphocyte_count": 2, "platelet": 0, "monocyte_pct": 3, "monocyte_count": 2,
+    "sodium": 1, "potassium": 2, "chloride": 1, "calcium": 2, "uric_acid": 1, "glucose": 2, "triglyceride": 2,
+    "albumin": 1, "alt": 1, "ast": 1, "alp": 1, "ggt": 1, "ldh": 1, "creatinine": 1, "crp": 2, "ferritin": 3,
+    "il2": 1, "il4": 1, "il6": 1, "il10": 1, "tnf_alpha": 1, "ifn_gamma": 1, "il17a": 2,
+}
 _MISSING_RATE = {1: 0.15, 2: 0.05, 3: 0.08, 4: 0.25}
 _LAG_DAYS = 1.5
 
@@ -45,8 +55,13 @@ def _grade(inflammation: np.ndarray, noise: np.ndarray) -> np.ndarray:
     return np.digitize(inflammation + noise, [0.5, 1.4, 2.5, 3.4])
 
 
-def synthetic_cart(n_patients: int = 202, seed: int = 0) -> Cohort:
-    """A seeded synthetic CAR-T cohort (see the module docstring)."""
+def synthetic_cart(n_patients: int = 202, seed: int = 0, label_fill: bool = False) -> Cohort:
+    """A seeded synthetic CAR-T cohort (see the module docstring).
+
+    `label_fill=True` fills every missing lab cell the way the published sheet was made: with the
+    median of that lab over the days of the same CRS grade. The values and missing cells are
+    otherwise the same as without it, so the two cohorts measure what the fingerprint buys.
+    """
     rng = np.random.default_rng(seed)
     rows = []
     for p in range(n_patients):
@@ -66,11 +81,15 @@ def synthetic_cart(n_patients: int = 202, seed: int = 0) -> Cohort:
             feature = schema.BY_KEY[key]
             if feature.unit == "fraction":
                 values = rng.beta(median * 12, (1 - median) * 12, n_days)
-            values = np.clip(values, feature.low, feature.high)
+            values = np.round(np.clip(values, feature.low, feature.high), _DECIMALS[key])
             missing = rng.random(n_days) < _MISSING_RATE[feature.group]
-            frame[key] = np.where(missing, np.nan, np.round(values, 5))
+            frame[key] = np.where(missing, np.nan, values)
         rows.append(pd.DataFrame(frame))
     out = pd.concat(rows, ignore_index=True)
+    if label_fill:
+        labs = list(_LABS)
+        medians = out.groupby("grade")[labs].transform("median")
+        out[labs] = out[labs].fillna(medians)
     columns = ["patient", "day", "female", "age", "blast_pct", "dose", "lines_of_therapy",
                *schema.FEATURE_KEYS, "grade"]
     return Cohort(out[columns], "cart", "synthetic")

@@ -23,6 +23,7 @@ class HorizonData:
     patient: np.ndarray  # (n,) patient number
     day: np.ndarray  # (n,) relative day t
     horizon: int
+    fill_values: dict[str, tuple[float, ...]]  # the cohort's label-imputation fill values (Cohort.fill_values)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -58,4 +59,5 @@ def make_horizon(cohort: Cohort, horizon: int, features: tuple[str, ...] = schem
         patient=paired["patient"].to_numpy(int),
         day=paired["day"].to_numpy(int),
         horizon=int(horizon),
+        fill_values=cohort.fill_values,
     )

@@ -29,7 +29,7 @@ def pretrain_key(model: DeepModel, features: tuple[str, ...], covid: Cohort) -> 
     spec = {"backbone": repr(model.backbone), "optimizer": repr(model.optimizer), "features": list(features),
             "epochs": model.max_epochs, "min_epochs": model.min_epochs, "batch": model.batch_size,
             "patience": model.patience, "seed": model.seed, "clip": model.gradient_clip, "threads": model.threads,
-            "scheduler": repr(model.scheduler), "covid": covid.source, "rows": len(covid.frame),
+            "scheduler": repr(model.scheduler), "covid": covid.content_id,
             "preprocessor": repr(model.preprocessor)}
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -45,8 +45,9 @@ def pretrained_state(model: DeepModel, features: tuple[str, ...], covid: Cohort,
     patient = frame["patient"].to_numpy()
     fit, val = inner_split(np.arange(len(frame)), severity, patient, seed=model.seed, val_fraction=0.15)
     X = frame[list(features)]
-    # the COVID sheet carries the same severity-conditional fill values: mask them likewise
-    pre = FoldPreprocessor(**{**model.preprocessor.get_params(), "missing_indicators": False})
+    # the COVID sheet carries the same fingerprint by severity level: its own fill values are masked
+    pre = FoldPreprocessor(**{**model.preprocessor.get_params(), "missing_indicators": False,
+                              "fill_values": covid.fill_values})
     pretrainer = DeepModel(model.backbone, model.optimizer, model.scheduler, pre, max_epochs=model.max_epochs,
                            batch_size=model.batch_size, patience=model.patience, min_epochs=model.min_epochs,
                            seed=model.seed, threads=model.threads, gradient_clip=model.gradient_clip)

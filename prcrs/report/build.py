@@ -296,11 +296,15 @@ def transfer_table(report: Report, t2: pd.DataFrame, tr: pd.DataFrame) -> None:
             continue
         a, b = oof(base.run_id), oof(covid.run_id)
         merged = a.merge(b, on=["repeat", "fold", "patient", "day"], suffixes=("_none", "_covid"))
-        diff, low, high, p = stats.patient_bootstrap_auroc_diff(
-            merged["label_none"], merged["probability_covid"], merged["probability_none"], merged["patient"],
-            n_boot=N_BOOT)
+        if merged["label_none"].nunique() < 2:  # every fold of one of them diverged: nothing to compare
+            difference, p = "no test row predicted by both (diverged folds)", "–"
+        else:
+            diff, low, high, p = stats.patient_bootstrap_auroc_diff(
+                merged["label_none"], merged["probability_covid"], merged["probability_none"], merged["patient"],
+                n_boot=N_BOOT)
+            difference, p = f"{diff:+.3f} ({low:+.3f}–{high:+.3f})", p_cell(p, N_BOOT)
         rows.append([protocol, ci_cell(base, "auroc"), ci_cell(covid, "auroc"), ci_cell(base, "f1_macro"),
-                     ci_cell(covid, "f1_macro"), f"{diff:+.3f} ({low:+.3f}–{high:+.3f})", p_cell(p, N_BOOT)])
+                     ci_cell(covid, "f1_macro"), difference, p])
     if not rows:
         return
     text = ("## Transfer learning: PrCRS with and without COVID-19 pretraining (same day)\n\n"
@@ -317,19 +321,60 @@ def transfer_table(report: Report, t2: pd.DataFrame, tr: pd.DataFrame) -> None:
 
 def audit_section(report: Report, t2: pd.DataFrame, au: pd.DataFrame, audit: dict | None) -> None:
     rows = [["paper (rows, data as published)", ci_cell(one(t2, model="forest", protocol="paper"), "auroc")],
-            ["paper, fingerprint cells masked", ci_cell(one(au, protocol="paper"), "auroc")],
-            ["honest (patients, masked, fitted on training folds)",
+            ["paper, fill values masked", ci_cell(one(au, protocol="paper"), "auroc")],
+            ["honest (patients, fill values masked, preprocessing fitted on training folds)",
              ci_cell(one(t2, model="forest", protocol="honest"), "auroc")]]
-    head = ""
+    head = probe = ""
     if audit is not None:
+        fp = audit["fingerprint"]
         head = (f"Data: {audit['source_name']} ({audit['patients']} patients, {audit['days']} days, "
-                f"{audit['severe_days']} severe days). Label-imputation fingerprint: {audit['fingerprint']['cells']} "
-                f"cells, {audit['fingerprint_fraction']:.1%} of the factor cells, in "
-                f"{audit['fingerprint']['columns']} columns.\n\n")
+                f"{audit['severe_days']} severe days). Label-imputation fingerprint: {fp['cells']} cells "
+                f"({audit['fingerprint_fraction']:.1%} of the factor cells, in {fp['columns']} columns) hold their "
+                f"own grade's fill value, the grade's median; the honest protocol masks {fp['masked_cells']} cells, "
+                "every cell equal to any fill value of its column, whatever its grade.\n\n")
+        table = audit.get("leak_probe") or {}
+        if "skipped" not in table and table:
+            probe = ("\n\n### Leak probe\n\nSame-day AUROC of a gradient-boosted tree that sees only which exact "
+                     "value each factor holds (indicators of its 5 most frequent values on the training rows), "
+                     "5 folds x 3 seeds (`prcrs/leakprobe.py`). 0.5 = nothing of the label; real labs repeat "
+                     "values too (rounding, detection limits), so a clean sheet scores a little above it.\n\n"
+                     + md_table(["features", "folds", "un-imputation", "probe AUROC (mean ± sd)"],
+                                [[label, row["split"], row["unimpute"], f"{row['auroc']:.3f} ± {row['sd']:.3f}"]
+                                 for label, row in table.items()]))
     text = ("## Data audit: what the fingerprint buys\n\n" + head
-            + md_table(["random forest, same day", "AUROC"], rows))
+            + md_table(["random forest, same day", "AUROC"], rows) + probe)
     report.write("audit.md", text + "\n")
     report.sections.append(text)
+
+
+MOVED = ("table2", "table3", "transfer", "fig8")  # studies compared by `what_moved`
+RUN_KEY = ("model", "ablation", "factors", "horizon", "transfer")
+
+
+def what_moved(report: Report, before: dict[str, pd.DataFrame], after: dict[str, pd.DataFrame]) -> None:
+    """Honest results before and after (e.g. a store made by an earlier version): the same configs,
+    matched by study and tags on the same data; Fig. 8 rows with all factors only."""
+    rows = []
+    for study in MOVED:
+        old, new = before.get(study, pd.DataFrame()), after.get(study, pd.DataFrame())
+        if old.empty or new.empty:
+            continue
+        for _, run in select(new, protocol="honest").iterrows():
+            if study == "fig8" and run["factors"] != "1234":
+                continue
+            match = one(old, protocol="honest", data_content=run["data_content"], **{k: run[k] for k in RUN_KEY})
+            if match is None:
+                continue
+            label = f"{study}: {run['model']}, {run['ablation']}, h{run['horizon']}, transfer {run['transfer']}"
+            rows.append([label, ci_cell(match, "auroc"), ci_cell(run, "auroc"),
+                         f"{run['mean_test_auroc'] - match['mean_test_auroc']:+.3f}", ci_cell(match, "auprc"),
+                         ci_cell(run, "auprc")])
+    if not rows:
+        return
+    text = ("## What moved: honest results before and after\n\n"
+            + md_table(["honest run", "AUROC before", "AUROC after", "Δ", "AUPRC before", "AUPRC after"], rows))
+    report.write("what_moved.md", text + "\n")
+    report.sections.insert(0, text)
 
 
 def _cohort_of(run: pd.Series):
@@ -350,12 +395,17 @@ def _cohort_of(run: pd.Series):
     return cohort
 
 
-def build_report(out: str | Path = "reports", tracking_uri: str | None = None) -> list[Path]:
-    """Write every table (Markdown) and figure (PNG) and reports/README.md; return the files."""
+def build_report(out: str | Path = "reports", tracking_uri: str | None = None,
+                 before_uri: str | None = None) -> list[Path]:
+    """Write every table (Markdown) and figure (PNG) and reports/README.md; return the files.
+
+    `before_uri`: a second store (an earlier version's runs) whose honest results are set beside
+    these in a "what moved" section."""
     from prcrs.audit import audit
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    before = {s: parent_runs(s, before_uri) for s in MOVED} if before_uri else {}  # read first: the store
     frames = [parent_runs(s, tracking_uri) for s in ("table2", "table3", "fig8", "transfer", "audit")]
     if frames[0].empty:
         raise PrcrsError("no finished table2 runs in the MLflow store: run `make reproduce` first")
@@ -372,6 +422,7 @@ def build_report(out: str | Path = "reports", tracking_uri: str | None = None) -
     summary = audit(_cohort_of(t2.iloc[0]))
     summary["source_name"] = Path(summary["source"]).name
     audit_section(report, t2, au, summary)
+    what_moved(report, before, {"table2": t2, "table3": t3, "fig8": f8, "transfer": tr})
     left_out = f" (runs on {', '.join(sorted(sources - {source}))} data in the store are left out)" \
         if sources - {source} else ""
     intro = (f"# Reproduction of PrCRS (Wei et al. 2024): results as measured\n\nData: **{source}**{left_out} "

@@ -81,7 +81,7 @@ def train_one(cfg: DictConfig, cohort, overrides: list[str]) -> CombinationModel
     paper, name, calibrator, brier = fit_calibrators(predictions["probability"].to_numpy(),
                                                      predictions["label"].to_numpy(int),
                                                      predictions["patient"].to_numpy(), cfg.seed)
-    estimator = engine.build_estimator(cfg, features, engine.load_covid_for(cfg))
+    estimator = engine.build_estimator(cfg, features, data.fill_values, engine.load_covid_for(cfg))
     rows = np.arange(len(data))
     if cfg.protocol.early_stopping:
         fit, val = inner_split(rows, data.grade_target, data.patient, seed=cfg.seed,

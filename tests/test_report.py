@@ -1,0 +1,38 @@
+"""Report sections on hand-made runs: no MLflow store needed."""
+
+import numpy as np
+import pandas as pd
+
+from prcrs.report import build
+
+
+def _run(run_id, protocol, auroc, **tags):
+    return {"run_id": run_id, "protocol": protocol, "model": "prcrs", "ablation": "none", "factors": "1234",
+            "horizon": 0, "transfer": "none", "data_content": "abc", "mean_test_auroc": auroc,
+            **{f"split{k}_test_{m}": auroc for k in range(5) for m in ("auroc", "auprc", "f1_macro")}, **tags}
+
+
+def test_transfer_table_survives_a_run_whose_every_fold_diverged(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    predicted = pd.DataFrame({"repeat": 0, "fold": np.arange(40) % 5, "patient": np.arange(40) // 2,
+                              "day": np.arange(40) % 2, "label": rng.integers(0, 2, 40), "probability": rng.random(40)})
+    oofs = {"t2-paper": predicted, "t2-honest": predicted, "tr-paper": predicted.iloc[:0],  # all NaN, dropped
+            "tr-honest": predicted.assign(probability=rng.random(40))}
+    monkeypatch.setattr(build, "oof", oofs.__getitem__)
+    t2 = pd.DataFrame([_run("t2-paper", "paper", 0.9), _run("t2-honest", "honest", 0.8)])
+    tr = pd.DataFrame([_run("tr-paper", "paper", np.nan, transfer="covid"),
+                       _run("tr-honest", "honest", 0.7, transfer="covid")])
+    report = build.Report(tmp_path)
+    build.transfer_table(report, t2, tr)
+    text = (tmp_path / "transfer.md").read_text()
+    assert "no test row predicted by both" in text and "| honest |" in text
+
+
+def test_what_moved_matches_configs_on_the_same_data(tmp_path):
+    before = {"table2": pd.DataFrame([_run("a", "honest", 0.987, model="hgb"), _run("b", "paper", 0.99, model="hgb"),
+                                      _run("c", "honest", 0.9, model="hgb", data_content="other")])}
+    after = {"table2": pd.DataFrame([_run("d", "honest", 0.959, model="hgb"), _run("e", "honest", 0.95)])}
+    report = build.Report(tmp_path)
+    build.what_moved(report, before, after)
+    rows = [line for line in (tmp_path / "what_moved.md").read_text().splitlines() if line.startswith("| table2")]
+    assert len(rows) == 1 and "0.987" in rows[0] and "0.959" in rows[0] and "-0.028" in rows[0]
