@@ -200,6 +200,8 @@ def test_cli_audits_a_cart_file_by_path(synthetic, tmp_path, capsys):
     assert main(["audit", "--data", str(path), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["kind"] == "cart" and report["patients"] == synthetic.n_patients
+    assert list(report["leak_probe"]) == ["raw sheet", "paper protocol", "honest protocol"]
+    assert all(0.3 < row["auroc"] < 0.7 for row in report["leak_probe"].values())  # no label fill here
 
 
 def test_cli_audits_the_covid_file_by_path(real_dir, capsys):
@@ -207,7 +209,7 @@ def test_cli_audits_the_covid_file_by_path(real_dir, capsys):
 
     from prcrs.cli import main
 
-    assert main(["audit", "--data", str(real_dir / "COVID-19.xlsx"), "--json"]) == 0
+    assert main(["audit", "--data", str(real_dir / "COVID-19.xlsx"), "--json", "--no-probe"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert (report["kind"], report["patients"], report["days"]) == ("covid", 1801, 2318)
 
