@@ -42,6 +42,7 @@ def audit(cohort: Cohort, probe: bool = True) -> dict:
         "target": cohort.target,
         "rows": len(frame),
         "patients": cohort.n_patients,
+        "patients_from": frame.attrs.get("patients_from", "patient column"),
         "days": len(frame),
         "severe_days": int(severe.sum()),
         "severe_patients": int(frame.loc[severe, "patient"].nunique()),
@@ -69,7 +70,8 @@ def format_audit(report: dict) -> str:
     """The audit as a short text for the terminal."""
     lines = [
         f"source: {report['source']} ({report['kind']}, {report['factors']} factors)",
-        f"patients {report['patients']}, days {report['days']}, severe days {report['severe_days']}, "
+        f"patients {report['patients']} (told apart by {report['patients_from']}), days {report['days']}, "
+        f"severe days {report['severe_days']}, "
         f"severe patients {report['severe_patients']}",
         f"{report['target']} counts: {report['target_counts']}",
         f"missing cells: {report['missing_fraction_overall']:.1%}",

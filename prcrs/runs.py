@@ -12,8 +12,15 @@ import pandas as pd
 from prcrs import tracking
 
 
+def cv_design(folds, repeats, seed) -> str:
+    """The CV design a run's results depend on besides its config and data: runs of one design
+    share their test folds, so they can be compared pairwise."""
+    return f"{folds} folds x {repeats} repeat(s), seed {seed}"
+
+
 def parent_runs(study: str, tracking_uri: str | None = None) -> pd.DataFrame:
-    """Finished parent runs of a study: one row each, tags and metrics as columns (latest first)."""
+    """Finished parent runs of a study: one row each, tags and metrics as columns, and `design`
+    (`cv_design` of its params) (latest first)."""
     import mlflow
 
     tracking.use_store(tracking_uri)
@@ -22,7 +29,8 @@ def parent_runs(study: str, tracking_uri: str | None = None) -> pd.DataFrame:
         return pd.DataFrame()
     runs = mlflow.search_runs([experiment.experiment_id], output_format="list", order_by=["start_time DESC"],
                               filter_string="tags.role = 'cv_parent' and attributes.status = 'FINISHED'")
-    rows = [{"run_id": r.info.run_id, **r.data.tags, **r.data.metrics} for r in runs]
+    rows = [{"run_id": r.info.run_id, **r.data.tags, **r.data.metrics,
+             "design": cv_design(*(r.data.params.get(k) for k in ("cv.folds", "cv.repeats", "seed")))} for r in runs]
     frame = pd.DataFrame(rows)
     if not frame.empty:
         frame = frame.drop_duplicates("config_hash")  # the latest run of each config

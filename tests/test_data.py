@@ -73,8 +73,32 @@ def test_project_column_names_are_accepted(synthetic, tmp_path):
     assert load_cart(path).n_patients == synthetic.n_patients
 
 
+def test_an_explicit_patient_column_sorts_each_patients_days(synthetic, tmp_path):
+    sheet = to_sheet(synthetic.frame).assign(patient=synthetic.frame["patient"].map(lambda p: f"P{p:03d}"))
+    path = tmp_path / "shuffled.csv"
+    sheet.sample(frac=1, random_state=0).to_csv(path, index=False)
+    loaded = load_cart(path)
+    assert loaded.n_patients == synthetic.n_patients and loaded.frame.attrs["patients_from"] == "patient column"
+    assert (loaded.frame.groupby("patient")["day"].diff().dropna() > 0).all()
+    shuffled = tmp_path / "no_id.csv"
+    sheet.drop(columns="patient").sample(frac=1, random_state=0).to_csv(shuffled, index=False)
+    with pytest.raises(DataError, match="add a patient column"):  # not 1000 false patients
+        load_cart(shuffled)
+
+
+def test_two_columns_for_one_factor_are_refused(synthetic, tmp_path):
+    sheet = to_sheet(synthetic.frame)
+    path = tmp_path / "twice.csv"
+    sheet.assign(il6=sheet["IL6"] * 2).to_csv(path, index=False)
+    with pytest.raises(DataError, match="columns 'IL6' and 'il6' both give il6"):
+        load_cart(path)
+
+
 def test_patient_starts_where_relative_date_does_not_increase():
-    assert segment_patients(np.array([0, 1, 2, 0, 1, 1, 5, 3])).tolist() == [0, 0, 0, 1, 1, 2, 2, 3]
+    assert segment_patients(pd.Series([0, 1, 2, 0, 1, 5, 0])).tolist() == [0, 0, 0, 1, 1, 1, 2]
+    for days in ([0, 1, 1, 2], [0, 2, 1, 3]):  # a repeated day, unsorted days: refused, not cut into patients
+        with pytest.raises(DataError, match="row 2.*start at day 1.*add a patient column"):
+            segment_patients(pd.Series(days, index=range(0, 4)), "f.csv")
 
 
 def test_horizon_pairs_day_t_with_grade_t_plus_h():

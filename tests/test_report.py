@@ -36,3 +36,19 @@ def test_what_moved_matches_configs_on_the_same_data(tmp_path):
     build.what_moved(report, before, after)
     rows = [line for line in (tmp_path / "what_moved.md").read_text().splitlines() if line.startswith("| table2")]
     assert len(rows) == 1 and "0.987" in rows[0] and "0.959" in rows[0] and "-0.028" in rows[0]
+
+
+def test_a_report_is_built_from_one_cohort_and_one_design():
+    def run(run_id, source, content, patients, design):
+        return {"run_id": run_id, "data_source": source, "data_content": content, "data_patients": patients,
+                "design": design}
+
+    five = "5 folds x 1 repeat(s), seed 0"
+    t2 = pd.DataFrame([run("a", "synthetic", "s60", "60", five),  # the latest, but fewer runs
+                       run("b", "synthetic", "s202", "202", five), run("c", "synthetic", "s202", "202", five),
+                       run("d", "synthetic", "s202", "202", "2 folds x 1 repeat(s), seed 0")])
+    chosen, left_out = build.choose_cohort(t2)
+    assert chosen == {"data_source": "synthetic", "data_content": "s202", "design": five}
+    assert "1 Table 2 run(s) on synthetic data s60 (60 patients" in left_out and "2 folds" in left_out
+    real = pd.concat([t2, pd.DataFrame([run("e", "real", "r", "202", five)])], ignore_index=True)
+    assert build.choose_cohort(real)[0]["data_source"] == "real"  # real data first

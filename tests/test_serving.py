@@ -58,6 +58,8 @@ def test_rows_are_checked_with_errors_that_name_the_column():
     impossible = check_row({**full, "Neutrophil percentage": 75}).error
     assert "Neutrophil percentage" in impossible and "impossible value 75" in impossible and "fraction" in impossible
     assert "impossible value -1" in check_row({**full, "ferritin": -1}).error
+    twice = check_row({**full, "il6": 90000})  # "IL6" and "il6" name one factor: never keep the last silently
+    assert twice.error and set(twice.field_errors) == {"IL6", "il6"} and "il6 is also given as 'il6'" in twice.error
     assert check_row({"IL6": 12.0}).error.startswith("nothing usable")
     no_cytokines = check_row({k: v for k, v in full.items() if k not in {"IL6", "IL10", "IL4", "IL2"}})
     assert no_cytokines.combination == "123" and no_cytokines.error is None
@@ -141,25 +143,33 @@ def test_train_final_registers_calibrated_pyfunc_models_with_a_signature(store, 
 def test_train_final_takes_the_best_honest_config_from_the_store(tmp_path):
     import mlflow
 
+    from prcrs.data.synthetic import synthetic_cart
+    from prcrs.runs import cv_design
     from prcrs.serving.train_final import best_honest_config
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracking.use_store(uri)
     experiment = mlflow.create_experiment("table2")
-    runs = [("hgb", 0, 0.95, "real"), ("logreg", 0, 0.90, "real"), ("measix", 0, 0.99, "real"),  # m-EASIX: never
-            ("prcrs", 1, 0.97, "real"),  # the only model at horizon 1: AUROCs of other horizons do not compare
-            ("forest", 0, 0.98, "synthetic")]
-    for model, horizon, auroc, source in runs:
+    real, other = synthetic_cart(n_patients=30, seed=0), synthetic_cart(n_patients=40, seed=2)
+    five = {"cv.folds": 5, "cv.repeats": 1, "seed": 0}
+    runs = [("hgb", 0, 0.95, real, five), ("logreg", 0, 0.90, real, five), ("measix", 0, 0.99, real, five),
+            ("prcrs", 1, 0.97, real, five),  # the only model at horizon 1: AUROCs of other horizons do not compare
+            ("forest", 0, 0.98, other, five),  # other data
+            ("tree", 0, 0.99, real, {**five, "cv.folds": 2})]  # the same data, another design
+    for model, horizon, auroc, cohort, design in runs:
         tags = {"role": "cv_parent", "protocol": "honest", "factors": "1234", "ablation": "none", "transfer": "none",
-                "data_source": source, "horizon": str(horizon), "model": model, "study": "table2"}
+                "data_source": "synthetic", "data_content": cohort.content_id, "horizon": str(horizon),
+                "model": model, "study": "table2"}
         with mlflow.start_run(experiment_id=experiment, tags=tags):
             mlflow.log_metric("mean_test_auroc", auroc)
-            mlflow.log_param("overrides", f"experiment=table2 model={model} protocol=honest")
-    best = best_honest_config("real", uri)
+            mlflow.log_params({"overrides": f"experiment=table2 model={model} protocol=honest", **design})
+    design = cv_design(5, 1, 0)
+    best = best_honest_config(real, design, uri)
     assert (best["model"], best["horizon"], best["auroc"]) == ("hgb", 0, 0.95)
     assert best["overrides"] == ["experiment=table2", "model=hgb"] and best["study"] == "table2"
-    assert best_honest_config("synthetic", uri)["model"] == "forest"
-    assert best_honest_config("real", f"sqlite:///{tmp_path / 'empty.db'}") is None
+    assert best_honest_config(other, design, uri)["model"] == "forest"
+    assert best_honest_config(real, cv_design(2, 1, 0), uri)["model"] == "tree"
+    assert best_honest_config(real, design, f"sqlite:///{tmp_path / 'empty.db'}") is None
 
 
 def test_predict_cli_keeps_going_past_bad_rows(store, platform, tmp_path, capsys):
@@ -209,6 +219,12 @@ def test_predict_says_what_is_missing(tmp_path, capsys):
     assert "no registered model prcrs-f1234-h1" in capsys.readouterr().err  # the store asked for, not $MLFLOW_...
     assert cli.main(["predict", str(path), "--out", str(tmp_path / "no" / "such" / "out.csv")]) == 2
     assert "output folder not found" in capsys.readouterr().err
+    path.write_text("IL6,IL-6\n3,90000\n")  # two columns of one factor: one line, before any model loads
+    assert cli.main(["predict", str(path), "--tracking-uri", f"sqlite:///{empty}"]) == 2
+    assert "columns 'IL6' and 'il6' both give il6: keep one" in capsys.readouterr().err
+    path.write_text("IL6,CRP,IL6\n3,4,90000\n")
+    assert cli.main(["predict", str(path), "--tracking-uri", f"sqlite:///{empty}"]) == 2
+    assert "column 'IL6' appears more than once" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
@@ -232,6 +248,8 @@ def test_api_predicts_and_names_bad_fields_in_a_422(client):
     for name, bad in cases.items():
         res = client.post("/predict", json={"values": bad})
         assert res.status_code == 422 and res.json()["detail"][0]["loc"][-1] == name, res.text
+    twice = client.post("/predict", json={"values": {**values, "IL6": 30, "il6": 90000}})
+    assert twice.status_code == 422 and {d["loc"][-1] for d in twice.json()["detail"]} >= {"IL6", "il6"}
     nothing = client.post("/predict", json={"values": {"il6": 3}})
     assert nothing.status_code == 422 and "nothing usable" in nothing.text
     assert client.post("/predict", json={"values": values, "horizons": [3]}).status_code == 422

@@ -81,9 +81,28 @@ def column_lookup() -> dict[str, str]:
     return lookup
 
 
-def _rename(frame: pd.DataFrame, lookup: dict[str, str]) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Rename accepted column names to keys; also return key -> the name the file used."""
+def same_factor(mapping: dict[str, str]) -> dict[str, list[str]]:
+    """Key -> the input names that all name it, where more than one does ({"IL6": "il6",
+    "il6": "il6"} -> {"il6": ["IL6", "il6"]}): two values for one factor, which is an error."""
+    names: dict[str, list[str]] = {}
+    for name, key in mapping.items():
+        names.setdefault(key, []).append(str(name))
+    return {key: found for key, found in names.items() if len(found) > 1}
+
+
+def check_one_name_per_factor(mapping: dict[str, str], source: str) -> None:
+    """DataError naming the first factor that two input columns both name."""
+    clashes = same_factor(mapping)
+    if clashes:
+        key, names = next(iter(clashes.items()))
+        raise DataError(f"{source}: columns {' and '.join(repr(n) for n in names)} both give {key}: keep one")
+
+
+def _rename(frame: pd.DataFrame, lookup: dict[str, str], source: str) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Rename accepted column names to keys; also return key -> the name the file used. Two
+    columns naming one key are a DataError."""
     mapping = {c: lookup[c.lower()] for c in frame.columns if c.lower() in lookup}
+    check_one_name_per_factor(mapping, source)
     return frame.rename(columns=mapping), {k: c for c, k in mapping.items()}
 
 
@@ -115,23 +134,36 @@ def _female(sex: pd.Series, source: str) -> pd.Series:
     return out
 
 
-def segment_patients(day: np.ndarray) -> np.ndarray:
-    """Patient number per row: a new patient starts where the relative day does not increase."""
-    day = np.asarray(day, dtype=float)
+FIRST_DAY = 0  # every patient of the published sheet starts on the infusion day, day 0
+
+
+def segment_patients(day: pd.Series, source: str = "data") -> np.ndarray:
+    """Patient number per row, for a file with no patient column: a new patient starts where the
+    relative day does not increase, and every patient starts at day 0. A patient that would start
+    on another day means unsorted or repeated days, which would cut one patient into false ones
+    (and put one patient's days on both sides of a fold): a DataError naming the file row (the
+    series' index)."""
+    rows, day = day.index, day.to_numpy(float)
     starts = np.r_[True, day[1:] <= day[:-1]]
+    late = np.flatnonzero(starts & (day != FIRST_DAY))
+    if len(late):
+        i = late[0]
+        raise DataError(f"{source}: with no patient column, a patient starts where the day does not increase and "
+                        f"must start at day {FIRST_DAY}, but at row {rows[i]} one would start at day {day[i]:g}: "
+                        "sort each patient's days, or add a patient column")
     return np.cumsum(starts) - 1
 
 
 def tidy_cart(raw: pd.DataFrame, source: str) -> pd.DataFrame:
     """Validate a raw CAR-T frame (sheet or project column names) and tidy it."""
     keys = list(schema.FEATURE_KEYS)
-    frame, used = _rename(raw, column_lookup())
+    frame, used = _rename(raw, column_lookup(), source)
     names = {f.key: f.column for f in schema.FEATURES} | {"day": schema.DAY_COLUMN, "grade": "CRS"} | used
     _require(frame, ["day", "grade", *keys], names, source)
     extras = [e.key for e in schema.EXTRAS if e.key in frame.columns and e.key != "day"]
     numeric = ["day", "grade", *keys, *extras]
-    frame = to_numeric(frame, numeric + (["patient"] if "patient" in frame.columns else []), source, names)
-    for col in ("day", "grade"):
+    frame = to_numeric(frame, numeric, source, names)
+    for col in ("day", "grade", *(["patient"] if "patient" in frame.columns else [])):
         blank = frame[col].isna()
         if blank.any():
             raise DataError(f"{source}: column {names[col]!r} is empty at row {blank[blank].index[0]}")
@@ -140,10 +172,12 @@ def tidy_cart(raw: pd.DataFrame, source: str) -> pd.DataFrame:
     if bad_grade.any():
         row = bad_grade[bad_grade].index[0]
         raise DataError(f"{source}: CRS grade must be 0-4, got {frame.at[row, 'grade']} at row {row}")
-    if "patient" in frame.columns:
-        patient = pd.factorize(frame["patient"])[0]
+    if "patient" in frame.columns:  # an explicit id: each patient's days in order, wherever they stand
+        frame = frame.assign(_id=pd.factorize(frame["patient"])[0]).sort_values(["_id", "day"], kind="stable")
+        patient = frame["_id"].to_numpy()
     else:
-        patient = segment_patients(frame["day"].to_numpy())
+        patient = segment_patients(frame["day"], source)
+    patients_from = "patient column" if "patient" in frame.columns else f"day restarts (each at day {FIRST_DAY})"
     out = pd.DataFrame({"patient": patient, "day": frame["day"].astype(int).to_numpy()}, index=frame.index)
     out["female"] = _female(frame["sex"], source) if "sex" in frame.columns else np.nan
     for key in extras:
@@ -159,7 +193,9 @@ def tidy_cart(raw: pd.DataFrame, source: str) -> pd.DataFrame:
     if duplicate.any():
         raise DataError(f"{source}: day {out.loc[duplicate, 'day'].iloc[0]} repeated for one patient "
                         f"at row {duplicate[duplicate].index[0]}")
-    return out.reset_index(drop=True)
+    out = out.reset_index(drop=True)
+    out.attrs["patients_from"] = patients_from  # for the audit
+    return out
 
 
 def load_cart(path: str | Path) -> Cohort:

@@ -49,6 +49,10 @@ def read_table(path: str | Path, header_markers: tuple[tuple[str, ...], ...]) ->
             frame.index = pd.RangeIndex(i + 2, i + 2 + len(frame), name="row")
             frame.columns = names
             frame = frame.loc[:, [n not in {"", "nan", "None"} for n in names]]
+            repeated = frame.columns[frame.columns.duplicated()]
+            if len(repeated):
+                raise DataError(f"{path.name}: column {repeated[0]!r} appears more than once in the header: "
+                                "keep one (two values for one factor cannot both be used)")
             return frame.dropna(how="all")
     raise DataError(
         f"{path.name}: wrong sheet layout: no header row with "

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from prcrs import schema
-from prcrs.data.cohort import column_lookup
+from prcrs.data.cohort import column_lookup, same_factor
 from prcrs.data.io import MISSING_TOKENS
 
 # Factors the platform does not read: its models saw them, so they are imputed like a missing value.
@@ -76,8 +76,11 @@ def field_errors(cells: dict[str, object], mapping: dict[str, str] | None = None
     """Per input name, what is wrong with its value (non-numeric or outside the plausible range);
     `mapping` is `resolve_columns(cells)[0]` when the caller has it."""
     mapping = resolve_columns(cells)[0] if mapping is None else mapping
-    errors = {}
+    errors = {name: f"{key} is also given as {', '.join(repr(n) for n in names if n != name)}: give one value"
+              for key, names in same_factor(mapping).items() for name in names}
     for col, key in mapping.items():
+        if col in errors:
+            continue
         try:
             value = _number(cells[col])
         except (TypeError, ValueError):

@@ -18,10 +18,10 @@ import numpy as np
 from omegaconf import DictConfig
 
 from prcrs import calibration, engine, schema, tracking
-from prcrs.data.cohort import load_cohort
+from prcrs.data.cohort import Cohort, load_cohort
 from prcrs.data.targets import make_horizon
-from prcrs.errors import ConfigError
-from prcrs.runs import oof
+from prcrs.errors import ConfigError, PrcrsError
+from prcrs.runs import cv_design, oof
 from prcrs.serving.platform import HORIZONS, CombinationModel, registered_name
 from prcrs.serving.registry import register
 from prcrs.splits import inner_split
@@ -30,10 +30,11 @@ log = logging.getLogger("prcrs")
 STUDY = "platform"
 
 
-def best_honest_config(data_source: str, tracking_uri: str | None = None) -> dict | None:
-    """The best finished honest run with all factors on `data_source` data: its model, mean test
-    AUROC, horizon and overrides. Runs are compared at the horizon where most models were
-    compared (the lower on a tie), as AUROCs at different horizons are not comparable."""
+def best_honest_config(cohort: Cohort, design: str, tracking_uri: str | None = None) -> dict | None:
+    """The best finished honest run with all factors on the same data (`cohort`'s content id)
+    and CV design (`runs.cv_design`): its model, mean test AUROC, horizon and overrides. Runs are
+    compared at the horizon where most models were compared (the lower on a tie), as AUROCs at
+    different horizons are not comparable."""
     import mlflow
 
     tracking.use_store(tracking_uri)
@@ -41,8 +42,9 @@ def best_honest_config(data_source: str, tracking_uri: str | None = None) -> dic
                               filter_string="tags.role = 'cv_parent' and attributes.status = 'FINISHED' and "
                                             "tags.protocol = 'honest' and tags.factors = '1234' and "
                                             "tags.ablation = 'none' and tags.transfer = 'none' and "
-                                            f"tags.data_source = '{data_source}' and tags.model != 'measix'")
-    runs = [r for r in runs if np.isfinite(r.data.metrics.get("mean_test_auroc", np.nan))]
+                                            f"tags.data_content = '{cohort.content_id}' and tags.model != 'measix'")
+    runs = [r for r in runs if np.isfinite(r.data.metrics.get("mean_test_auroc", np.nan))
+            and cv_design(*(r.data.params.get(k) for k in ("cv.folds", "cv.repeats", "seed"))) == design]
     if not runs:
         return None
     models = {}
@@ -77,6 +79,9 @@ def train_one(cfg: DictConfig, cohort, overrides: list[str]) -> CombinationModel
     engine.run(cfg, overrides)
     experiment_id = tracking.setup(cfg.study, cfg.logger.tracking_uri)
     cv_run = tracking.finished_run(experiment_id, engine.config_hash(cfg, cohort))
+    if cv_run is None:
+        raise PrcrsError(f"the honest CV of {cfg.model.name} (factors {cfg.factors}, horizon {cfg.horizon}) is not in "
+                         "the store after running: its data or design differ from the platform's; pass model=...")
     predictions = oof(cv_run.info.run_id)
     paper, name, calibrator, brier = fit_calibrators(predictions["probability"].to_numpy(),
                                                      predictions["label"].to_numpy(int),
@@ -113,14 +118,15 @@ def train_final(overrides: list[str], horizons=HORIZONS, combinations=None,
         raise ConfigError("train-final fits the platform under protocol=honest only (the paper protocol leaks)")
     cohort = load_cohort(base.data.kind, base.data.path, seed=base.seed, n_patients=base.data.n_patients)
     if not any(o.startswith("model=") for o in overrides):
-        best = best_honest_config(cohort.data_source, base.logger.tracking_uri)
+        design = cv_design(base.cv.folds, base.cv.repeats, base.seed)
+        best = best_honest_config(cohort, design, base.logger.tracking_uri)
         if best is not None:
             log.info(f"model {best['model']}: best honest mean AUROC {best['auroc']:.3f} (horizon {best['horizon']}, "
                      f"all factors, study {best['study']}); its config: {' '.join(best['overrides'])}")
             overrides = [*best["overrides"], *overrides]
         else:
-            log.info(f"no finished honest run on {cohort.data_source} data in the store: model {base.model.name} "
-                     "(config default)")
+            log.info(f"no finished honest run on this {cohort.data_source} data ({cohort.content_id}) with "
+                     f"{design} in the store: model {base.model.name} (config default)")
     out = []
     for h in horizons:
         for code in combinations or schema.COMBINATIONS:
