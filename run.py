@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import sys
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
-from omegaconf.errors import OmegaConfBaseException
-
 from prcrs.errors import INTERRUPTED, PrcrsError
+
+try:  # Ctrl-C during the imports (seconds) is one line too
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import DictConfig
+    from omegaconf.errors import OmegaConfBaseException
+except KeyboardInterrupt:
+    print(INTERRUPTED, file=sys.stderr)
+    sys.exit(130)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    from prcrs.engine import run
-
     try:
+        from prcrs.engine import run
+
         hydra_cfg = HydraConfig.get()
         return run(cfg, list(hydra_cfg.overrides.task), hydra_cfg.runtime.output_dir)
     except PrcrsError as exc:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
 
-from prcrs.errors import DataError, PrcrsError
+from prcrs.errors import INTERRUPTED, DataError, PrcrsError
 
 
 def _load_for_audit(data: str):
@@ -62,11 +63,23 @@ def read_input(path: str):
     return read_table(path, header_markers=(tuple(column_lookup()),))
 
 
+def check_writable(out: Path, source: Path) -> None:
+    """Before any work: `out` may be written and is not the input file."""
+    if out.exists() and source.exists() and out.resolve() == source.resolve():
+        raise DataError(f"--out {out} is the input file: the patient's file would be overwritten; choose another")
+    if not out.parent.is_dir():
+        raise DataError(f"output folder not found: {out.parent}")
+    if out.is_dir():
+        raise DataError(f"--out {out} is a folder: give a file name (.csv or .xlsx)")
+    if not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise DataError(f"--out {out} cannot be written (permission denied)")
+
+
 def cmd_predict(args) -> int:
     from prcrs.serving.registry import load_platform
 
-    if args.out and not Path(args.out).parent.is_dir():
-        raise DataError(f"output folder not found: {Path(args.out).parent}")
+    if args.out:
+        check_writable(Path(args.out), Path(args.input))
     raw = read_input(args.input)
     platform = load_platform(args.tracking_uri, horizons=tuple(sorted(set(args.horizon))))
     table, unknown = platform.predict_table(raw, args.horizon)
@@ -77,7 +90,15 @@ def cmd_predict(args) -> int:
         print(f"error: row {row.row}: {row.error}", file=sys.stderr)
     if args.out:
         out = Path(args.out)
-        table.to_excel(out, index=False) if out.suffix.lower() == ".xlsx" else table.to_csv(out, index=False)
+        partial = out.with_name(f".{out.name}.{os.getpid()}.partial{out.suffix}")  # no half-written file, ever
+        try:
+            if out.suffix.lower() == ".xlsx":
+                table.to_excel(partial, index=False)
+            else:
+                table.to_csv(partial, index=False)
+            os.replace(partial, out)
+        finally:
+            partial.unlink(missing_ok=True)
         print(f"wrote {len(table)} predictions for {table['row'].nunique()} rows to {out} "
               f"({len(failed)} row(s) with errors)", file=sys.stderr)
     else:
@@ -95,6 +116,12 @@ def cmd_serve(args) -> int:
     print(f"serving on http://{args.host}:{args.port}/", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be a whole number from 1 to 65535, got {text!r}")
+    return int(text)
 
 
 def _horizons(text: str) -> int:
@@ -142,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
     p = sub.add_parser("serve", help="the web page and JSON API (POST /predict)")
     p.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1 (loopback)")
-    p.add_argument("--port", type=int, default=8000, help="default: 8000")
+    p.add_argument("--port", type=_port, default=8000, help="default: 8000")
     p.add_argument("--tracking-uri", default=None, help=uri_help)
     p.set_defaults(func=cmd_serve)
     return parser
@@ -156,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         return 130
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -19,6 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from prcrs import schema, tracking, workers
+from prcrs.config_checks import check_run_config
 from prcrs.data.cohort import Cohort, load_cohort
 from prcrs.data.fingerprint import UNIMPUTE
 from prcrs.data.targets import HorizonData, check_horizon, make_horizon
@@ -245,12 +247,34 @@ def fold_jobs(cfg: DictConfig, n_folds: int) -> int:
     return max(1, min(int(cfg.cv.n_jobs), n_folds))
 
 
+NOT_LOGGED = "<not logged: logger.log_data_file=false>"
+
+
+def data_file_name(cfg: DictConfig, source: str) -> str:
+    """What the store may hold of the input file's name: the name (not the folder) when the user
+    opts in with `logger.log_data_file=true`, else a placeholder (a file may be named after a
+    patient). The synthetic cohort is always named."""
+    if source == "synthetic":
+        return source
+    return Path(source).name if cfg.logger.get("log_data_file", False) else NOT_LOGGED
+
+
+def redacted(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, list[str]]:
+    """The config and overrides as logged: `data.path` reduced to `data_file_name`."""
+    cfg = copy.deepcopy(cfg)
+    if cfg.data.get("path"):
+        cfg.data.path = data_file_name(cfg, str(cfg.data.path))
+    shown = [f"data.path={data_file_name(cfg, o.split('=', 1)[1])}" if o.lstrip("+~").startswith("data.path=") else o
+             for o in overrides]
+    return cfg, shown
+
+
 def _tags(cfg: DictConfig, cohort: Cohort, chash: str) -> dict[str, str]:
     return {"model": cfg.model.name, "ablation": cfg.ablation.name, "factors": str(cfg.factors),
             "horizon": str(cfg.horizon), "protocol": cfg.protocol.name, "transfer": cfg.transfer.name,
-            "data_source": cohort.data_source, "data_file": Path(cohort.source).name,
+            "data_source": cohort.data_source, "data_file": data_file_name(cfg, cohort.source),
             "data_content": cohort.content_id, "data_patients": str(cohort.n_patients), "git_sha": tracking.git_sha(),
-            "study": cfg.study, "config_hash": chash}
+            "study": cfg.study, "config_hash": chash, **tracking.owner_tags()}
 
 
 def _flat_params(cfg: DictConfig) -> dict[str, str]:
@@ -267,7 +291,8 @@ def _log_parent_artifacts(mlflow, cfg: DictConfig, result: CVResult, overrides: 
         tmp = Path(tmp)
         (tmp / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         (tmp / "overrides.txt").write_text("\n".join(overrides) + "\n")
-        result.oof.to_csv(tmp / "oof_predictions.csv", index=False)
+        if cfg.logger.get("log_predictions", True):  # patient numbers (0-based, in file order) and days
+            result.oof.to_csv(tmp / "oof_predictions.csv", index=False)
         title = f"{cfg.model.name} h{cfg.horizon} {cfg.protocol.name}"
         for name, fig in curve_figures(result.oof, title=title).items():
             fig.savefig(tmp / f"{name}.png", dpi=110, bbox_inches="tight")
@@ -291,6 +316,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: str | N
     import mlflow
 
     overrides = overrides or []
+    check_run_config(cfg)
     features, horizon = features_of(cfg), check_horizon(cfg.horizon)
     optimized = cfg.get("optimized_metric", "mean_test_auroc")
     _check_optimized(optimized, cfg)
@@ -307,18 +333,21 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: str | N
     chash = config_hash(cfg, cohort)
     experiment_id = tracking.setup(cfg.study, cfg.logger.tracking_uri)
     label = f"{cfg.model.name} {cfg.ablation.name} f{cfg.factors} h{cfg.horizon} {cfg.protocol.name}"
-    done = tracking.finished_run(experiment_id, chash)
-    if done is not None:
-        summary = dict(done.data.metrics)
-        log.info(f"[{label}] already finished (run {done.info.run_id}): mean AUROC "
-                 f"{summary.get('mean_test_auroc', float('nan')):.3f}; skipped")
-        return _finish(summary, optimized, output_dir)
+    if reaped := tracking.reap_dead_runs(experiment_id):
+        log.warning(f"{reaped} run(s) left RUNNING by a process that died were marked KILLED")
+    if (done := _already_done(experiment_id, chash, label)) is not None:
+        return _finish(done, optimized, output_dir)
     # built once where the folds will run
     list(workers.map_ordered(check_model, [(cfg, features, data.fill_values, covid)], n_jobs))
     tags = _tags(cfg, cohort, chash)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=label, tags={**tags, "role": "cv_parent"}) as parent:
-        mlflow.log_params(_flat_params(cfg))
-        mlflow.log_param("overrides", " ".join(overrides)[:500] or "-")
+    logged_cfg, logged_overrides = redacted(cfg, overrides)
+    with tracking.store_lock(cfg.logger.tracking_uri):  # one process claims a config: the check and the start
+        if (done := _already_done(experiment_id, chash, label)) is not None:
+            return _finish(done, optimized, output_dir)
+        claimed = mlflow.start_run(experiment_id=experiment_id, run_name=label, tags={**tags, "role": "cv_parent"})
+    with claimed as parent:
+        mlflow.log_params(_flat_params(logged_cfg))
+        mlflow.log_param("overrides", " ".join(logged_overrides)[:500] or "-")
 
         def on_fold(k, n, out: FoldOutput):
             metrics = out.metrics
@@ -337,11 +366,29 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: str | N
         mlflow.log_metrics(summary)
         if result.n_parameters is not None:
             mlflow.log_param("n_parameters", result.n_parameters)
-        _log_parent_artifacts(mlflow, cfg, result, overrides)
+        _log_parent_artifacts(mlflow, logged_cfg, result, logged_overrides)
         log.info(f"[{label}] run {parent.info.run_id} on {tags['data_source']} data, {len(data)} rows, "
                  f"{len(features)} factors")
     print(format_summary(label, summary))
     return _finish(summary, optimized, output_dir)
+
+
+def _already_done(experiment_id: str, chash: str, label: str) -> dict[str, float] | None:
+    """The stored metrics of a config that finished, {} for one a live process is running now (it
+    is not run twice), or None: run it."""
+    done = tracking.finished_run(experiment_id, chash)
+    if done is not None:
+        summary = dict(done.data.metrics)
+        log.info(f"[{label}] already finished (run {done.info.run_id}): mean AUROC "
+                 f"{summary.get('mean_test_auroc', float('nan')):.3f}; skipped")
+        return summary
+    running = tracking.running_run(experiment_id, chash)
+    if running is not None:
+        tags = running.data.tags
+        log.warning(f"[{label}] is being run now by process {tags.get('pid')} on {tags.get('host')} "
+                    f"(run {running.info.run_id}); skipped here: rerun the command once it has finished")
+        return {}
+    return None
 
 
 def _check_optimized(optimized: str, cfg: DictConfig) -> None:

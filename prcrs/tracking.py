@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 from prcrs.data.cohort import PROJECT_ROOT
+from prcrs.errors import PrcrsError
 
 MLRUNS = PROJECT_ROOT / "mlruns"
 
@@ -29,6 +30,7 @@ def use_store(configured: str | None = None) -> str:
     import mlflow
 
     uri = tracking_uri(configured)
+    check_reachable(uri)
     before = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     if before is None:
@@ -38,11 +40,40 @@ def use_store(configured: str | None = None) -> str:
     return uri
 
 
+# A tracking server that does not answer is an error within seconds, not minutes of MLflow's retries.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+
+
+def check_reachable(uri: str, timeout: float = 3.0) -> None:
+    """For an http(s) store: PrcrsError within `timeout` s when nothing answers at its address."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme not in {"http", "https"}:
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        raise PrcrsError(f"the MLflow tracking server {uri} does not answer ({exc.strerror or exc}): start it, or "
+                         "unset MLFLOW_TRACKING_URI to use the local store") from None
+
+
 def artifact_root(uri: str) -> str | None:
     """Absolute artifact folder for the default SQLite store; the server decides otherwise."""
     if uri.startswith("sqlite:///"):
         return (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
     return None
+
+
+def store_lock(configured: str | None = None):
+    """A lock across processes on a local SQLite store (a no-op for a server, which serializes)."""
+    uri = tracking_uri(configured)
+    if not uri.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    return _lock(Path(uri.removeprefix("sqlite:///")).with_suffix(".lock"))
 
 
 @contextlib.contextmanager
@@ -62,14 +93,76 @@ def setup(experiment: str, configured_uri: str | None = None) -> str:
     Returns the experiment id.
     """
     import mlflow
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
 
     uri = use_store(configured_uri)
-    lock = Path(uri.removeprefix("sqlite:///")).with_suffix(".lock") if uri.startswith("sqlite:///") else None
-    with _lock(lock) if lock else contextlib.nullcontext():
-        found = mlflow.get_experiment_by_name(experiment)
-        if found is not None:
-            return found.experiment_id
-        return mlflow.create_experiment(experiment, artifact_location=artifact_root(uri))
+    db = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    with store_lock(configured_uri):
+        if db is not None and not db.exists():
+            _create_store(db)
+        try:
+            found = mlflow.get_experiment_by_name(experiment)
+            if found is not None:
+                return found.experiment_id
+            return mlflow.create_experiment(experiment, artifact_location=artifact_root(uri))
+        except (MlflowException, SQLAlchemyError) as exc:
+            if db is None:
+                raise
+            raise PrcrsError(f"the MLflow store {db} cannot be opened ({str(exc).splitlines()[0][:200]}); if a "
+                             f"process was killed while it was being made, move it aside (mv {db} {db}.broken) and "
+                             "run again") from None
+
+
+def _create_store(db: Path) -> None:
+    """Make a new SQLite store under another name and rename it into place: a process killed
+    while the tables are made leaves a stray temporary file, never a half-made store."""
+    import mlflow
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    partial = db.with_name(f".{db.name}.{os.getpid()}.creating")
+    try:
+        mlflow.MlflowClient(tracking_uri=f"sqlite:///{partial}").search_experiments(max_results=1)
+        os.replace(partial, db)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def owner_tags() -> dict[str, str]:
+    """Tags naming the process that logs a run, so that a later start can tell it died."""
+    import socket
+
+    return {"pid": str(os.getpid()), "host": socket.gethostname()}
+
+
+def reap_dead_runs(experiment_id: str) -> int:
+    """Mark KILLED the RUNNING runs of this host whose process is gone (killed, even by SIGKILL,
+    or the machine restarted): they would otherwise stay RUNNING forever. Returns how many."""
+    import mlflow
+
+    host = owner_tags()["host"]
+    runs = mlflow.search_runs([experiment_id], output_format="list",
+                              filter_string=f"attributes.status = 'RUNNING' and tags.host = '{host}'")
+    reaped = 0
+    for run in runs:
+        pid = int(run.data.tags.get("pid", "0"))
+        try:
+            os.kill(pid, 0)
+            continue  # its process lives: a run in progress
+        except (ProcessLookupError, PermissionError, OverflowError):
+            mlflow.MlflowClient().set_terminated(run.info.run_id, status="KILLED")
+            reaped += 1
+    return reaped
+
+
+def running_run(experiment_id: str, config_hash: str):
+    """The RUNNING parent run of a config (call `reap_dead_runs` first), or None."""
+    import mlflow
+
+    runs = mlflow.search_runs([experiment_id], output_format="list", max_results=1,
+                              filter_string=f"tags.config_hash = '{config_hash}' and tags.role = 'cv_parent' "
+                                            "and attributes.status = 'RUNNING'")
+    return runs[0] if runs else None
 
 
 def finished_run(experiment_id: str, config_hash: str):

@@ -36,15 +36,30 @@ def prestart(kind: str = "deep") -> None:
         forkserver.ensure_running()
 
 
-def _init_worker(threads: int) -> None:
-    """Worker initializer: BLAS/OpenMP pools of `threads` threads (no oversubscription), and
-    Ctrl-C left to the parent, which stops the workers (no traceback from each of them)."""
+def _init_worker(threads: int, owner: int) -> None:
+    """Worker initializer: BLAS/OpenMP pools of `threads` threads (no oversubscription), Ctrl-C
+    left to the parent, which stops the workers (no traceback from each of them), and a watch on
+    the `owner` process: if it dies, even by SIGKILL, the worker exits within a second instead of
+    training on for nobody."""
     import signal
+    import threading
 
     from threadpoolctl import threadpool_limits
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threadpool_limits(threads)
+    threading.Thread(target=_exit_with, args=(owner,), daemon=True, name="owner-watch").start()
+
+
+def _exit_with(owner: int, every: float = 0.5) -> None:
+    import time
+
+    while True:
+        time.sleep(every)
+        try:
+            os.kill(owner, 0)
+        except (ProcessLookupError, PermissionError):  # gone (or its pid reused by another user)
+            os._exit(1)
 
 
 def _pool_of(n_jobs: int) -> ProcessPoolExecutor:
@@ -54,7 +69,8 @@ def _pool_of(n_jobs: int) -> ProcessPoolExecutor:
             _pool.shutdown(wait=False, cancel_futures=True)
         prestart()
         threads = max(1, (os.cpu_count() or 1) // n_jobs)
-        _pool = ProcessPoolExecutor(n_jobs, mp_context=_context(), initializer=_init_worker, initargs=(threads,))
+        _pool = ProcessPoolExecutor(n_jobs, mp_context=_context(), initializer=_init_worker,
+                                    initargs=(threads, os.getpid()))
         _pool_size = n_jobs
     return _pool
 

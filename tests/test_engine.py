@@ -1,6 +1,7 @@
 """Config composition, an end-to-end multirun into a temp MLflow store, resume, threshold safety."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -230,12 +231,35 @@ def test_paper_protocol_uses_rows_raw_values_and_threshold_0_3():
                                               ("trainer.max_epochs=abc", "trainer.max_epochs must be a whole"),
                                               ("model=base/deep", "config model.name"),
                                               ("model=hgb model.estimator.estimator.learning_rate=-1",
-                                               "model.estimator.estimator: The 'learning_rate' parameter")])
+                                               "model.estimator.estimator: The 'learning_rate' parameter"),
+                                              ("seed=abc", "seed=abc must be a whole number >= 0")])
 def test_bad_overrides_get_hydras_clear_error(override, message, tmp_path, monkeypatch):
     _mlflow_env(tmp_path, monkeypatch)  # options checked once the data and store are open: not the project's
     done = subprocess.run([sys.executable, str(ROOT / "run.py"), *override.split()], capture_output=True, text=True,
                           cwd=tmp_path, timeout=120)
     assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("override,message", [("seed=-1", "seed=-1 must be"), ("cv.repeats=0", "cv.repeats=0"),
+                                              ("cv.folds=1", "cv.folds=1"), ("data.n_patients=0", "data.n_patients=0"),
+                                              ("cv.inner_val_fraction=0", "in (0, 0.5]"),
+                                              ("cv.inner_val_fraction=1.5", "in (0, 0.5]"),
+                                              ("cv.n_jobs=true", "cv.n_jobs=True")])
+def test_bad_run_values_are_one_line_errors_before_anything_runs(override, message):
+    from prcrs.config_checks import check_run_config
+    from prcrs.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_run_config(_compose([override]))
+
+
+def test_an_unreachable_tracking_server_is_one_line_within_seconds(tmp_path):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, str(ROOT / "run.py"), *FAST, "model=logreg"], capture_output=True,
+                          text=True, cwd=tmp_path, env=env, timeout=120)
+    assert done.returncode == 2 and "tracking server http://127.0.0.1:9 does not answer" in done.stderr
+    assert "Traceback" not in done.stderr and time.perf_counter() - start < 60
 
 
 @pytest.mark.parametrize("launcher", ["parallel", "submitit_local"])
@@ -274,3 +298,106 @@ def test_an_unmeasured_optimized_metric_fails_before_any_training(monkeypatch):
     cfg = _compose([*FAST, "protocol=paper", "optimized_metric=mean_val_auroc"])
     with pytest.raises(ConfigError, match="mean_val_auroc.*not measured"):
         engine.run(cfg)
+
+
+def test_the_store_holds_no_input_path_unless_asked(tmp_path, monkeypatch):
+    """A file named after a patient: its name reaches the store only with logger.log_data_file=true,
+    its folder never; the content id always does."""
+    from prcrs.data.synthetic import to_sheet
+
+    uri = _mlflow_env(tmp_path, monkeypatch)
+    folder = tmp_path / "Ward_7_Jane_Doe"
+    folder.mkdir()
+    path = folder / "Jane_Doe_labs.csv"
+    to_sheet(synthetic_cart(seed=0, n_patients=40).frame).to_csv(path, index=False)
+    for study, extra in (("private", ["logger.log_predictions=false"]), ("named", ["logger.log_data_file=true"])):
+        overrides = [*FAST, "model=logreg", "cv.n_jobs=1", f"data.path={path}", f"study={study}", *extra]
+        engine.run(engine.compose_config(overrides), overrides)
+        parent = next(r for r in _runs(uri, study) if r.data.tags["role"] == "cv_parent")
+        folder_tmp = tmp_path / study
+        files = mlflow.artifacts.download_artifacts(run_id=parent.info.run_id, dst_path=str(folder_tmp))
+        logged = " ".join([*parent.data.tags.values(), *parent.data.params.values(),
+                           *(p.read_text() for p in Path(files).glob("*.yaml")),
+                           *(p.read_text() for p in Path(files).glob("*.txt"))])
+        assert "Ward_7" not in logged and parent.data.tags["data_content"]
+        assert ("Jane_Doe" in logged) == (study == "named")
+        assert (Path(files) / "oof_predictions.csv").exists() == (study == "named")
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live descendant of `pid`, from /proc (Linux)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_sigkill_leaves_no_workers_and_the_next_start_marks_the_run_killed(tmp_path, monkeypatch):
+    uri = _mlflow_env(tmp_path, monkeypatch)
+    cmd = [sys.executable, str(ROOT / "run.py"), *FAST, "model=cnn", "cv.n_jobs=2", "trainer.max_epochs=200",
+           "trainer.patience=200", "study=kill", f"hydra.run.dir={tmp_path / 'out'}"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # until the parent run exists and the fold workers train
+        time.sleep(1)
+        exp = (tracking.use_store(uri), mlflow.get_experiment_by_name("kill"))[1]
+        if exp and mlflow.search_runs([exp.experiment_id], output_format="list") and len(_descendants(proc.pid)) >= 3:
+            break
+    tree = _descendants(proc.pid)
+    assert tree, proc.stderr.read() if proc.poll() is not None else "no workers started"
+    proc.kill()
+    proc.wait()
+    time.sleep(5)
+    assert not [p for p in tree if _alive(p)]  # fork server and workers died with their parent
+    assert [r.info.status for r in _runs(uri, "kill") if r.data.tags["role"] == "cv_parent"] == ["RUNNING"]
+    exp = mlflow.get_experiment_by_name("kill")
+    assert tracking.reap_dead_runs(exp.experiment_id) == 1
+    assert [r.info.status for r in _runs(uri, "kill") if r.data.tags["role"] == "cv_parent"] == ["KILLED"]
+
+
+def test_a_config_running_in_a_live_process_is_not_run_twice(tmp_path, monkeypatch, caplog):
+    uri = _mlflow_env(tmp_path, monkeypatch)
+    overrides = [*FAST, "model=logreg", "cv.n_jobs=1", "study=claim"]
+    cfg = engine.compose_config(overrides)
+    experiment = tracking.setup("claim", uri)
+    chash = engine.config_hash(cfg, synthetic_cart(seed=0, n_patients=cfg.data.n_patients))
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # a live process
+    try:
+        owner = {"pid": str(other.pid), "host": tracking.owner_tags()["host"]}
+        mlflow.MlflowClient().create_run(experiment, tags={"role": "cv_parent", "config_hash": chash, **owner})
+        assert np.isnan(engine.run(cfg, overrides))  # skipped: that process is running it
+        assert "is being run now by process" in caplog.text
+    finally:
+        other.kill()
+        other.wait()
+    assert engine.run(cfg, overrides) > 0.5  # its process died: reaped (KILLED), and run here
+    statuses = sorted(r.info.status for r in _runs(uri, "claim") if r.data.tags["role"] == "cv_parent")
+    assert statuses == ["FINISHED", "KILLED"]
+
+
+@pytest.mark.parametrize("delay", [0.5, 1.5, 3.0])
+def test_ctrl_c_during_start_up_is_one_line(delay, tmp_path, monkeypatch):
+    _mlflow_env(tmp_path, monkeypatch)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *FAST, "model=logreg"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    stderr = proc.communicate(timeout=60)[1]
+    assert "Traceback" not in stderr, stderr[-2000:]
+    assert proc.returncode in (130, -signal.SIGINT, 0)  # 0: it finished first; -2: before Python's handler

@@ -222,6 +222,17 @@ def test_predict_says_what_is_missing(tmp_path, capsys):
     path.write_text("IL6,IL-6\n3,90000\n")  # two columns of one factor: one line, before any model loads
     assert cli.main(["predict", str(path), "--tracking-uri", f"sqlite:///{empty}"]) == 2
     assert "columns 'IL6' and 'il6' both give il6: keep one" in capsys.readouterr().err
+    assert cli.main(["predict", str(path), "--out", str(path)]) == 2  # never over the patient's file
+    assert "is the input file" in capsys.readouterr().err and path.read_text() == "IL6,il6\n3,90000\n"
+    assert cli.main(["predict", str(tmp_path)]) == 2 and "is a folder" in capsys.readouterr().err
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("IL6,CRP\n")
+    assert cli.main(["predict", str(header_only)]) == 2 and "no data rows" in capsys.readouterr().err
+    layout = tmp_path / "layout.csv"
+    layout.write_text("a,b\n1,2\n")
+    assert cli.main(["predict", str(layout)]) == 2
+    message = capsys.readouterr().err
+    assert "wrong sheet layout" in message and len(message) < 300
     path.write_text("IL6,CRP,IL6\n3,4,90000\n")
     assert cli.main(["predict", str(path), "--tracking-uri", f"sqlite:///{empty}"]) == 2
     assert "column 'IL6' appears more than once" in capsys.readouterr().err
@@ -248,6 +259,14 @@ def test_api_predicts_and_names_bad_fields_in_a_422(client):
     for name, bad in cases.items():
         res = client.post("/predict", json={"values": bad})
         assert res.status_code == 422 and res.json()["detail"][0]["loc"][-1] == name, res.text
+    for bad in (True, False):  # strict types: JSON true is not 1.0
+        assert client.post("/predict", json={"values": {**values, "il6": bad}}).status_code == 422
+    nan = client.post("/predict", content='{"values": {"il6": NaN}}', headers={"Content-Type": "application/json"})
+    assert nan.status_code == 422  # NaN is not "not measured"
+    for horizons in ([1] * 10_000, [1, 1]):  # bounded, once each
+        assert client.post("/predict", json={"values": values, "horizons": horizons}).status_code == 422
+    big = client.post("/predict", content=b" " * 100_000, headers={"Content-Type": "application/json"})
+    assert big.status_code == 413
     twice = client.post("/predict", json={"values": {**values, "IL6": 30, "il6": 90000}})
     assert twice.status_code == 422 and {d["loc"][-1] for d in twice.json()["detail"]} >= {"IL6", "il6"}
     nothing = client.post("/predict", json={"values": {"il6": 3}})
@@ -379,3 +398,21 @@ def test_mlflow_models_serve_answers(store, platform):
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_a_model_not_registered_by_train_final_is_refused_before_loading(tmp_path):
+    """The store is the trust boundary: a foreign model under a platform name is never unpickled."""
+    import mlflow
+    from sklearn.linear_model import LogisticRegression
+
+    from prcrs.errors import PrcrsError
+    from prcrs.serving.registry import load_platform
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking.use_store(uri)
+    experiment = tracking.setup("foreign", uri)
+    with mlflow.start_run(experiment_id=experiment):
+        mlflow.sklearn.log_model(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), name="m",
+                                 registered_model_name="prcrs-f1234-h1")
+    with pytest.raises(PrcrsError, match="refusing to load prcrs-f1234-h1 version 1: it was not registered"):
+        load_platform(uri, horizons=(1,))

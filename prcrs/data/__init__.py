@@ -1,4 +1,4 @@
-"""Data layer: loaders, synthetic cohort, horizons, fingerprint masking, COVID alignment."""
+"""Data layer: loaders, synthetic cohort, horizons, the label-imputation fill values, COVID alignment."""
 
 from prcrs.data.cohort import Cohort, load_cart, load_cohort, load_covid, resolve_data_dir
 

@@ -21,6 +21,8 @@ def read_table(path: str | Path, header_markers: tuple[tuple[str, ...], ...]) ->
     1-based file row number, as a spreadsheet shows it, so that errors can point at rows.
     """
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path} is a folder: give a .xlsx, .csv or .parquet file")
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
     suffix = path.suffix.lower()
@@ -53,12 +55,19 @@ def read_table(path: str | Path, header_markers: tuple[tuple[str, ...], ...]) ->
             if len(repeated):
                 raise DataError(f"{path.name}: column {repeated[0]!r} appears more than once in the header: "
                                 "keep one (two values for one factor cannot both be used)")
-            return frame.dropna(how="all")
-    raise DataError(
-        f"{path.name}: wrong sheet layout: no header row with "
-            f"{' and '.join(' or '.join(repr(m) for m in marker) for marker in header_markers)} "
-        f"in the first {HEADER_SEARCH_ROWS} rows"
-    )
+            frame = frame.dropna(how="all")
+            if frame.empty:
+                raise DataError(f"{path.name}: a header row but no data rows")
+            return frame
+    wanted = " and ".join(_some(marker) for marker in header_markers)
+    raise DataError(f"{path.name}: wrong sheet layout: no header row with {wanted} in the first "
+                    f"{HEADER_SEARCH_ROWS} rows")
+
+
+def _some(names: tuple[str, ...], shown: int = 3) -> str:
+    """'a', 'b' or 'c' (+ n other accepted names): a marker for an error message, kept short."""
+    more = f" (or one of {len(names) - shown} other accepted names)" if len(names) > shown else ""
+    return " or ".join(repr(n) for n in names[:shown]) + more
 
 
 def to_numeric(frame: pd.DataFrame, columns: list[str], source: str,

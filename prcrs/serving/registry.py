@@ -4,6 +4,11 @@ Each (combination, horizon) is registered as `prcrs-f<combination>-h<horizon>`: 
 input is a frame of that combination's factor keys (doubles, each optional, schema units) and
 whose output holds `probability`, `calibrated_probability` and `paper_probability`. It serves
 with `mlflow models serve -m models:/prcrs-f1234-h1/latest --env-manager local`.
+
+Loading a model unpickles it, which runs code: the MLflow store is the trust boundary. Point
+`predict` and `serve` only at a store you trust. A version is loaded only when `train-final`
+tagged it (`prcrs_model`) and its logged signature is its combination's factors; anything
+else in the store is refused before it is unpickled.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from prcrs.serving.inputs import field_errors, resolve_columns
 from prcrs.serving.platform import HORIZONS, CombinationModel, Platform, registered_name
 
 PREDICTIONS = ("probability", "calibrated_probability", "paper_probability")
+TAG = "prcrs_model"  # model version tag set by `register`: "<combination>/h<horizon>"
 
 
 class CRSPyfunc(mlflow.pyfunc.PythonModel):
@@ -73,7 +79,25 @@ def register(model: CombinationModel) -> str:
         info = mlflow.pyfunc.log_model(name="platform_model", python_model=CRSPyfunc(), artifacts={"model": str(path)},
                                        signature=_signature(model), input_example=example,
                                        pip_requirements=_requirements(), registered_model_name=name)
-    return str(info.registered_model_version)
+    version = str(info.registered_model_version)
+    mlflow.MlflowClient().set_model_version_tag(name, version, TAG, f"{model.combination}/h{model.horizon}")
+    return version
+
+
+def check_trusted(version, code: str, horizon: int) -> None:
+    """PrcrsError unless `version` (a registered ModelVersion) is a platform model of `code` at
+    `horizon` as `register` made it: its tag, and its signature read from the MLmodel file (YAML,
+    no unpickling)."""
+    where = f"{version.name} version {version.version}"
+    if version.tags.get(TAG) != f"{code}/h{horizon}":
+        raise PrcrsError(f"refusing to load {where}: it was not registered by `prcrs train-final` (no {TAG} tag "
+                         f"for {code}/h{horizon}); the store is the trust boundary, see README 'Data safety'")
+    from mlflow.models import get_model_info
+
+    signature = get_model_info(f"models:/{version.name}/{version.version}").signature
+    wanted = list(schema.select_features("none", code))
+    if signature is None or signature.inputs.input_names() != wanted:
+        raise PrcrsError(f"refusing to load {where}: its signature is not the factors of combination {code}")
 
 
 def load_platform(tracking_uri: str | None = None, horizons=HORIZONS) -> Platform:
@@ -90,6 +114,7 @@ def load_platform(tracking_uri: str | None = None, horizons=HORIZONS) -> Platfor
                 missing.append(name)
                 continue
             latest = max(versions, key=lambda v: int(v.version))
+            check_trusted(latest, code, h)
             loaded = mlflow.pyfunc.load_model(f"models:/{name}/{latest.version}")
             models[(code, h)] = loaded.unwrap_python_model().model
     if missing:

@@ -14,9 +14,9 @@ import html
 from importlib.resources import files
 from typing import Annotated
 
-from fastapi import FastAPI, HTTPException
-from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, Field
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr, field_validator
 
 from prcrs import schema
 from prcrs.errors import DataError
@@ -28,12 +28,25 @@ NOTE = ("The calibrated probability is the share of past patient-days with a sim
         "a risk estimate from a small cohort (202 patients), not a diagnosis.")
 
 
+MAX_BODY_BYTES = 64 * 1024  # one patient-day is about 2 KB of JSON
+# Strict: JSON true/false is not a number and NaN is not "not measured" (the CLI refuses both too).
+Number = Annotated[StrictFloat | StrictInt, Field(allow_inf_nan=False)]
+
+
 class PredictRequest(BaseModel):
     # values are checked by prcrs.serving.inputs, as in `prcrs predict`, so that errors read the same
-    values: dict[str, float | str | None] = Field(description="factor name (sheet name or key) -> value in "
-                                                               "schema units; null or blank = not measured")
-    horizons: list[Annotated[int, Field(ge=1, le=3)]] = Field(default=[1], min_length=1,
-                                                               description="days ahead, 1-3")
+    values: dict[str, Number | StrictStr | None] = Field(
+        max_length=len(schema.FEATURES) * 2,
+        description="factor name (sheet name or key) -> value in schema units; null or blank = not measured")
+    horizons: list[Annotated[StrictInt, Field(ge=1, le=3)]] = Field(default=[1], min_length=1, max_length=3,
+                                                                     description="days ahead, 1-3, each once")
+
+    @field_validator("horizons")
+    @classmethod
+    def _once_each(cls, horizons: list[int]) -> list[int]:
+        if len(set(horizons)) != len(horizons):
+            raise ValueError("each horizon once")
+        return horizons
 
 
 def _unprocessable(errors: dict[tuple[str, ...], str]) -> HTTPException:
@@ -44,6 +57,16 @@ def _unprocessable(errors: dict[tuple[str, ...], str]) -> HTTPException:
 
 def create_app(platform: Platform) -> FastAPI:
     app = FastAPI(title="prcrs: severe CRS risk after CAR-T", docs_url="/docs")
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        """A body over MAX_BODY_BYTES is refused before it is read or parsed."""
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+            return JSONResponse({"detail": f"request body over {MAX_BODY_BYTES} bytes"}, status_code=413)
+        if declared is None and request.method == "POST":
+            return JSONResponse({"detail": "a POST needs a Content-Length header"}, status_code=411)
+        return await call_next(request)
     example = example_values(platform.models[(schema.COMBINATIONS[0], platform.horizons[0])])
     page = render_page(platform.horizons)
 

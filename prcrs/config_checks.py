@@ -1,0 +1,33 @@
+"""Checks of the config values a run reads, before any data loads: each bad value is a one-line
+ConfigError naming the option and what it takes."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from prcrs.errors import ConfigError
+
+
+def _whole(name: str, value, least: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ConfigError(f"{name}={value} must be a whole number >= {least}")
+    return value
+
+
+def check_run_config(cfg: DictConfig) -> None:
+    """The seed, the CV design and the synthetic cohort's size.
+
+    >>> from omegaconf import OmegaConf
+    >>> check_run_config(OmegaConf.create({"seed": "abc", "cv": {}, "data": {}}))
+    Traceback (most recent call last):
+    prcrs.errors.ConfigError: seed=abc must be a whole number >= 0
+    """
+    _whole("seed", cfg.seed, 0)
+    _whole("cv.folds", cfg.cv.get("folds", 5), 2)
+    _whole("cv.repeats", cfg.cv.get("repeats", 1), 1)
+    _whole("cv.n_jobs", cfg.cv.get("n_jobs", 1), 1)
+    _whole("data.n_patients", cfg.data.get("n_patients", 202), 1)
+    fraction = cfg.cv.get("inner_val_fraction", 0.2)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 0.5:
+        raise ConfigError(f"cv.inner_val_fraction={fraction} must be a share of the training patients in (0, 0.5] "
+                          "(the validation split is one of round(1 / fraction) patient-grouped parts)")
