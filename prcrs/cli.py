@@ -76,11 +76,14 @@ def check_writable(out: Path, source: Path) -> None:
 
 
 def cmd_predict(args) -> int:
+    from prcrs.data.cohort import check_one_name_per_factor
+    from prcrs.serving.inputs import resolve_columns
     from prcrs.serving.registry import load_platform
 
     if args.out:
         check_writable(Path(args.out), Path(args.input))
     raw = read_input(args.input)
+    check_one_name_per_factor(resolve_columns(raw.columns)[0], Path(args.input).name)  # before any model loads
     platform = load_platform(args.tracking_uri, horizons=tuple(sorted(set(args.horizon))))
     table, unknown = platform.predict_table(raw, args.horizon)
     if unknown:

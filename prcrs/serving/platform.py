@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from prcrs.data.cohort import check_one_name_per_factor, column_lookup
+from prcrs.data.cohort import column_lookup
 from prcrs.errors import DataError, PrcrsError
 from prcrs.serving.inputs import IGNORED, RowInput, check_row, model_frame, resolve_columns
 
@@ -92,7 +92,6 @@ class Platform:
         row) -> one output row per input row and horizon (OUTPUT_COLUMNS), and the unknown input
         columns (ignored)."""
         mapping, ignored, unknown = resolve_columns(raw.columns)
-        check_one_name_per_factor(mapping, "input")
         lookup = column_lookup()
         ids = {lookup.get(str(c).strip().lower()): c for c in raw.columns}
         read = [*mapping, *ignored]

@@ -15,6 +15,7 @@ from importlib.resources import files
 from typing import Annotated
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr, field_validator
 
@@ -57,6 +58,11 @@ def _unprocessable(errors: dict[tuple[str, ...], str]) -> HTTPException:
 
 def create_app(platform: Platform) -> FastAPI:
     app = FastAPI(title="prcrs: severe CRS risk after CAR-T", docs_url="/docs")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's 422 without echoing the input (a NaN there is not JSON)."""
+        return JSONResponse({"detail": [{k: e[k] for k in ("loc", "msg", "type")} for e in exc.errors()]}, 422)
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next):
