@@ -401,3 +401,23 @@ def test_ctrl_c_during_start_up_is_one_line(delay, tmp_path, monkeypatch):
     stderr = proc.communicate(timeout=60)[1]
     assert "Traceback" not in stderr, stderr[-2000:]
     assert proc.returncode in (130, -signal.SIGINT, 0)  # 0: it finished first; -2: before Python's handler
+
+
+def test_a_new_store_is_made_whole_and_a_broken_one_is_named(tmp_path):
+    from prcrs.errors import PrcrsError
+
+    db = tmp_path / "store" / "mlflow.db"
+    assert tracking.setup("fresh", f"sqlite:///{db}")
+    assert db.is_file() and not list(db.parent.glob(".*creating"))  # made aside, then renamed into place
+    broken = tmp_path / "broken.db"
+    broken.write_bytes(b"half a store" * 100)  # what a kill during creation can leave
+    with pytest.raises(PrcrsError, match=r"cannot be opened .*move it aside \(mv .*broken.db .*broken.db.broken\)"):
+        tracking.setup("x", f"sqlite:///{broken}")
+
+
+def test_serve_refuses_a_port_out_of_range(capsys):
+    from prcrs.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["serve", "--port", "99999"])
+    assert "port must be a whole number from 1 to 65535" in capsys.readouterr().err
