@@ -19,7 +19,7 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from prcrs import schema, tracking, workers
+from prcrs import paths, schema, tracking, workers
 from prcrs.config_checks import check_run_config
 from prcrs.data.cohort import Cohort, load_cohort
 from prcrs.data.fingerprint import UNIMPUTE
@@ -41,10 +41,8 @@ def compose_config(overrides: list[str]) -> DictConfig:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from prcrs.data.cohort import PROJECT_ROOT
-
     try:
-        with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        with initialize_config_dir(config_dir=str(paths.CONFIG_DIR), version_base="1.3"):
             return compose("config", overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as exc:
         raise ConfigError(str(exc).splitlines()[0]) from None

@@ -8,17 +8,15 @@ import os
 import subprocess
 from pathlib import Path
 
-from prcrs.data.cohort import PROJECT_ROOT
+from prcrs import paths
 from prcrs.errors import PrcrsError
-
-MLRUNS = PROJECT_ROOT / "mlruns"
 
 
 def tracking_uri(configured: str | None = None) -> str:
     """The URI asked for (a flag or `logger.tracking_uri`), else $MLFLOW_TRACKING_URI, else
-    sqlite:///<repo>/mlruns/mlflow.db."""
+    sqlite:///<project home>/mlruns/mlflow.db (`paths.home`)."""
     uri = configured or os.environ.get("MLFLOW_TRACKING_URI")
-    return uri or f"sqlite:///{MLRUNS / 'mlflow.db'}"
+    return uri or f"sqlite:///{paths.home() / 'mlruns' / 'mlflow.db'}"
 
 
 def use_store(configured: str | None = None) -> str:
@@ -177,7 +175,7 @@ def finished_run(experiment_id: str, config_hash: str):
 
 def git_sha() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=paths.SOURCE_ROOT, capture_output=True,
                               text=True, timeout=5).stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"

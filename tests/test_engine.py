@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from prcrs import engine, tracking
+from prcrs import engine, paths, tracking
 from prcrs.data.synthetic import synthetic_cart
 from prcrs.data.targets import check_horizon, make_horizon
 from prcrs.models import DEEP, TABULAR
@@ -156,7 +156,7 @@ def test_a_store_used_once_does_not_become_the_default(tmp_path, monkeypatch):
     other = f"sqlite:///{tmp_path / 'other.db'}"
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert tracking.use_store(other) == other and mlflow.get_tracking_uri() == other
-    assert tracking.tracking_uri() == f"sqlite:///{tracking.MLRUNS / 'mlflow.db'}"  # MLflow wrote the variable
+    assert tracking.tracking_uri() == f"sqlite:///{paths.home() / 'mlruns' / 'mlflow.db'}"  # MLflow wrote the variable
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////srv/team.db")
     tracking.use_store(other)
     assert tracking.tracking_uri() == "sqlite:////srv/team.db"

@@ -18,14 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from prcrs import schema
+from prcrs import paths, schema
 from prcrs.data.fingerprint import fill_values
 from prcrs.data.io import read_table, to_numeric
 from prcrs.errors import DataError
 
 CART_FILE = "CAR-T.xlsx"
 COVID_FILE = "COVID-19.xlsx"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DATA_ENV = "PRCRS_DATA_DIR"
 
 
@@ -276,7 +275,7 @@ def resolve_data_dir(path: str | Path | None = None) -> Path | None:
     fall-back: the user asked for that data.
     """
     for candidate, explicit in ((path, True), (os.environ.get(DATA_ENV), True),
-                                (PROJECT_ROOT / "data" / "raw", False)):
+                                (paths.home() / "data" / "raw", False)):
         if not candidate:
             continue
         folder = Path(candidate).expanduser()

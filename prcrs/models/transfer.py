@@ -16,12 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from prcrs.data.cohort import PROJECT_ROOT, Cohort
+from prcrs import paths
+from prcrs.data.cohort import Cohort
 from prcrs.models.estimators import DeepModel
 from prcrs.preprocessing import FoldPreprocessor
 from prcrs.splits import inner_split
-
-CACHE_DIR = PROJECT_ROOT / ".cache"
 
 
 def pretrain_key(model: DeepModel, features: tuple[str, ...], covid: Cohort) -> str:
@@ -35,9 +34,9 @@ def pretrain_key(model: DeepModel, features: tuple[str, ...], covid: Cohort) -> 
 
 
 def pretrained_state(model: DeepModel, features: tuple[str, ...], covid: Cohort,
-                     cache_dir: Path = CACHE_DIR) -> dict[str, torch.Tensor]:
+                     cache_dir: Path | None = None) -> dict[str, torch.Tensor]:
     """Weights of `model`'s network pretrained on `covid` severity (0-2), from cache when there."""
-    path = Path(cache_dir) / "pretrain" / f"{pretrain_key(model, features, covid)}.pt"
+    path = Path(cache_dir or paths.home() / ".cache") / "pretrain" / f"{pretrain_key(model, features, covid)}.pt"
     if path.is_file():
         return torch.load(path, weights_only=True)
     frame = covid.frame
