@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +14,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from prcrs.errors import ConfigError
 
 SPLITS = ("row", "patient")
+log = logging.getLogger("prcrs")
 
 
 @dataclass(frozen=True)
@@ -47,8 +51,25 @@ def make_folds(split: str, y: np.ndarray, grade: np.ndarray, patient: np.ndarray
         else:
             cv = StratifiedGroupKFold(folds, shuffle=True, random_state=seed + r)
             parts = cv.split(np.zeros(len(y)), worst_grade(grade, patient), groups=patient)
-        out.extend(Fold(r, k, np.sort(tr), np.sort(te)) for k, (tr, te) in enumerate(parts))
+        with _rare_classes_said(folds):
+            out.extend(Fold(r, k, np.sort(tr), np.sort(te)) for k, (tr, te) in enumerate(parts))
     return out
+
+
+@contextlib.contextmanager
+def _rare_classes_said(n_splits: int):
+    """scikit-learn's warning that a class has fewer members than splits (late horizons, small
+    cohorts), said once in one line of ours instead of its own with a source line."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        yield
+    rare = [w for w in caught if "least populated class" in str(w.message)]
+    for w in caught:
+        if w not in rare:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if rare:
+        log.warning(f"some CRS grades have fewer patients than the {n_splits} folds: the folds are stratified as "
+                    "well as they can be, and a fold may hold no severe day")
 
 
 def inner_split(train: np.ndarray, grade: np.ndarray, patient: np.ndarray, seed: int = 0,
@@ -61,5 +82,6 @@ def inner_split(train: np.ndarray, grade: np.ndarray, patient: np.ndarray, seed:
     n_splits = max(2, round(1 / val_fraction))
     cv = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
     sub_grade = worst_grade(grade[train], patient[train])
-    fit, val = next(cv.split(np.zeros(len(train)), sub_grade, groups=patient[train]))
+    with _rare_classes_said(n_splits):
+        fit, val = next(cv.split(np.zeros(len(train)), sub_grade, groups=patient[train]))
     return train[np.sort(fit)], train[np.sort(val)]

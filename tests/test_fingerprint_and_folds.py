@@ -171,3 +171,14 @@ def test_bad_split_options_are_named(synthetic):
         make_folds("day", d.y, d.grade_target, d.patient)
     with pytest.raises(ConfigError, match="cannot make"):
         make_folds("patient", d.y, d.grade_target, d.patient, folds=1000)
+
+
+def test_rare_grades_are_one_line_of_ours_not_scikit_learns_warning(synthetic, caplog):
+    import warnings
+
+    d = make_horizon(synthetic, 10)  # few patients last 10 days: some worst grades have < 5 patients
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        folds = make_folds("patient", d.y, d.grade_target, d.patient, folds=5)
+        inner_split(folds[0].train, d.grade_target, d.patient, val_fraction=0.2)
+    assert "fewer patients than the 5 folds" in caplog.text
