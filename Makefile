@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint audit ui bench reproduce report platform serve
+.PHONY: help install run test test-fast lint audit ui bench reproduce report platform serve
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -20,11 +20,14 @@ install: $(BIN)/prcrs ## create .venv and install the project (editable, with de
 run: $(BIN)/prcrs ## the main job: python run.py (PrCRS, honest protocol, horizon 1, 5-fold CV, logged to MLflow)
 	$(BIN)/python run.py
 
-test: $(BIN)/prcrs ## run the test suite
+test: $(BIN)/prcrs ## run the full test suite (CI runs this)
 	$(BIN)/pytest
 
-lint: $(BIN)/prcrs ## ruff
-	$(BIN)/ruff check prcrs tests run.py
+test-fast: $(BIN)/prcrs ## the inner loop: the suite without the tests marked slow (under 3 minutes)
+	$(BIN)/pytest -m "not slow"
+
+lint: $(BIN)/prcrs ## ruff over every Python folder
+	$(BIN)/ruff check prcrs tests run.py hydra_plugins experiments benchmarks
 
 audit: $(BIN)/prcrs ## audit the CAR-T data (real when found, synthetic otherwise)
 	$(BIN)/prcrs audit --data cart

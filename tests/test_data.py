@@ -214,11 +214,12 @@ def test_cli_prints_one_line_error_and_exit_2(tmp_path, capsys):
     assert err.startswith("error:") and "\n" not in err
 
 
-def test_cli_audits_a_cart_file_by_path(synthetic, tmp_path, capsys):
+def test_cli_audits_a_cart_file_by_path(tmp_path, capsys):
     import json
 
     from prcrs.cli import main
 
+    synthetic = synthetic_cart(n_patients=80, seed=0)
     path = tmp_path / "cart.csv"
     to_sheet(synthetic.frame).to_csv(path, index=False)
     assert main(["audit", "--data", str(path), "--json"]) == 0

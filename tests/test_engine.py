@@ -130,6 +130,7 @@ def test_resume_skips_finished_configs(tmp_path, monkeypatch):
     assert len([r for r in _runs(uri, "resume") if r.data.tags["role"] == "cv_parent"]) == 2
 
 
+@pytest.mark.slow
 def test_an_interrupted_sweep_stops_at_once_keeps_finished_runs_and_resumes(tmp_path, monkeypatch):
     uri = _mlflow_env(tmp_path, monkeypatch)
     cmd = [sys.executable, str(ROOT / "run.py"), "-m", *FAST, "model=logreg,cnn", "trainer.max_epochs=30",
@@ -221,6 +222,7 @@ def test_paper_protocol_uses_rows_raw_values_and_threshold_0_3():
     assert pre.raw and pre.unimpute == "none"  # raw values, the data as published
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override,message", [("model=nope", "Could not find 'model/nope'"),
                                               ("protocol=fair", "Could not find 'protocol/fair'"),
                                               ("trainer.max_epoch=3", "max_epoch"),
@@ -262,6 +264,7 @@ def test_an_unreachable_tracking_server_is_one_line_within_seconds(tmp_path):
     assert "Traceback" not in done.stderr and time.perf_counter() - start < 60
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["parallel", "submitit_local"])
 def test_sweeps_run_through_the_joblib_and_submitit_launchers(launcher, tmp_path, monkeypatch):
     uri = _mlflow_env(tmp_path, monkeypatch)
@@ -348,6 +351,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_sigkill_leaves_no_workers_and_the_next_start_marks_the_run_killed(tmp_path, monkeypatch):
     uri = _mlflow_env(tmp_path, monkeypatch)
     cmd = [sys.executable, str(ROOT / "run.py"), *FAST, "model=cnn", "cv.n_jobs=2", "trainer.max_epochs=200",
@@ -391,6 +395,7 @@ def test_a_config_running_in_a_live_process_is_not_run_twice(tmp_path, monkeypat
     assert statuses == ["FINISHED", "KILLED"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("delay", [0.5, 1.5, 3.0])
 def test_ctrl_c_during_start_up_is_one_line(delay, tmp_path, monkeypatch):
     _mlflow_env(tmp_path, monkeypatch)

@@ -44,6 +44,7 @@ def test_cli_audit_json_on_real_data(real_dir, monkeypatch, capsys):
 HONEST_PROBE_BOUND = 0.70
 
 
+@pytest.mark.slow
 def test_leak_probe_on_the_real_sheets(real_cart, real_covid):
     assert leak_probe(real_cart, "none", "patient").auroc > 0.99  # the published sheet leaks
     assert leak_probe(real_cart, "sheet", "patient").auroc < HONEST_PROBE_BOUND

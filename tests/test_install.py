@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 CHECK = """
@@ -16,6 +18,7 @@ print(compose_config(["model=hgb", "protocol=paper"]).protocol.unimpute, trackin
 """
 
 
+@pytest.mark.slow
 def test_a_wheel_install_finds_its_configs_and_keeps_its_store_in_the_current_folder(tmp_path):
     target, elsewhere = tmp_path / "site", tmp_path / "work"
     elsewhere.mkdir()

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import mlflow
+import pytest
 from omegaconf import OmegaConf
 
 from prcrs import tracking
@@ -29,6 +30,7 @@ def test_ofat_picks_the_argmax_of_each_parameter_in_turn(tmp_path):
     assert path.search_score == 0.0
 
 
+@pytest.mark.slow
 def test_ofat_search_on_run_py_scores_on_validation_and_reports_test_apart(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.delenv("PRCRS_DATA_DIR", raising=False)

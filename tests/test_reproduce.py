@@ -26,6 +26,7 @@ def quick_store(tmp_path_factory):
     return tmp, uri
 
 
+@pytest.mark.slow
 def test_quick_reproduction_builds_every_table_and_figure_with_numbers(quick_store, monkeypatch):
     from prcrs.report.build import build_report
 
@@ -49,6 +50,7 @@ def test_quick_reproduction_builds_every_table_and_figure_with_numbers(quick_sto
     assert "synthetic" in readme and len(re.findall(r"^\d+\. \*\*", readme, re.M)) >= 5
 
 
+@pytest.mark.slow
 def test_notebook_runs_on_the_small_store(quick_store, monkeypatch):
     import nbformat
     from nbclient import NotebookClient

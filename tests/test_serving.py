@@ -306,6 +306,7 @@ def server(platform):
     thread.join(10)
 
 
+@pytest.mark.slow
 def test_server_answers_a_load_of_requests_on_loopback(server):
     import httpx
 
@@ -332,6 +333,7 @@ def _chromium():
     return (browser, driver), ""
 
 
+@pytest.mark.slow
 def test_page_works_in_headless_chromium(server):
     found, why = _chromium()
     if found is None:
@@ -367,6 +369,7 @@ def test_page_works_in_headless_chromium(server):
         driver.quit()
 
 
+@pytest.mark.slow
 def test_mlflow_models_serve_answers(store, platform):
     port = _free_port()
     # mlflow starts `uvicorn` from PATH: the venv's, as after `source .venv/bin/activate`
