@@ -419,3 +419,19 @@ def test_a_model_not_registered_by_train_final_is_refused_before_loading(tmp_pat
                                  registered_model_name="prcrs-f1234-h1")
     with pytest.raises(PrcrsError, match="refusing to load prcrs-f1234-h1 version 1: it was not registered"):
         load_platform(uri, horizons=(1,))
+
+
+def test_a_value_equal_to_a_fill_value_is_said_to_be_read_as_missing(platform, client):
+    """The model masks the training sheet's fill values, as in training; the user is told."""
+    model = platform.models[("1234", 1)]
+    fills = model.estimator.preprocessor_.masker_.fill_values_
+    key = next(k for k in ("il6", "crp", "ferritin", "d_dimer") if fills.get(k))
+    values = {**client.get("/example").json()["values"], key: fills[key][0]}
+    res = client.post("/predict", json={"values": values, "horizons": [1]})
+    assert res.status_code == 200, res.text
+    warnings = " ".join(res.json()["results"][0]["warnings"])
+    assert "read as not measured" in warnings and schema.BY_KEY[key].name in warnings
+    plain = {**values, key: fills[key][0] * 1.01 + 0.01}  # a value no grade was filled with
+    assert fills[key][0] * 1.01 + 0.01 not in fills[key]
+    said = " ".join(client.post("/predict", json={"values": plain}).json()["results"][0]["warnings"])
+    assert schema.BY_KEY[key].name not in said

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from prcrs import schema
 from prcrs.data.cohort import column_lookup
 from prcrs.errors import DataError, PrcrsError
 from prcrs.serving.inputs import IGNORED, RowInput, check_row, model_frame, resolve_columns
@@ -42,6 +43,13 @@ class CombinationModel:
     calibrator: object
     medians: dict[str, float]  # training medians in schema units (the page's example)
     info: dict = field(default_factory=dict)  # model name, CV metrics, Brier scores, runs
+
+    def fill_value_inputs(self, values: dict[str, float]) -> list[str]:
+        """Keys of the values that equal one of the training sheet's label-imputation fill values:
+        the model reads them as not measured, as it did in training (`prcrs.data.fingerprint`)."""
+        masker = getattr(getattr(self.estimator, "preprocessor_", None), "masker_", None)
+        fills = masker.fill_values_ if masker is not None else {}
+        return [k for k, v in values.items() if k in self.features and v in fills.get(k, ())]
 
     def predict(self, X: pd.DataFrame) -> pd.DataFrame:
         """X: (n, features) in schema units, NaN where missing -> (n, 3) probabilities."""
@@ -85,6 +93,11 @@ class Platform:
                 pred = model.predict(model_frame([rows[i] for i in idx], model.features))
                 for i, values in zip(idx, pred.to_dict("records"), strict=True):
                     out[i][j].update(values)
+                    masked = model.fill_value_inputs(rows[i].values)
+                    if masked:
+                        names = ", ".join(f"{schema.BY_KEY[k].name} {rows[i].values[k]:g}" for k in masked)
+                        out[i][j]["warnings"].append(f"read as not measured, as in training: {names} equal(s) a "
+                                                     "label-imputation fill value of the training sheet")
         return out
 
     def predict_table(self, raw: pd.DataFrame, horizons=HORIZONS) -> tuple[pd.DataFrame, list[str]]:

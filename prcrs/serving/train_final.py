@@ -94,7 +94,9 @@ def train_one(cfg: DictConfig, cohort, overrides: list[str]) -> CombinationModel
         estimator.fit(data.X.iloc[fit], data.y[fit], data.grade_today[fit], data.X.iloc[val], data.y[val])
     else:
         estimator.fit(data.X, data.y, data.grade_today)
-    medians = cohort.frame[list(schema.FEATURE_KEYS)].median().dropna().to_dict()
+    X = cohort.frame[list(schema.FEATURE_KEYS)]
+    masker = estimator.preprocessor_.masker_  # the page's example: medians of what the model reads
+    medians = (X if masker is None else masker.transform(X)).median().dropna().to_dict()
     metrics = cv_run.data.metrics
     info = {"model": cfg.model.name, "cv_run_id": cv_run.info.run_id, "data_source": cohort.data_source,
             "rows": len(data), "severe_rows": int(data.y.sum()), "mean_test_auroc": metrics["mean_test_auroc"],
