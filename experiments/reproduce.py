@@ -1,8 +1,9 @@
 """`make reproduce`: every run behind the paper's tables and figures, then `prcrs report`.
 
-Each artefact is a Hydra experiment config (conf/experiment/<name>.yaml) swept over the values
-below (Hydra's override syntax). The runs are composed and evaluated in this one process, so the
-fold workers start and the data load once, not once per sweep. Finished configs are skipped
+Each artefact is a Hydra experiment config (conf/experiment/<name>.yaml) that holds its own sweep
+(`hydra.sweeper.params`, so `python run.py -m experiment=table2` runs Table 2 with any launcher).
+Here the runs are composed and evaluated in this one process, so the fold workers start and the
+data load once, not once per sweep. Finished configs are skipped
 (resume), so an interrupted reproduction picks up where it stopped; a failing run is reported
 and the others still run. `--quick` (the tests) runs the same sweeps on synthetic data with 2
 folds and 2 epochs into $MLFLOW_TRACKING_URI, by default mlruns/quick.db (not the project's store).
@@ -19,27 +20,30 @@ import time
 from pathlib import Path
 
 from prcrs.errors import INTERRUPTED
-from prcrs.models import DEEP, TABULAR
 
 ROOT = Path(__file__).resolve().parents[1]
-SWEEPS: dict[str, list[list[str]]] = {
-    "table2": [[f"model={','.join(DEEP + TABULAR)}", "protocol=paper,honest"]],
-    "table3": [["ablation=del_cytokines,del_biochemical,del_blood_routine,del_clotting", "protocol=paper,honest"]],
-    "fig8": [["factors=1234,123,4,23,3,2", "horizon=1,2,3", "protocol=honest"],
-             ["factors=1234", "horizon=1,2,3", "protocol=paper"]],
-    "transfer": [["protocol=paper,honest"]],
-    "audit": [[]],
-}
+ARTEFACTS = ("table2", "table3", "fig8", "fig8_paper", "transfer", "audit")  # conf/experiment/<name>.yaml
 QUICK = ["data=synthetic", "data.n_patients=80", "cv.folds=2", "trainer.max_epochs=2", "trainer.patience=1",
          "trainer.min_epochs=1"]
 # Quick mode (the tests) sweeps fewer values so that every table and figure is still drawn.
-QUICK_SWEEPS: dict[str, list[list[str]]] = {
-    "table2": [["model=cnn,prcrs,forest,tree,measix", "protocol=paper,honest"]],
-    "table3": [["ablation=del_cytokines,del_clotting", "protocol=paper,honest"]],
-    "fig8": [["factors=1234,4", "horizon=1,2", "protocol=honest"], ["factors=1234", "horizon=1,2", "protocol=paper"]],
-    "transfer": [["protocol=paper,honest"]],
-    "audit": [[]],
+QUICK_SWEEPS: dict[str, list[str]] = {
+    "table2": ["model=cnn,prcrs,forest,tree,measix", "protocol=paper,honest"],
+    "table3": ["ablation=del_cytokines,del_clotting", "protocol=paper,honest"],
+    "fig8": ["factors=1234,4", "horizon=1,2"],
+    "fig8_paper": ["factors=1234", "horizon=1,2"],
 }
+
+
+def sweep_of(experiment: str) -> list[str]:
+    """The sweep an experiment config holds (`hydra.sweeper.params`, what `python run.py -m
+    experiment=<name>` runs) as overrides: ["model=cnn,prcrs", "protocol=paper,honest"]."""
+    from hydra import compose, initialize_config_dir
+
+    from prcrs import paths
+
+    with initialize_config_dir(config_dir=str(paths.CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+    return [f"{key}={values}" for key, values in (cfg.hydra.sweeper.params or {}).items()]
 
 
 def expand(sweep: list[str]) -> list[list[str]]:
@@ -55,7 +59,7 @@ def expand(sweep: list[str]) -> list[list[str]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="synthetic data, 2 folds, 2 epochs")
-    parser.add_argument("--only", nargs="*", choices=list(SWEEPS), help="run these artefacts only")
+    parser.add_argument("--only", nargs="*", choices=ARTEFACTS, help="run these artefacts only")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s")
     from prcrs import engine
@@ -63,9 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:  # never into the project's store, where `prcrs report` would mix it with real runs
         os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{ROOT / 'mlruns' / 'quick.db'}")
     start = time.perf_counter()
-    sweeps = QUICK_SWEEPS if args.quick else SWEEPS
-    runs = [[f"experiment={name}", *run, *(QUICK if args.quick else [])]
-            for name in args.only or sweeps for sweep in sweeps[name] for run in expand(sweep)]
+    runs = [[f"experiment={name}", *run, *(QUICK if args.quick else [])] for name in args.only or ARTEFACTS
+            for run in expand((args.quick and QUICK_SWEEPS.get(name)) or sweep_of(name))]
     failed = []
     for i, overrides in enumerate(runs, 1):
         print(f"== [{i}/{len(runs)}] {' '.join(overrides)}", flush=True)

@@ -61,3 +61,16 @@ def test_notebook_runs_on_the_small_store(quick_store, monkeypatch):
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "finished runs on synthetic data" in outputs and "AUROC on average" in outputs
+
+
+def test_each_artefact_holds_its_sweep_in_its_experiment_config():
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import reproduce
+
+    assert reproduce.sweep_of("table2") == ["model=cnn,transformer,squeezeformer,prcrs,logreg,hgb,forest,tree,measix",
+                                            "protocol=paper,honest"]
+    runs = [[f"experiment={name}", *run] for name in reproduce.ARTEFACTS
+            for run in reproduce.expand(reproduce.sweep_of(name))]
+    assert len(runs) == 50 and ["experiment=audit"] in runs
+    counts = {name: sum(r[0] == f"experiment={name}" for r in runs) for name in ("fig8", "fig8_paper")}
+    assert counts == {"fig8": 18, "fig8_paper": 3}
