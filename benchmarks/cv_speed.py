@@ -108,7 +108,7 @@ def bench_model(name: str, repeats: int, cold: bool) -> dict:
     import mlflow
 
     from prcrs import engine, tracking
-    from prcrs.data.cohort import load_cohort
+    from prcrs.data.sources import load_cohort
     from prcrs.data.targets import make_horizon
 
     tmp = tempfile.TemporaryDirectory()

@@ -13,7 +13,8 @@ from prcrs.errors import INTERRUPTED, DataError, PrcrsError
 
 
 def _load_for_audit(data: str):
-    from prcrs.data.cohort import load_cohort, load_file
+    from prcrs.data.cohort import load_file
+    from prcrs.data.sources import load_cohort
 
     if data in {"cart", "covid", "synthetic"}:
         return load_cohort(data)

@@ -21,8 +21,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from prcrs import paths, schema, tracking, workers
 from prcrs.config_checks import check_run_config
-from prcrs.data.cohort import Cohort, load_cohort
+from prcrs.data.cohort import Cohort
 from prcrs.data.fingerprint import UNIMPUTE
+from prcrs.data.sources import load_cohort
 from prcrs.data.targets import HorizonData, check_horizon, make_horizon
 from prcrs.errors import ConfigError, TrainingError
 from prcrs.metrics import METRICS, best_f1_threshold, fold_metrics

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from prcrs import paths, schema
+from prcrs import schema
 from prcrs.data.fingerprint import fill_values
 from prcrs.data.io import read_table, to_numeric
 from prcrs.errors import DataError
@@ -266,67 +264,3 @@ def tidy_covid(raw: pd.DataFrame, path: Path, convert_units: bool = True) -> Coh
             out[key] = out[key] * conv.factor
     out["severity"] = raw[COVID_TARGET].astype(int)
     return Cohort(out.reset_index(drop=True), "covid", str(path))
-
-
-def resolve_data_dir(path: str | Path | None = None) -> Path | None:
-    """First folder holding the real sheets: `path`, then $PRCRS_DATA_DIR, then data/raw/.
-
-    An explicit `path` (or $PRCRS_DATA_DIR) that does not exist is an error, not a silent
-    fall-back: the user asked for that data.
-    """
-    for candidate, explicit in ((path, True), (os.environ.get(DATA_ENV), True),
-                                (paths.home() / "data" / "raw", False)):
-        if not candidate:
-            continue
-        folder = Path(candidate).expanduser()
-        if folder.is_file():
-            folder = folder.parent
-        if folder.is_dir() and (folder / CART_FILE).is_file():
-            return folder
-        if explicit:
-            raise DataError(f"no {CART_FILE} in {folder} (from {'data.path' if candidate is path else DATA_ENV})")
-    return None
-
-
-_READ: dict[tuple, Cohort] = {}
-
-
-def _read_once(loader, path: Path) -> Cohort:
-    """`loader(path)`, read once per process while the file is unchanged (sweeps load it per run);
-    each caller gets its own copy of the frame."""
-    stat = path.stat()
-    key = (loader.__name__, str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-    if key not in _READ:
-        _READ[key] = loader(path)
-    cohort = _READ[key]
-    return Cohort(cohort.frame.copy(), cohort.kind, cohort.source)
-
-
-def load_cohort(kind: str = "cart", path: str | Path | None = None, seed: int = 0, n_patients: int = 202) -> Cohort:
-    """The cohort for `kind` ('cart', 'covid' or 'synthetic'), real when found.
-
-    `path` may be a data folder or a CAR-T file (the COVID-19 sheet is then looked for beside
-    it). Without real data the synthetic cohort (of
-    `n_patients`) is used and a warning says so; `Cohort.source` records which data was used.
-    """
-    from prcrs.data.synthetic import synthetic_cart, synthetic_covid
-
-    if kind not in {"cart", "covid", "synthetic"}:
-        raise DataError(f"unknown data kind {kind!r}; use cart, covid or synthetic")
-    if kind == "synthetic":
-        return synthetic_cart(n_patients, seed=seed)
-    if kind == "cart" and path is not None and Path(path).is_file():  # a CAR-T file of any name
-        return _read_once(load_cart, Path(path))
-    folder = resolve_data_dir(path)  # a file's folder holds the COVID-19 sheet beside it
-    if folder is None:
-        warnings.warn(
-            f"real {kind} data not found (data.path, ${DATA_ENV}, data/raw/): using the synthetic cohort",
-            stacklevel=2,
-        )
-        return synthetic_cart(n_patients, seed=seed) if kind == "cart" else synthetic_covid(seed=seed)
-    if kind == "cart":
-        return _read_once(load_cart, folder / CART_FILE)
-    covid = folder / COVID_FILE
-    if not covid.is_file():
-        raise DataError(f"no {COVID_FILE} in {folder}")
-    return _read_once(load_covid, covid)

@@ -381,7 +381,7 @@ def _cohort_of(run: pd.Series):
     """The cohort a run was fitted on, reloaded and checked against the run's data hash."""
     import warnings
 
-    from prcrs.data.cohort import load_cohort
+    from prcrs.data.sources import load_cohort
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # a missing real sheet is named below instead

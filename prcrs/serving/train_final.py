@@ -18,7 +18,8 @@ import numpy as np
 from omegaconf import DictConfig
 
 from prcrs import calibration, engine, schema, tracking
-from prcrs.data.cohort import Cohort, load_cohort
+from prcrs.data.cohort import Cohort
+from prcrs.data.sources import load_cohort
 from prcrs.data.targets import make_horizon
 from prcrs.errors import ConfigError, PrcrsError
 from prcrs.runs import cv_design, oof
