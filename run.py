@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import sys
 
-from prcrs.errors import INTERRUPTED, PrcrsError
+from prcrs.errors import say
 
 try:  # Ctrl-C during the imports (seconds) is one line too
     import hydra
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import DictConfig
-    from omegaconf.errors import OmegaConfBaseException
-except KeyboardInterrupt:
-    print(INTERRUPTED, file=sys.stderr)
-    sys.exit(130)
+except KeyboardInterrupt as interrupted:
+    sys.exit(say(interrupted))
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -27,15 +25,11 @@ def main(cfg: DictConfig) -> float:
 
         hydra_cfg = HydraConfig.get()
         return run(cfg, list(hydra_cfg.overrides.task), hydra_cfg.runtime.output_dir)
-    except PrcrsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except OmegaConfBaseException as exc:  # a config without a key the run reads (e.g. model=base/deep)
-        print(f"error: config {exc.full_key}: {str(exc).splitlines()[0]}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print(INTERRUPTED, file=sys.stderr)
-        sys.exit(130)
+    except BaseException as exc:  # one line for what the user can fix, as at every front door
+        code = say(exc)
+        if code is None:
+            raise
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from prcrs.errors import INTERRUPTED
+from prcrs.errors import say
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTEFACTS = ("table2", "table3", "fig8", "fig8_paper", "transfer", "audit")  # conf/experiment/<name>.yaml
@@ -74,11 +74,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== [{i}/{len(runs)}] {' '.join(overrides)}", flush=True)
         try:
             engine.run(engine.compose_config(overrides), overrides)
-        except KeyboardInterrupt:
-            print(INTERRUPTED, file=sys.stderr)
-            return 130
-        except Exception as exc:  # reported and passed: the other runs still happen
-            print(f"error: {' '.join(overrides)}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        except BaseException as exc:  # reported and passed: the other runs still happen
+            code = say(exc, " ".join(overrides))
+            if code == 130:
+                return 130
+            if code is None:
+                if not isinstance(exc, Exception):
+                    raise
+                # a bug: one line with its type here too, so that the other runs go on
+                print(f"error: {' '.join(overrides)}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
             failed.append(overrides)
     print(f"reproduce: {len(runs) - len(failed)} of {len(runs)} runs done in {time.perf_counter() - start:.0f} s",
           flush=True)

@@ -9,7 +9,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from prcrs.errors import INTERRUPTED, DataError, PrcrsError
+from prcrs.errors import DataError, say
 
 
 def _load_for_audit(data: str):
@@ -183,12 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except PrcrsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(INTERRUPTED, file=sys.stderr)
-        return 130
+    except BaseException as exc:  # one line for what the user can fix, as every front door
+        code = say(exc)
+        if code is None:
+            raise
+        return code
 
 
 if __name__ == "__main__":

@@ -18,3 +18,24 @@ class ConfigError(PrcrsError, ValueError):
 
 class TrainingError(PrcrsError, RuntimeError):
     """A model that could not be trained as configured (e.g. it diverged)."""
+
+
+def say(exc: BaseException, context: str = "") -> int | None:
+    """What every front door (`run.py`, the `prcrs` CLI, `experiments/reproduce.py`) does with an
+    exception: an error the user can act on, or Ctrl-C, is printed as one line on stderr and its
+    exit code returned (2, or 130); anything else returns None, for the caller to raise (a bug
+    keeps its traceback). `context` names what was running ("experiment=table2 model=cnn")."""
+    import sys
+
+    prefix = f"{context}: " if context else ""
+    if isinstance(exc, KeyboardInterrupt):
+        print(INTERRUPTED, file=sys.stderr, flush=True)
+        return 130
+    if isinstance(exc, PrcrsError):
+        message = str(exc)
+    elif type(exc).__module__.startswith("omegaconf"):  # a config without a key the run reads
+        message = f"config {getattr(exc, 'full_key', '')}: {str(exc).splitlines()[0]}"
+    else:
+        return None
+    print(f"error: {prefix}{message}", file=sys.stderr, flush=True)
+    return 2
