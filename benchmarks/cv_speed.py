@@ -33,11 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def plain_fold(cfg, data, k: int, fold, epochs: int) -> int:
     """Train fold `k` for `epochs` epochs with no framework; returns the training rows seen."""
-    from prcrs.engine import build_estimator, fold_rows
+    from prcrs.engine import build_estimator, inner_rows
 
     torch.set_num_threads(cfg.trainer.threads)
     torch.manual_seed(cfg.seed)
-    fit, val = fold_rows(cfg, data, k, fold)
+    fit, val = inner_rows(cfg, data, fold.train, cfg.seed + k)  # the engine's split, as fit_rows makes it
     est = build_estimator(cfg, tuple(data.X.columns), data.fill_values)
     pre = est.preprocessor.fit(data.X.iloc[fit], data.grade_today[fit])
     x, m = (torch.from_numpy(a) for a in pre.transform_with_missing(data.X.iloc[fit]))

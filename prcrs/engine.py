@@ -119,9 +119,32 @@ def check_model(cfg: DictConfig, features: tuple[str, ...], fill_values: dict, c
     estimator.check(features)
 
 
-def _fit_and_score(cfg: DictConfig, data: HorizonData, fit, val, test, covid: Cohort | None):
-    """Fit on `fit` rows (early stopping and threshold on `val`), score on `test` rows."""
+def inner_rows(cfg: DictConfig, data: HorizonData, rows: np.ndarray, seed: int
+               ) -> tuple[np.ndarray, np.ndarray | None]:
+    """`rows` split into (fit, val): the inner patient-grouped validation rows for early stopping
+    and the threshold, or (rows, None) when the protocol uses neither."""
     protocol = cfg.protocol
+    if not (protocol.early_stopping or protocol.threshold == "inner"):
+        return rows, None
+    return inner_split(rows, data.grade_target, data.patient, seed=seed, val_fraction=cfg.cv.inner_val_fraction)
+
+
+@dataclass
+class Fitted:
+    """A model fitted by `fit_rows`, with what its inner validation rows chose."""
+
+    model: object  # a fitted prcrs.models.estimators.CRSModel
+    threshold: float  # for P/R/F1, sensitivity and specificity
+    val: np.ndarray | None  # the inner validation rows (indices into the data), None without them
+    val_proba: np.ndarray | None  # P(severe) of those rows
+
+
+def fit_rows(cfg: DictConfig, data: HorizonData, rows: np.ndarray, seed: int, covid: Cohort | None = None) -> Fitted:
+    """The one way a model is fitted on `rows` (a CV fold's training rows, or every row for the
+    platform): the inner split (`inner_rows`, seeded by `seed`), early stopping on it, then the
+    threshold (max macro F1 on it, or the protocol's fixed one). No other row is read."""
+    protocol = cfg.protocol
+    fit, val = inner_rows(cfg, data, rows, seed)
     model = build_estimator(cfg, tuple(data.X.columns), data.fill_values, covid)
     early = protocol.early_stopping and val is not None
     model.fit(data.X.iloc[fit], data.y[fit], data.grade_today[fit],
@@ -129,11 +152,18 @@ def _fit_and_score(cfg: DictConfig, data: HorizonData, fit, val, test, covid: Co
     val_proba = None if val is None else model.predict_proba(data.X.iloc[val])
     threshold = (best_f1_threshold(data.y[val], val_proba) if protocol.threshold == "inner"
                  else float(protocol.threshold))
-    proba = model.predict_proba(data.X.iloc[test])
-    metrics = fold_metrics(data.y[test], proba, threshold)
+    return Fitted(model, threshold, val, val_proba)
+
+
+def _fit_and_score(cfg: DictConfig, data: HorizonData, k: int, fold, covid: Cohort | None):
+    """Fit on fold `k`'s training rows (`fit_rows`, seeded by seed + k), score on its test rows."""
+    fitted = fit_rows(cfg, data, fold.train, cfg.seed + k, covid)
+    model, val, threshold = fitted.model, fitted.val, fitted.threshold
+    proba = model.predict_proba(data.X.iloc[fold.test])
+    metrics = fold_metrics(data.y[fold.test], proba, threshold)
     metrics["threshold"] = threshold
     if val is not None:  # the search score: validation rows only
-        metrics["val_auroc"] = fold_metrics(data.y[val], val_proba, threshold)["auroc"]
+        metrics["val_auroc"] = fold_metrics(data.y[val], fitted.val_proba, threshold)["auroc"]
     if getattr(model, "best_epoch_", None) is not None:
         metrics["best_epoch"] = model.best_epoch_
     if getattr(model, "trainer_", None) is not None:
@@ -162,16 +192,6 @@ class CVResult:
         return out
 
 
-def fold_rows(cfg: DictConfig, data: HorizonData, k: int, fold) -> tuple[np.ndarray, np.ndarray | None]:
-    """Training rows of fold `k` split into (fit, val): the inner patient-grouped validation rows
-    for early stopping and the threshold, or (all training rows, None) when the protocol uses none."""
-    protocol = cfg.protocol
-    if not (protocol.early_stopping or protocol.threshold == "inner"):
-        return fold.train, None
-    return inner_split(fold.train, data.grade_target, data.patient, seed=cfg.seed + k,
-                       val_fraction=cfg.cv.inner_val_fraction)
-
-
 @dataclass
 class FoldOutput:
     """What a fold worker sends back: no live model, so this process never imports Lightning."""
@@ -185,9 +205,8 @@ class FoldOutput:
 def _run_fold(cfg: DictConfig, data: HorizonData, k: int, fold, n_folds: int, covid: Cohort | None) -> FoldOutput:
     """Fit and score fold `k`; a diverged fold is recorded with NaN metrics."""
     start = time.perf_counter()
-    fit, val = fold_rows(cfg, data, k, fold)
     try:
-        model, proba, metrics = _fit_and_score(cfg, data, fit, val, fold.test, covid)
+        model, proba, metrics = _fit_and_score(cfg, data, k, fold, covid)
     except TrainingError as exc:  # recorded, not hidden: the fold's metrics are NaN and say why
         log.warning(f"fold {k + 1}/{n_folds}: {exc}")
         model, proba = None, np.full(len(fold.test), np.nan)

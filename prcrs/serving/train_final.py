@@ -25,7 +25,6 @@ from prcrs.errors import ConfigError, PrcrsError
 from prcrs.runs import cv_design, oof
 from prcrs.serving.platform import HORIZONS, CombinationModel, registered_name
 from prcrs.serving.registry import register
-from prcrs.splits import inner_split
 
 log = logging.getLogger("prcrs")
 STUDY = "platform"
@@ -87,14 +86,7 @@ def train_one(cfg: DictConfig, cohort, overrides: list[str]) -> CombinationModel
     paper, name, calibrator, brier = fit_calibrators(predictions["probability"].to_numpy(),
                                                      predictions["label"].to_numpy(int),
                                                      predictions["patient"].to_numpy(), cfg.seed)
-    estimator = engine.build_estimator(cfg, features, data.fill_values, engine.load_covid_for(cfg))
-    rows = np.arange(len(data))
-    if cfg.protocol.early_stopping:
-        fit, val = inner_split(rows, data.grade_target, data.patient, seed=cfg.seed,
-                               val_fraction=cfg.cv.inner_val_fraction)
-        estimator.fit(data.X.iloc[fit], data.y[fit], data.grade_today[fit], data.X.iloc[val], data.y[val])
-    else:
-        estimator.fit(data.X, data.y, data.grade_today)
+    estimator = engine.fit_rows(cfg, data, np.arange(len(data)), cfg.seed, engine.load_covid_for(cfg)).model
     X = cohort.frame[list(schema.FEATURE_KEYS)]
     masker = estimator.preprocessor_.masker_  # the page's example: medians of what the model reads
     medians = (X if masker is None else masker.transform(X)).median().dropna().to_dict()
