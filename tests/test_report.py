@@ -26,6 +26,9 @@ def test_transfer_table_survives_a_run_whose_every_fold_diverged(tmp_path, monke
     build.transfer_table(report, t2, tr)
     text = (tmp_path / "transfer.md").read_text()
     assert "no test row predicted by both" in text and "| honest |" in text
+    report = build.Report(tmp_path)
+    build.transfer_table(report, t2.iloc[:1], tr.iloc[:1])  # paper runs only
+    assert report.claims[-1].endswith("No honest run with and without pretraining in this store.")
 
 
 def test_what_moved_matches_configs_on_the_same_data(tmp_path):
