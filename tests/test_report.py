@@ -55,3 +55,11 @@ def test_a_report_is_built_from_one_cohort_and_one_design():
     assert "1 Table 2 run(s) on synthetic data s60 (60 patients" in left_out and "2 folds" in left_out
     real = pd.concat([t2, pd.DataFrame([run("e", "real", "r", "202", five)])], ignore_index=True)
     assert build.choose_cohort(real)[0]["data_source"] == "real"  # real data first
+
+
+def test_a_missing_before_store_is_one_line_and_is_not_created(tmp_path, capsys):
+    from prcrs.cli import main
+
+    missing = tmp_path / "old" / "mlflow.db"
+    assert main(["report", "--out", str(tmp_path / "r"), "--before", f"sqlite:///{missing}"]) == 2
+    assert "no such store" in capsys.readouterr().err and not missing.exists()

@@ -402,9 +402,7 @@ def choose_cohort(table2: pd.DataFrame) -> tuple[dict[str, str], str]:
     """The one cohort and CV design a report is built from, and a sentence naming the runs it
     leaves out. Real data first, then the cohort with most Table 2 runs, then the latest."""
     keys = ["data_source", "data_content", "design"]
-    groups = table2.assign(data_content=table2.get("data_content", pd.Series("unknown", index=table2.index))
-                           .fillna("unknown"), order=range(len(table2)))
-    sizes = groups.groupby(keys).agg(runs=("run_id", "size"), latest=("order", "min"),
+    sizes = table2.assign(order=range(len(table2))).groupby(keys).agg(runs=("run_id", "size"), latest=("order", "min"),
                                      patients=("data_patients", "first")).reset_index()
     sizes["rank"] = list(zip(sizes["data_source"] != "real", -sizes["runs"], sizes["latest"], strict=True))
     sizes = sizes.sort_values("rank")
@@ -423,6 +421,8 @@ def build_report(out: str | Path = "reports", tracking_uri: str | None = None,
     these in a "what moved" section."""
     from prcrs.audit import audit
 
+    if before_uri and before_uri.startswith("sqlite:///") and not Path(before_uri.removeprefix("sqlite:///")).is_file():
+        raise PrcrsError(f"--before {before_uri}: no such store (give the sqlite:/// URI of an existing mlflow.db)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     before = {s: parent_runs(s, before_uri) for s in MOVED} if before_uri else {}  # read first: the store
