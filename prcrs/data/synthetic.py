@@ -4,7 +4,8 @@ Each patient has 1 to 18 days after infusion. A latent inflammation curve rises 
 days after infusion; the CRS grade follows it with a lag of about 1.5 days, so IL-6, IFN-gamma,
 CRP and ferritin (and, more weakly, IL-10, D-dimer and LDH) rise one to two days before severe
 CRS. Labs are missing at realistic rates (cytokines most often). About 5 % of days are severe.
-Nothing here is derived from the real data beyond order-of-magnitude medians of each lab.
+Nothing here is derived from the real data beyond order-of-magnitude medians of each lab and the
+number of decimals each lab is reported with.
 """
 
 from __future__ import annotations
