@@ -21,10 +21,11 @@ except KeyboardInterrupt as interrupted:
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     try:
-        from prcrs.engine import run
+        from prcrs.evaluate import evaluate
 
         hydra_cfg = HydraConfig.get()
-        return run(cfg, list(hydra_cfg.overrides.task), hydra_cfg.runtime.output_dir)
+        evaluation = evaluate(cfg, list(hydra_cfg.overrides.task), hydra_cfg.runtime.output_dir)
+        return evaluation.score(cfg.get("optimized_metric", "mean_test_auroc"))  # what a sweeper optimizes
     except BaseException as exc:  # one line for what the user can fix, as at every front door
         code = say(exc)
         if code is None:

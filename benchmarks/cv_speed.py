@@ -33,11 +33,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def plain_fold(cfg, data, k: int, fold, epochs: int) -> int:
     """Train fold `k` for `epochs` epochs with no framework; returns the training rows seen."""
-    from prcrs.engine import build_estimator, inner_rows
+    from prcrs.engine import build_estimator
+    from prcrs.fitting import inner_rows
 
     torch.set_num_threads(cfg.trainer.threads)
     torch.manual_seed(cfg.seed)
-    fit, val = inner_rows(cfg, data, fold.train, cfg.seed + k)  # the engine's split, as fit_rows makes it
+    protocol = cfg.protocol  # the engine's inner split, as fit_rows makes it
+    fit, val = inner_rows(fold.train, data.grade_target, data.patient, cfg.seed + k, cfg.cv.inner_val_fraction,
+                          protocol.early_stopping or protocol.threshold == "inner")
     est = build_estimator(cfg, tuple(data.X.columns), data.fill_values)
     pre = est.preprocessor.fit(data.X.iloc[fit], data.grade_today[fit])
     x, m = (torch.from_numpy(a) for a in pre.transform_with_missing(data.X.iloc[fit]))
@@ -110,6 +113,7 @@ def bench_model(name: str, repeats: int, cold: bool) -> dict:
     from prcrs import engine, tracking
     from prcrs.data.sources import load_cohort
     from prcrs.data.targets import make_horizon
+    from prcrs.evaluate import evaluate
 
     tmp = tempfile.TemporaryDirectory()
     uri = f"sqlite:///{tmp.name}/bench.db"
@@ -127,7 +131,7 @@ def bench_model(name: str, repeats: int, cold: bool) -> dict:
         for r in range(repeats):
             cfg.study = f"bench_{r}"  # another study each time: not skipped as finished
             start = time.perf_counter()
-            engine.run(cfg)
+            evaluate(cfg)
             cv_seconds.append(time.perf_counter() - start)
             runs = mlflow.search_runs([mlflow.get_experiment_by_name(cfg.study).experiment_id],
                                       output_format="list", filter_string="tags.role = 'cv_fold'")

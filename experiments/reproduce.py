@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", choices=ARTEFACTS, help="run these artefacts only")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s")
-    from prcrs import engine
+    from prcrs.engine import compose_config
+    from prcrs.evaluate import evaluate
 
     if args.quick:  # never into the project's store, where `prcrs report` would mix it with real runs
         os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{ROOT / 'mlruns' / 'quick.db'}")
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, overrides in enumerate(runs, 1):
         print(f"== [{i}/{len(runs)}] {' '.join(overrides)}", flush=True)
         try:
-            engine.run(engine.compose_config(overrides), overrides)
+            evaluate(compose_config(overrides), overrides)
         except BaseException as exc:  # reported and passed: the other runs still happen
             code = say(exc, " ".join(overrides))
             if code == 130:

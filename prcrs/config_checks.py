@@ -15,7 +15,7 @@ def _whole(name: str, value, least: int) -> int:
 
 
 def check_run_config(cfg: DictConfig) -> None:
-    """The seed, the CV design and the synthetic cohort's size.
+    """The seed, the CV design, the validation shares and the synthetic cohort's size.
 
     >>> from omegaconf import OmegaConf
     >>> check_run_config(OmegaConf.create({"seed": "abc", "cv": {}, "data": {}}))
@@ -27,7 +27,13 @@ def check_run_config(cfg: DictConfig) -> None:
     _whole("cv.repeats", cfg.cv.get("repeats", 1), 1)
     _whole("cv.n_jobs", cfg.cv.get("n_jobs", 1), 1)
     _whole("data.n_patients", cfg.data.get("n_patients", 202), 1)
-    fraction = cfg.cv.get("inner_val_fraction", 0.2)
+    _share("cv.inner_val_fraction", cfg.cv.get("inner_val_fraction", 0.2))
+    if cfg.get("transfer") is not None and "val_fraction" in cfg.transfer:
+        _share("transfer.val_fraction", cfg.transfer.val_fraction)
+
+
+def _share(name: str, fraction) -> None:
+    """A validation share: in (0, 0.5], as the split is one of round(1 / fraction) parts."""
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 0.5:
-        raise ConfigError(f"cv.inner_val_fraction={fraction} must be a share of the training patients in (0, 0.5] "
+        raise ConfigError(f"{name}={fraction} must be a share of the patients in (0, 0.5] "
                           "(the validation split is one of round(1 / fraction) patient-grouped parts)")

@@ -1,38 +1,41 @@
-"""One run = one config evaluated by K-fold x R-repeat cross-validation, logged to MLflow."""
+"""Cross-validation of one config: data and config in, a `CVResult` out, nothing logged.
+
+`prcrs.evaluate` adds the store (resume, MLflow logging through `prcrs.cv_logging`); this module
+knows nothing of it.
+"""
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
-import tempfile
 import time
-import warnings
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from functools import partial
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from prcrs import paths, schema, tracking, workers
-from prcrs.config_checks import check_run_config
+from prcrs import paths, schema, workers
 from prcrs.data.cohort import Cohort
 from prcrs.data.fingerprint import UNIMPUTE
 from prcrs.data.sources import load_cohort
-from prcrs.data.targets import HorizonData, check_horizon, make_horizon
+from prcrs.data.targets import HorizonData
 from prcrs.errors import ConfigError, TrainingError
-from prcrs.metrics import METRICS, best_f1_threshold, fold_metrics
+from prcrs.fitting import Fitted, fit_fold
+from prcrs.metrics import METRICS, fold_metrics
 from prcrs.preprocessing import FoldPreprocessor
-from prcrs.splits import inner_split, make_folds
+from prcrs.splits import make_folds
 
 log = logging.getLogger("prcrs")
 RESULT_KEYS = ("data", "model", "ablation", "factors", "horizon", "protocol", "transfer", "trainer", "optimizer",
                "cv", "seed")
+# Options added after runs were stored, at the value those runs used: left out of the hash while
+# they keep it, so the stored runs are still found (resumed, reported) and not run again.
+HASH_NEUTRAL = {"trainer.accelerator": "cpu", "trainer.devices": 1, "model.estimator.accelerator": "cpu",
+                "model.estimator.devices": 1, "transfer.val_fraction": 0.15}
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
@@ -55,6 +58,13 @@ def config_hash(cfg: DictConfig, cohort: Cohort) -> str:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     spec = {k: resolved.get(k) for k in RESULT_KEYS}
     spec["cv"] = {k: v for k, v in (spec["cv"] or {}).items() if k != "n_jobs"}  # fold parallelism: same results
+    for dotted, value in HASH_NEUTRAL.items():
+        *parents, key = dotted.split(".")
+        node = spec
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and node.get(key, value) == value:
+            node.pop(key, None)
     spec["factors"] = str(spec["factors"])  # `factors=1234` on the command line is read as a number
     spec["data_content"] = cohort.content_id
     return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -83,7 +93,8 @@ def load_covid_for(cfg: DictConfig) -> Cohort | None:
 
 
 def build_estimator(cfg: DictConfig, features: tuple[str, ...], fill_values: dict, covid: Cohort | None = None):
-    """The configured model with the protocol's fold preprocessing (and COVID pretraining).
+    """The configured model (a `prcrs.models.estimators.CRSModel`, unfitted) with the protocol's
+    fold preprocessing and, under `transfer=covid`, COVID-19 pretraining.
 
     `fill_values`: the CAR-T sheet's label-imputation fill values (`Cohort.fill_values`), masked
     under `protocol.unimpute=sheet`."""
@@ -92,19 +103,19 @@ def build_estimator(cfg: DictConfig, features: tuple[str, ...], fill_values: dic
         raise ConfigError(f"protocol.unimpute={protocol.unimpute} is unknown; use one of {', '.join(UNIMPUTE)}")
     pre = FoldPreprocessor(raw=protocol.raw, unimpute=protocol.unimpute, fill_values=fill_values,
                            missing_indicators=cfg.model.missing_indicators)
-    estimator = instantiate(cfg.model.estimator, preprocessor=pre)
+    transfer = {}
     if cfg.transfer.name == "covid":
         if cfg.model.kind != "deep":
             raise ConfigError(f"transfer=covid needs a deep model, not {cfg.model.name}")
-        from prcrs.models.transfer import pretrained_state
+        from prcrs.models.transfer import Pretraining
 
-        if covid is None:
-            covid = load_covid_for(cfg)
-        estimator.init_from = partial(pretrained_state, estimator, features, covid)
-        estimator.freeze = cfg.transfer.freeze
+        covid = covid if covid is not None else load_covid_for(cfg)
+        transfer = {"init_from": Pretraining(features, covid, cfg.transfer.val_fraction),
+                    "freeze": cfg.transfer.freeze}
     elif cfg.transfer.name != "none":
         raise ConfigError(f"unknown transfer {cfg.transfer.name!r}; use none or covid")
-    return estimator
+    # set after: Hydra would read a dataclass (Pretraining) passed to instantiate as a config
+    return instantiate(cfg.model.estimator, preprocessor=pre).set_params(**transfer)
 
 
 def check_model(cfg: DictConfig, features: tuple[str, ...], fill_values: dict, covid: Cohort | None = None) -> None:
@@ -119,40 +130,15 @@ def check_model(cfg: DictConfig, features: tuple[str, ...], fill_values: dict, c
     estimator.check(features)
 
 
-def inner_rows(cfg: DictConfig, data: HorizonData, rows: np.ndarray, seed: int
-               ) -> tuple[np.ndarray, np.ndarray | None]:
-    """`rows` split into (fit, val): the inner patient-grouped validation rows for early stopping
-    and the threshold, or (rows, None) when the protocol uses neither."""
-    protocol = cfg.protocol
-    if not (protocol.early_stopping or protocol.threshold == "inner"):
-        return rows, None
-    return inner_split(rows, data.grade_target, data.patient, seed=seed, val_fraction=cfg.cv.inner_val_fraction)
-
-
-@dataclass
-class Fitted:
-    """A model fitted by `fit_rows`, with what its inner validation rows chose."""
-
-    model: object  # a fitted prcrs.models.estimators.CRSModel
-    threshold: float  # for P/R/F1, sensitivity and specificity
-    val: np.ndarray | None  # the inner validation rows (indices into the data), None without them
-    val_proba: np.ndarray | None  # P(severe) of those rows
-
-
 def fit_rows(cfg: DictConfig, data: HorizonData, rows: np.ndarray, seed: int, covid: Cohort | None = None) -> Fitted:
-    """The one way a model is fitted on `rows` (a CV fold's training rows, or every row for the
-    platform): the inner split (`inner_rows`, seeded by `seed`), early stopping on it, then the
-    threshold (max macro F1 on it, or the protocol's fixed one). No other row is read."""
+    """The configured model fitted on `rows` (a CV fold's training rows, or every row for the
+    platform) by `prcrs.fitting.fit_fold`: the protocol's inner split (`cv.inner_val_fraction`,
+    seeded by `seed`), early stopping and threshold. No other row is read."""
     protocol = cfg.protocol
-    fit, val = inner_rows(cfg, data, rows, seed)
-    model = build_estimator(cfg, tuple(data.X.columns), data.fill_values, covid)
-    early = protocol.early_stopping and val is not None
-    model.fit(data.X.iloc[fit], data.y[fit], data.grade_today[fit],
-              data.X.iloc[val] if early else None, data.y[val] if early else None)
-    val_proba = None if val is None else model.predict_proba(data.X.iloc[val])
-    threshold = (best_f1_threshold(data.y[val], val_proba) if protocol.threshold == "inner"
-                 else float(protocol.threshold))
-    return Fitted(model, threshold, val, val_proba)
+    return fit_fold(build_estimator(cfg, tuple(data.X.columns), data.fill_values, covid), data.X, data.y,
+                    data.grade_today, data.grade_target, data.patient, rows, seed=seed,
+                    val_fraction=cfg.cv.inner_val_fraction, early_stopping=protocol.early_stopping,
+                    threshold=protocol.threshold)
 
 
 def _fit_and_score(cfg: DictConfig, data: HorizonData, k: int, fold, covid: Cohort | None):
@@ -235,7 +221,8 @@ def cross_validate(cfg: DictConfig, data: HorizonData, covid: Cohort | None = No
     folds = make_folds(cfg.protocol.split, data.y, data.grade_target, data.patient, cfg.cv.folds,
                        cfg.cv.repeats, cfg.seed)
     if cfg.transfer.name == "covid":  # pretrain once, here, before the workers read the cache
-        build_estimator(cfg, tuple(data.X.columns), data.fill_values, covid).init_from()
+        estimator = build_estimator(cfg, tuple(data.X.columns), data.fill_values, covid)
+        estimator.init_from(estimator)
     jobs = [(cfg, data, k, fold, len(folds), covid) for k, fold in enumerate(folds)]
     result, oof = CVResult(), []
     try:
@@ -263,167 +250,6 @@ def fold_jobs(cfg: DictConfig, n_folds: int) -> int:
     if get_active_backend()[0].nesting_level > 0:
         return 1
     return max(1, min(int(cfg.cv.n_jobs), n_folds))
-
-
-NOT_LOGGED = "<not logged: logger.log_data_file=false>"
-
-
-def data_file_name(cfg: DictConfig, source: str) -> str:
-    """What the store may hold of the input file's name: the name (not the folder) when the user
-    opts in with `logger.log_data_file=true`, else a placeholder (a file may be named after a
-    patient). The synthetic cohort is always named."""
-    if source == "synthetic":
-        return source
-    return Path(source).name if cfg.logger.get("log_data_file", False) else NOT_LOGGED
-
-
-def redacted(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, list[str]]:
-    """The config and overrides as logged: `data.path` reduced to `data_file_name`."""
-    cfg = copy.deepcopy(cfg)
-    if cfg.data.get("path"):
-        cfg.data.path = data_file_name(cfg, str(cfg.data.path))
-    shown = [f"data.path={data_file_name(cfg, o.split('=', 1)[1])}" if o.lstrip("+~").startswith("data.path=") else o
-             for o in overrides]
-    return cfg, shown
-
-
-def _tags(cfg: DictConfig, cohort: Cohort, chash: str) -> dict[str, str]:
-    return {"model": cfg.model.name, "ablation": cfg.ablation.name, "factors": str(cfg.factors),
-            "horizon": str(cfg.horizon), "protocol": cfg.protocol.name, "transfer": cfg.transfer.name,
-            "data_source": cohort.data_source, "data_file": data_file_name(cfg, cohort.source),
-            "data_content": cohort.content_id, "data_patients": str(cohort.n_patients), "git_sha": tracking.git_sha(),
-            "study": cfg.study, "config_hash": chash, **tracking.owner_tags()}
-
-
-def _flat_params(cfg: DictConfig) -> dict[str, str]:
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    flat = pd.json_normalize({k: resolved[k] for k in RESULT_KEYS if k in resolved}, sep=".").iloc[0].to_dict()
-    flat["study"] = cfg.study
-    return {k: str(v)[:500] for k, v in flat.items()}
-
-
-def _log_parent_artifacts(mlflow, cfg: DictConfig, result: CVResult, overrides: list[str]) -> None:
-    from prcrs.plots import curve_figures
-
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        (tmp / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        (tmp / "overrides.txt").write_text("\n".join(overrides) + "\n")
-        if cfg.logger.get("log_predictions", True):  # patient numbers (0-based, in file order) and days
-            result.oof.to_csv(tmp / "oof_predictions.csv", index=False)
-        title = f"{cfg.model.name} h{cfg.horizon} {cfg.protocol.name}"
-        for name, fig in curve_figures(result.oof, title=title).items():
-            fig.savefig(tmp / f"{name}.png", dpi=110, bbox_inches="tight")
-        mlflow.log_artifacts(str(tmp))
-
-
-def _log_fold_model(mlflow, model: bytes) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.joblib"
-        path.write_bytes(model)
-        mlflow.log_artifact(str(path), artifact_path="model")
-
-
-def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: str | None = None) -> float:
-    """Evaluate `cfg` by cross-validation, log it to MLflow, print the summary.
-
-    Returns `cfg.optimized_metric` (default mean_test_auroc; mean_val_auroc under `search=ofat`)
-    and writes the summary to `<output_dir>/summary.json`. A config whose finished parent run is
-    already in the store is skipped (sweeps resume) and its stored metrics are returned.
-    """
-    import mlflow
-
-    overrides = overrides or []
-    check_run_config(cfg)
-    features, horizon = features_of(cfg), check_horizon(cfg.horizon)
-    optimized = cfg.get("optimized_metric", "mean_test_auroc")
-    _check_optimized(optimized, cfg)
-    n_jobs = fold_jobs(cfg, cfg.cv.folds * cfg.cv.repeats)
-    if n_jobs > 1:  # workers get ready while the data and store load
-        workers.prestart(cfg.model.kind)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UserWarning)
-        cohort = load_cohort(cfg.data.kind, cfg.data.path, seed=cfg.seed, n_patients=cfg.data.n_patients)
-        covid = load_covid_for(cfg)
-    for w in caught:
-        log.warning(str(w.message))
-    data = make_horizon(cohort, horizon, features)
-    chash = config_hash(cfg, cohort)
-    experiment_id = tracking.setup(cfg.study, cfg.logger.tracking_uri)
-    label = f"{cfg.model.name} {cfg.ablation.name} f{cfg.factors} h{cfg.horizon} {cfg.protocol.name}"
-    if reaped := tracking.reap_dead_runs(experiment_id):
-        log.warning(f"{reaped} run(s) left RUNNING by a process that died were marked KILLED")
-    if (done := _already_done(experiment_id, chash, label)) is not None:
-        return _finish(done, optimized, output_dir)
-    # built once where the folds will run
-    list(workers.map_ordered(check_model, [(cfg, features, data.fill_values, covid)], n_jobs))
-    tags = _tags(cfg, cohort, chash)
-    logged_cfg, logged_overrides = redacted(cfg, overrides)
-    with tracking.store_lock(cfg.logger.tracking_uri):  # one process claims a config: the check and the start
-        if (done := _already_done(experiment_id, chash, label)) is not None:
-            return _finish(done, optimized, output_dir)
-        claimed = mlflow.start_run(experiment_id=experiment_id, run_name=label, tags={**tags, "role": "cv_parent"})
-    with claimed as parent:
-        mlflow.log_params(_flat_params(logged_cfg))
-        mlflow.log_param("overrides", " ".join(logged_overrides)[:500] or "-")
-
-        def on_fold(k, n, out: FoldOutput):
-            metrics = out.metrics
-            with mlflow.start_run(experiment_id=experiment_id, run_name=f"{label} fold {k}", nested=True,
-                                  tags={**tags, "role": "cv_fold", "fold": str(k)}):
-                mlflow.log_metrics({f"test_{m}": v for m, v in metrics.items() if m in METRICS})
-                extras = ("threshold", "seconds", "best_epoch", "epochs", "val_auroc", "diverged")
-                mlflow.log_metrics({m: float(metrics[m]) for m in extras if m in metrics})
-                if out.model is not None:
-                    _log_fold_model(mlflow, out.model)
-            log.info(f"[{label}] fold {k + 1}/{n}: AUROC {metrics['auroc']:.3f}, AUPRC {metrics['auprc']:.3f}, "
-                     f"threshold {metrics['threshold']:.3f} ({metrics['seconds']:.1f} s)")
-
-        result = cross_validate(cfg, data, covid, on_fold=on_fold)
-        summary = result.summary()
-        mlflow.log_metrics(summary)
-        if result.n_parameters is not None:
-            mlflow.log_param("n_parameters", result.n_parameters)
-        _log_parent_artifacts(mlflow, logged_cfg, result, logged_overrides)
-        log.info(f"[{label}] run {parent.info.run_id} on {tags['data_source']} data, {len(data)} rows, "
-                 f"{len(features)} factors")
-    print(format_summary(label, summary))
-    return _finish(summary, optimized, output_dir)
-
-
-def _already_done(experiment_id: str, chash: str, label: str) -> dict[str, float] | None:
-    """The stored metrics of a config that finished, {} for one a live process is running now (it
-    is not run twice), or None: run it."""
-    done = tracking.finished_run(experiment_id, chash)
-    if done is not None:
-        summary = dict(done.data.metrics)
-        log.info(f"[{label}] already finished (run {done.info.run_id}): mean AUROC "
-                 f"{summary.get('mean_test_auroc', float('nan')):.3f}; skipped")
-        return summary
-    running = tracking.running_run(experiment_id, chash)
-    if running is not None:
-        tags = running.data.tags
-        log.warning(f"[{label}] is being run now by process {tags.get('pid')} on {tags.get('host')} "
-                    f"(run {running.info.run_id}); skipped here: rerun the command once it has finished")
-        return {}
-    return None
-
-
-def _check_optimized(optimized: str, cfg: DictConfig) -> None:
-    """Before any training: the metric a sweeper optimizes must be one the run will measure."""
-    measured = {f"{kind}_test_{m}" for kind in ("mean", "std") for m in METRICS}
-    if cfg.protocol.early_stopping or cfg.protocol.threshold == "inner":
-        measured.add("mean_val_auroc")
-    if optimized not in measured:
-        raise ConfigError(f"optimized_metric {optimized!r} is not measured by this run (validation metrics need "
-                          "protocol=honest or an inner split); use mean_test_<metric> or mean_val_auroc")
-
-
-def _finish(summary: dict[str, float], optimized: str, output_dir: str | None) -> float:
-    if output_dir is not None:
-        Path(output_dir).mkdir(parents=True, exist_ok=True)
-        (Path(output_dir) / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
-    return float(summary.get(optimized, float("nan")))  # NaN when every fold diverged
 
 
 def format_summary(label: str, summary: dict[str, float]) -> str:

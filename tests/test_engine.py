@@ -13,8 +13,9 @@ import mlflow
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
 
-from prcrs import engine, paths, tracking
+from prcrs import engine, evaluate, fitting, paths, tracking
 from prcrs.data.synthetic import synthetic_cart
 from prcrs.data.targets import check_horizon, make_horizon
 from prcrs.models import DEEP, TABULAR
@@ -118,15 +119,18 @@ def test_fold_parallelism_does_not_change_results():
 def test_resume_skips_finished_configs(tmp_path, monkeypatch):
     uri = _mlflow_env(tmp_path, monkeypatch)
     cfg = _compose([*FAST, "model=logreg", "study=resume"])
-    first = engine.run(cfg)
+    first = evaluate.evaluate(cfg)
+    assert first.run_id and not first.skipped
     calls = []
-    monkeypatch.setattr(engine, "cross_validate", lambda *a, **k: calls.append(1))
-    assert engine.run(cfg) == first and not calls  # finished: not run again
+    monkeypatch.setattr(evaluate, "cross_validate", lambda *a, **k: calls.append(1))
+    again = evaluate.evaluate(cfg)
+    assert again.skipped and again.run_id == first.run_id and again.summary == first.summary  # finished: not rerun
+    assert not calls
     assert len([r for r in _runs(uri, "resume") if r.data.tags["role"] == "cv_parent"]) == 1
     changed = _compose([*FAST, "model=logreg", "study=resume", "seed=1"])
     monkeypatch.undo()
     _mlflow_env(tmp_path, monkeypatch)
-    engine.run(changed)
+    evaluate.evaluate(changed)
     assert len([r for r in _runs(uri, "resume") if r.data.tags["role"] == "cv_parent"]) == 2
 
 
@@ -167,7 +171,7 @@ def test_threshold_is_chosen_on_inner_validation_rows_never_the_test_fold(monkey
     cfg = _compose([*FAST, "model=logreg", "cv.n_jobs=1"])  # in-process folds: the spies see them
     data = make_horizon(synthetic_cart(seed=0), 1)
     seen = {"val": [], "threshold_rows": []}
-    real_split = engine.inner_split
+    real_split = fitting.inner_split
 
     def spy_split(train, *a, **k):
         fit, val = real_split(train, *a, **k)
@@ -186,8 +190,8 @@ def test_threshold_is_chosen_on_inner_validation_rows_never_the_test_fold(monkey
         seen.setdefault("fit_rows", []).append(set(X.index))
         return real_fit(self, X, grade_today)
 
-    monkeypatch.setattr(engine, "inner_split", spy_split)
-    monkeypatch.setattr(engine, "best_f1_threshold", spy_threshold)
+    monkeypatch.setattr(fitting, "inner_split", spy_split)
+    monkeypatch.setattr(fitting, "best_f1_threshold", spy_threshold)
     monkeypatch.setattr(FoldPreprocessor, "fit", spy_fit)
     result = engine.cross_validate(cfg, data)
     assert len(seen["threshold_rows"]) == len(seen["val"]) == 2
@@ -246,13 +250,27 @@ def test_bad_overrides_get_hydras_clear_error(override, message, tmp_path, monke
                                               ("cv.folds=1", "cv.folds=1"), ("data.n_patients=0", "data.n_patients=0"),
                                               ("cv.inner_val_fraction=0", "in (0, 0.5]"),
                                               ("cv.inner_val_fraction=1.5", "in (0, 0.5]"),
-                                              ("cv.n_jobs=true", "cv.n_jobs=True")])
+                                              ("cv.n_jobs=true", "cv.n_jobs=True"),
+                                              ("transfer=covid transfer.val_fraction=0.9",
+                                               "transfer.val_fraction=0.9")])
 def test_bad_run_values_are_one_line_errors_before_anything_runs(override, message):
     from prcrs.config_checks import check_run_config
     from prcrs.errors import ConfigError
 
     with pytest.raises(ConfigError, match=re.escape(message)):
-        check_run_config(_compose([override]))
+        check_run_config(_compose(override.split()))
+
+
+@pytest.mark.parametrize("override,message", [("trainer.accelerator=tpu", "trainer.accelerator=tpu"),
+                                              ("trainer.devices=0", "trainer.accelerator=cpu, trainer.devices=0"),
+                                              ("transfer=covid transfer.freeze=half", "unknown freeze policy 'half'"),
+                                              ("model=logreg model.estimator.estimator.C=-1", "'C' parameter")])
+def test_options_the_model_cannot_use_are_one_line_errors_before_training(override, message):
+    from prcrs.errors import ConfigError
+
+    cfg = _compose([*FAST, *override.split()])
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        engine.check_model(cfg, engine.features_of(cfg), {})
 
 
 def test_an_unreachable_tracking_server_is_one_line_within_seconds(tmp_path):
@@ -294,13 +312,30 @@ def test_config_hash_covers_the_data_and_the_config_not_their_spelling():
     assert engine.config_hash(_compose(FAST), changed) != base  # other data: never resumed from
 
 
+def test_options_added_later_keep_the_stored_runs_hashes_only_at_their_old_value():
+    cohort = synthetic_cart(seed=0, n_patients=30)
+    base = engine.config_hash(_compose(FAST), cohort)
+    without = _compose(FAST)
+    with open_dict(without):
+        for key in ("accelerator", "devices"):  # a config from before the options
+            del without.trainer[key], without.model.estimator[key]
+    assert engine.config_hash(without, cohort) == base
+    assert engine.config_hash(_compose([*FAST, "trainer.accelerator=gpu"]), cohort) != base
+    covid = _compose([*FAST, "transfer=covid"])
+    assert engine.config_hash(_compose([*FAST, "transfer=covid", "transfer.val_fraction=0.2"]), cohort) != \
+        engine.config_hash(covid, cohort)
+    with open_dict(covid):
+        del covid.transfer["val_fraction"]
+    assert engine.config_hash(covid, cohort) == engine.config_hash(_compose([*FAST, "transfer=covid"]), cohort)
+
+
 def test_an_unmeasured_optimized_metric_fails_before_any_training(monkeypatch):
     from prcrs.errors import ConfigError
 
-    monkeypatch.setattr(engine, "cross_validate", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr(evaluate, "cross_validate", lambda *a, **k: pytest.fail("trained"))
     cfg = _compose([*FAST, "protocol=paper", "optimized_metric=mean_val_auroc"])
     with pytest.raises(ConfigError, match="mean_val_auroc.*not measured"):
-        engine.run(cfg)
+        evaluate.evaluate(cfg)
 
 
 def test_the_store_holds_no_input_path_unless_asked(tmp_path, monkeypatch):
@@ -315,7 +350,7 @@ def test_the_store_holds_no_input_path_unless_asked(tmp_path, monkeypatch):
     to_sheet(synthetic_cart(seed=0, n_patients=40).frame).to_csv(path, index=False)
     for study, extra in (("private", ["logger.log_predictions=false"]), ("named", ["logger.log_data_file=true"])):
         overrides = [*FAST, "model=logreg", "cv.n_jobs=1", f"data.path={path}", f"study={study}", *extra]
-        engine.run(engine.compose_config(overrides), overrides)
+        evaluate.evaluate(engine.compose_config(overrides), overrides)
         parent = next(r for r in _runs(uri, study) if r.data.tags["role"] == "cv_parent")
         folder_tmp = tmp_path / study
         files = mlflow.artifacts.download_artifacts(run_id=parent.info.run_id, dst_path=str(folder_tmp))
@@ -385,12 +420,14 @@ def test_a_config_running_in_a_live_process_is_not_run_twice(tmp_path, monkeypat
     try:
         owner = {"pid": str(other.pid), "host": tracking.owner_tags()["host"]}
         mlflow.MlflowClient().create_run(experiment, tags={"role": "cv_parent", "config_hash": chash, **owner})
-        assert np.isnan(engine.run(cfg, overrides))  # skipped: that process is running it
+        skipped = evaluate.evaluate(cfg, overrides)  # skipped: that process is running it
+        assert skipped.run_id is None and np.isnan(skipped.score("mean_test_auroc"))
         assert "is being run now by process" in caplog.text
     finally:
         other.kill()
         other.wait()
-    assert engine.run(cfg, overrides) > 0.5  # its process died: reaped (KILLED), and run here
+    # its process died: reaped (KILLED), and run here
+    assert evaluate.evaluate(cfg, overrides).score("mean_test_auroc") > 0.5
     statuses = sorted(r.info.status for r in _runs(uri, "claim") if r.data.tags["role"] == "cv_parent")
     assert statuses == ["FINISHED", "KILLED"]
 

@@ -1,20 +1,28 @@
+import inspect
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 
-from prcrs import schema
+from prcrs import paths, schema
 from prcrs.data.synthetic import synthetic_covid
 from prcrs.data.targets import make_horizon
+from prcrs.engine import build_estimator, compose_config
 from prcrs.metrics import fold_metrics
 from prcrs.models import backbones as B
 from prcrs.models.estimators import DeepModel, MEasix, freeze
-from prcrs.models.transfer import pretrained_state
+from prcrs.models.transfer import Pretraining
+from prcrs.preprocessing import FoldPreprocessor
 from prcrs.splits import inner_split, make_folds
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+
+def deep(name: str, fill_values: dict | None = None, **params) -> DeepModel:
+    """The network `model=<name>` as the config builds it (the recipe production trains), with
+    `params` set on it."""
+    return build_estimator(compose_config([f"model={name}"]), schema.FEATURE_KEYS, fill_values or {}).set_params(
+        **params)
 NETWORKS = {"cnn": B.CNN, "transformer": B.TokenTransformer, "squeezeformer": B.Squeezeformer,
             "prcrs": B.PrCRS, "prcrs_paper": B.PrCRSPaper}
 
@@ -71,7 +79,7 @@ def _train_loss(module, pre, X, y) -> float:
 def test_each_network_learns_on_the_synthetic_cohort(name, split):
     """Training loss falls and held-out AUROC is well above chance, for every network."""
     d, fit, val, test = split
-    model = DeepModel(partial(NETWORKS[name]), max_epochs=8, patience=8, seed=0)
+    model = deep(name, d.fill_values, max_epochs=8, patience=8)
     model.fit(d.X.iloc[fit], d.y[fit], d.grade_today[fit], d.X.iloc[val], d.y[val])
     untrained = model.build(len(schema.FEATURE_KEYS))  # same seed, same initial weights
     before = _train_loss(untrained, model.preprocessor_, d.X.iloc[fit], d.y[fit])
@@ -87,7 +95,7 @@ def test_same_seed_same_predictions(split):
     d, fit, val, test = split
 
     def run(seed):
-        m = DeepModel(partial(B.Squeezeformer), max_epochs=2, seed=seed)
+        m = deep("squeezeformer", d.fill_values, max_epochs=2, seed=seed)
         m.fit(d.X.iloc[fit], d.y[fit], d.grade_today[fit], d.X.iloc[val], d.y[val])
         return m.predict_proba(d.X.iloc[test])
 
@@ -98,14 +106,8 @@ def test_same_seed_same_predictions(split):
 
 @pytest.mark.parametrize("name", ["logreg", "hgb", "forest", "tree", "measix"])
 def test_tabular_baselines_output_probabilities_above_chance(name, split):
-    from hydra import compose, initialize_config_dir
-
-    from prcrs.engine import build_estimator
-
     d, fit, _, test = split
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[f"model={name}"])
-    model = build_estimator(cfg, schema.FEATURE_KEYS, d.fill_values)
+    model = build_estimator(compose_config([f"model={name}"]), schema.FEATURE_KEYS, d.fill_values)
     proba = model.fit(d.X.iloc[fit], d.y[fit], d.grade_today[fit]).predict_proba(d.X.iloc[test])
     assert proba.shape == (len(test),) and ((proba >= 0) & (proba <= 1)).all()
     assert fold_metrics(d.y[test], proba, 0.5)["auroc"] > (0.6 if name == "tree" else 0.7)
@@ -117,18 +119,19 @@ def test_measix_needs_its_three_labs(split):
     d, fit, _, _ = split
     cytokines = list(schema.group_features(4))
     with pytest.raises(ConfigError, match="m-EASIX needs"):
-        MEasix().fit(d.X.iloc[fit][cytokines], d.y[fit], d.grade_today[fit])
+        MEasix(FoldPreprocessor()).fit(d.X.iloc[fit][cytokines], d.y[fit], d.grade_today[fit])
 
 
 @pytest.mark.parametrize("policy", ["embedding", "backbone", "none"])
 def test_transfer_round_trip_freezes_what_the_policy_says(policy, split, tmp_path):
     d, fit, val, test = split
     covid = synthetic_covid(n_subjects=150, seed=0)
-    base = DeepModel(partial(B.PrCRSPaper), max_epochs=2, seed=0)
-    state = pretrained_state(base, schema.FEATURE_KEYS, covid, cache_dir=tmp_path)
+    base = deep("prcrs_paper", d.fill_values, max_epochs=2)
+    pretraining = Pretraining(schema.FEATURE_KEYS, covid, val_fraction=0.15, cache_dir=tmp_path)
+    state = pretraining(base)
     assert list((tmp_path / "pretrain").glob("*.pt"))  # cached
-    assert pretrained_state(base, schema.FEATURE_KEYS, covid, cache_dir=tmp_path).keys() == state.keys()
-    model = DeepModel(partial(B.PrCRSPaper), max_epochs=2, seed=0, init_from=lambda: state, freeze=policy)
+    assert pretraining(base).keys() == state.keys()
+    model = base.set_params(init_from=lambda m: state, freeze=policy)
     model.fit(d.X.iloc[fit], d.y[fit], d.grade_today[fit], d.X.iloc[val], d.y[val])
     after = model.module_.state_dict()
     frozen = {n for n, p in model.module_.named_parameters() if not p.requires_grad}
@@ -146,10 +149,46 @@ def test_transfer_round_trip_freezes_what_the_policy_says(policy, split, tmp_pat
     assert model.predict_proba(d.X.iloc[test]).shape == (len(test),)
 
 
+@pytest.mark.parametrize("name", sorted(p.stem for p in (paths.CONFIG_DIR / "model").glob("*.yaml")))
+def test_every_model_is_a_scikit_learn_estimator_that_clones(name):
+    """`clone` and `get_params` replace hand-copied keyword lists: the preprocessing is a param."""
+    model = build_estimator(compose_config([f"model={name}"]), schema.FEATURE_KEYS, {})
+    copy = clone(model)
+    assert type(copy) is type(model) and copy.get_params(deep=False).keys() == model.get_params(deep=False).keys()
+    assert isinstance(copy.preprocessor, FoldPreprocessor) and copy.preprocessor is not model.preprocessor
+    assert copy.preprocessor.get_params() == model.preprocessor.get_params()
+
+
+def test_the_config_is_the_only_source_of_a_networks_schedule():
+    """DeepModel has no defaults but its transfer settings: what trains is what the config says."""
+    defaults = {k for k, p in inspect.signature(DeepModel).parameters.items() if p.default is not p.empty}
+    assert defaults == {"init_from", "freeze"}
+    model = deep("prcrs")
+    trainer = compose_config([]).trainer
+    assert (model.patience, model.threads, model.max_epochs, model.accelerator) == (
+        trainer.patience, trainer.threads, trainer.max_epochs, trainer.accelerator)
+
+
+def test_pretraining_fits_through_the_one_fold_fit_with_its_own_split(monkeypatch, tmp_path):
+    from prcrs import fitting
+
+    seen = []
+    real = fitting.inner_split
+
+    def spy(rows, strata, groups, seed, val_fraction):
+        seen.append((len(rows), seed, val_fraction))
+        return real(rows, strata, groups, seed=seed, val_fraction=val_fraction)
+
+    monkeypatch.setattr(fitting, "inner_split", spy)
+    covid = synthetic_covid(n_subjects=120, seed=0)
+    Pretraining(schema.FEATURE_KEYS, covid, val_fraction=0.25, cache_dir=tmp_path)(deep("cnn", max_epochs=1, seed=3))
+    assert seen == [(len(covid.frame), 3, 0.25)]
+
+
 def test_unknown_freeze_policy_is_named():
     from prcrs.errors import ConfigError
 
-    model = DeepModel(partial(B.CNN)).build(10)
+    model = deep("cnn").build(10)
     with pytest.raises(ConfigError, match="freeze policy"):
         freeze(model, "half")
 
@@ -173,7 +212,7 @@ def test_early_stopping_validates_every_epoch_whatever_the_last_batch_size(n_fit
         passes.append(self.current_epoch)
         return real_step(self, batch, batch_idx)
 
-    model = DeepModel(partial(B.CNN, channels=4), max_epochs=3, batch_size=64, patience=1, min_epochs=3)
+    model = deep("cnn", backbone=partial(B.CNN, channels=4), max_epochs=3, batch_size=64, patience=1, min_epochs=3)
     model.preprocessor.set_params(unimpute="none")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(CRSClassifier, "validation_step", counted)

@@ -144,7 +144,7 @@ def test_train_final_takes_the_best_honest_config_from_the_store(tmp_path):
     import mlflow
 
     from prcrs.data.synthetic import synthetic_cart
-    from prcrs.runs import cv_design
+    from prcrs.results import cv_design
     from prcrs.serving.train_final import best_honest_config
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

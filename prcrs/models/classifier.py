@@ -15,19 +15,15 @@ from torch.nn import functional as F
 class CRSClassifier(pl.LightningModule):
     """Wraps a backbone `nn.Module` (x (B, p), missing (B, p)) -> logits (B, C).
 
-    Loss: cross-entropy with optional class weights. Optimizer and scheduler come from config as
-    partials (`_target_` + `_partial_`) called with the parameters / the optimizer. Logs
-    `train/loss` and `val/loss` (what early stopping and the kept epoch monitor).
+    Loss: cross-entropy. The optimizer comes from config as a partial (`_target_` + `_partial_`)
+    called with the parameters. Logs `train/loss` and `val/loss` (what early stopping and the
+    kept epoch monitor).
     """
 
-    def __init__(self, backbone: nn.Module, optimizer: Callable, scheduler: Callable | None = None,
-                 class_weights: list[float] | None = None):
+    def __init__(self, backbone: nn.Module, optimizer: Callable):
         super().__init__()
         self.backbone = backbone
         self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
-        self.register_buffer("class_weights", torch.tensor(class_weights, dtype=torch.float32)
-                             if class_weights is not None else None)
 
     def forward(self, x: torch.Tensor, missing: torch.Tensor | None = None) -> torch.Tensor:
         return self.backbone(x, missing)
@@ -35,7 +31,7 @@ class CRSClassifier(pl.LightningModule):
     def _loss(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         x, missing, y = batch
         logits = self(x, missing)
-        return F.cross_entropy(logits, y, weight=self.class_weights), logits
+        return F.cross_entropy(logits, y), logits
 
     def training_step(self, batch, batch_idx):
         loss, _ = self._loss(batch)
@@ -47,10 +43,7 @@ class CRSClassifier(pl.LightningModule):
         self.log("val/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[0]))
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer=optimizer)}
+        return self.optimizer_factory(params=self.parameters())
 
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor, missing: torch.Tensor | None = None,

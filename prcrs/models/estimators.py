@@ -10,13 +10,12 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable
-from functools import partial
 
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, clone
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
@@ -29,16 +28,21 @@ for _name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric"):  # 
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 
-class CRSModel:
-    def __init__(self, preprocessor: FoldPreprocessor | None = None):
-        self.preprocessor = preprocessor if preprocessor is not None else FoldPreprocessor()
+class CRSModel(BaseEstimator):
+    """A scikit-learn estimator: `get_params`, `set_params` and `clone` work, and its fold
+    preprocessing (`preprocessor`, a `FoldPreprocessor`) is one of its parameters. Built from the
+    config (`prcrs.engine.build_estimator`), which holds every default."""
 
     def fit(self, X: pd.DataFrame, y: np.ndarray, grade_today: np.ndarray | None = None,
             X_val: pd.DataFrame | None = None, y_val: np.ndarray | None = None) -> CRSModel:
-        self.preprocessor_ = clone(self.preprocessor).fit(X, grade_today)
+        self.preprocessor_ = self._fold_preprocessor().fit(X, grade_today)
         val = None if X_val is None else (*self._inputs(X_val), np.asarray(y_val, int))
         self._fit(*self._inputs(X), np.asarray(y, int), val)
         return self
+
+    def _fold_preprocessor(self) -> FoldPreprocessor:
+        """An unfitted copy of the preprocessing this model fits on its training rows."""
+        return clone(self.preprocessor)
 
     def check(self, features: tuple[str, ...]) -> None:
         """Raise ConfigError, naming the option, if this model cannot work on `features` as
@@ -58,19 +62,21 @@ class CRSModel:
 
 
 class TabularModel(CRSModel):
-    """A scikit-learn classifier on the preprocessed matrix (validation rows unused)."""
+    """A scikit-learn classifier (`estimator`) on the preprocessed matrix (validation rows unused)."""
 
-    def __init__(self, estimator, preprocessor: FoldPreprocessor | None = None):
-        super().__init__(preprocessor)
+    def __init__(self, estimator, preprocessor: FoldPreprocessor):
         self.estimator = estimator
+        self.preprocessor = preprocessor
 
     def check(self, features):
-        validate = getattr(clone(self.estimator), "_validate_params", None)  # scikit-learn's own check
-        if validate is not None:
-            try:
-                validate()
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"model.estimator.estimator: {exc}") from None
+        """scikit-learn validates a classifier's options when it fits: fit a clone on four rows."""
+        toy_X, toy_y = np.zeros((4, max(1, len(features)))), np.array([0, 1, 0, 1])
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                clone(self.estimator).fit(toy_X, toy_y)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"model.estimator.estimator: {str(exc).splitlines()[0]}") from None
 
     def _fit(self, Z, missing, y, val):
         self.estimator_ = clone(self.estimator).fit(Z, y)
@@ -80,14 +86,19 @@ class TabularModel(CRSModel):
 
 
 class MEasix(CRSModel):
-    """m-EASIX = LDH x CRP / platelets; P(severe) by a logistic fit of log m-EASIX on training rows."""
+    """m-EASIX = LDH x CRP / platelets; P(severe) by a logistic fit of log m-EASIX on training rows.
+
+    The score needs log values: `preprocessor`'s un-imputation is kept, its scaling replaced by
+    log1p without standardization or indicators."""
 
     NEEDS = ("ldh", "crp", "platelet")
 
-    def __init__(self, preprocessor: FoldPreprocessor | None = None):
-        pre = preprocessor if preprocessor is not None else FoldPreprocessor()
-        super().__init__(clone(pre).set_params(raw=False, log_skewed=True, standardize=False,
-                                               missing_indicators=False))  # the score needs log values
+    def __init__(self, preprocessor: FoldPreprocessor):
+        self.preprocessor = preprocessor
+
+    def _fold_preprocessor(self):
+        return clone(self.preprocessor).set_params(raw=False, log_skewed=True, standardize=False,
+                                                   missing_indicators=False)
 
     def check(self, features):
         missing = [k for k in self.NEEDS if k not in features]
@@ -138,10 +149,15 @@ def _loader(Z, missing, y, batch_size, shuffle, seed):
     return torch.utils.data.DataLoader(_Batches(tensors, batch_size, shuffle, seed), batch_size=None)
 
 
+def check_freeze_policy(policy: str) -> None:
+    if policy not in FREEZE_POLICIES:
+        raise ConfigError(f"unknown freeze policy {policy!r} (transfer.freeze); "
+                          f"use one of {', '.join(FREEZE_POLICIES)}")
+
+
 def freeze(module: CRSClassifier, policy: str) -> None:
     """Freeze per `policy`: 'none'; 'embedding' (the published choice); 'backbone' (all but the head)."""
-    if policy not in FREEZE_POLICIES:
-        raise ConfigError(f"unknown freeze policy {policy!r}; use one of {', '.join(FREEZE_POLICIES)}")
+    check_freeze_policy(policy)
     for name, param in module.backbone.named_parameters():
         top = name.split(".")[0]
         frozen = (policy == "embedding" and top == "embedding") or (
@@ -150,25 +166,35 @@ def freeze(module: CRSClassifier, policy: str) -> None:
 
 
 class DeepModel(CRSModel):
-    """A backbone trained through `CRSClassifier` with Lightning.
+    """A backbone trained through `CRSClassifier` with a Lightning Trainer.
 
     `backbone` is a partial taking `n_features` and `n_classes`; `optimizer` a partial taking
-    `params`. Early stopping and the kept epoch use the validation rows' loss (the inner
-    patient-grouped split); without validation rows the last epoch is kept.
+    `params`. The schedule (`max_epochs`, `min_epochs`, `batch_size`, `patience`,
+    `gradient_clip`) and the Trainer's `accelerator` and `devices` come from the `trainer` config,
+    `threads` (torch threads, fixed: results depend on them) too. Early stopping and the kept
+    epoch use the validation rows' loss (the inner patient-grouped split); without validation
+    rows the last epoch is kept. `init_from(model)` returns starting weights (COVID-19
+    pretraining, `prcrs.models.transfer.Pretraining`), frozen per `freeze`.
     """
 
-    def __init__(self, backbone: Callable[..., nn.Module], optimizer: Callable | None = None,
-                 scheduler: Callable | None = None, preprocessor: FoldPreprocessor | None = None,
-                 max_epochs: int = 60, batch_size: int = 64, patience: int = 10, min_epochs: int = 3,
-                 class_weights: list[float] | None = None, seed: int = 0, threads: int = 2,
-                 init_from: Callable[[], dict] | None = None, freeze: str = "none", gradient_clip: float = 1.0):
-        super().__init__(preprocessor)
+    def __init__(self, backbone: Callable[..., nn.Module], optimizer: Callable, preprocessor: FoldPreprocessor,
+                 max_epochs: int, batch_size: int, patience: int, min_epochs: int, gradient_clip: float | None,
+                 seed: int, threads: int, accelerator: str, devices: int | str,
+                 init_from: Callable[[DeepModel], dict] | None = None, freeze: str = "none"):
         self.backbone = backbone
-        self.optimizer = optimizer or partial(torch.optim.AdamW, lr=1e-3, weight_decay=1e-2, foreach=True)
-        self.scheduler = scheduler
-        self.max_epochs, self.batch_size, self.patience, self.min_epochs = max_epochs, batch_size, patience, min_epochs
-        self.class_weights, self.seed, self.threads = class_weights, seed, threads
-        self.init_from, self.freeze, self.gradient_clip = init_from, freeze, gradient_clip
+        self.optimizer = optimizer
+        self.preprocessor = preprocessor
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.patience = patience
+        self.min_epochs = min_epochs
+        self.gradient_clip = gradient_clip
+        self.seed = seed
+        self.threads = threads
+        self.accelerator = accelerator
+        self.devices = devices
+        self.init_from = init_from
+        self.freeze = freeze
 
     def check(self, features):
         """The schedule's numbers (trainer.*), then the network built once with its optimizer."""
@@ -180,28 +206,53 @@ class DeepModel(CRSModel):
         if self.gradient_clip is not None and not (isinstance(self.gradient_clip, (int, float))
                                                    and self.gradient_clip >= 0):
             raise ConfigError(f"trainer.gradient_clip must be a number >= 0 or null, got {self.gradient_clip!r}")
+        check_freeze_policy(self.freeze)
         try:
             self.build(len(features)).configure_optimizers()
         except Exception as exc:  # the backbone's or optimizer's own complaint, about its options
             raise ConfigError(f"the network or its optimizer cannot be built as configured "
                               f"(model.estimator.backbone.*, optimizer.*): {type(exc).__name__}: {exc}") from None
+        try:
+            self._trainer(callbacks=[], validate=False)
+        except Exception as exc:  # Lightning's own complaint, e.g. an accelerator this machine lacks
+            raise ConfigError(f"trainer.accelerator={self.accelerator}, trainer.devices={self.devices}: "
+                              f"{str(exc).splitlines()[0]}") from None
 
     def build(self, n_features: int, n_classes: int = 2) -> CRSClassifier:
         pl.seed_everything(self.seed, workers=False, verbose=False)
-        return CRSClassifier(self.backbone(n_features=n_features, n_classes=n_classes), self.optimizer,
-                             self.scheduler, self.class_weights)
+        return CRSClassifier(self.backbone(n_features=n_features, n_classes=n_classes), self.optimizer)
 
     def _fit(self, Z, missing, y, val):
         torch.set_num_threads(self.threads)  # results depend on the thread count: fix it
         self.module_ = self.build(Z.shape[1], n_classes=max(2, int(y.max()) + 1))
         if self.init_from is not None:
             own = self.module_.state_dict()  # the pretrained output layer has other classes: not loaded
-            state = {k: v for k, v in self.init_from().items() if k in own and own[k].shape == v.shape}
+            state = {k: v for k, v in self.init_from(self).items() if k in own and own[k].shape == v.shape}
             self.module_.load_state_dict(state, strict=False)
             freeze(self.module_, self.freeze)
-        self.trainer_, best = train_module(self.module_, Z, missing, y, val, self.max_epochs, self.batch_size,
-                                           self.patience, self.min_epochs, self.seed, self.gradient_clip)
+        callbacks, best = [], None
+        if val is not None:
+            best = BestWeights("val/loss")
+            callbacks = [best, pl.callbacks.EarlyStopping("val/loss", patience=self.patience, mode="min")]
+        self.trainer_ = self._trainer(callbacks, validate=val is not None)
+        train_loader = _loader(Z, missing, y, self.batch_size, True, self.seed)
+        val_loader = None if val is None else _loader(*val, 4096, False, self.seed)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*IterableDataset.*__len__.*")
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")  # Lightning vs torch 2.13
+            warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")  # no inner split: last epoch kept
+            self.trainer_.fit(self.module_, train_loader, val_loader)
+        self.module_.cpu()  # predictions and pickles on the CPU, whatever trained it
         self.best_epoch_ = None if best is None else best.best_epoch  # its weights are the module's now
+
+    def _trainer(self, callbacks: list, validate: bool) -> pl.Trainer:
+        """The Lightning Trainer of this schedule, validating every epoch when `validate`."""
+        return pl.Trainer(max_epochs=self.max_epochs, min_epochs=min(self.min_epochs, self.max_epochs),
+                          accelerator=self.accelerator, devices=self.devices, logger=False,
+                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                          callbacks=callbacks, deterministic=True, num_sanity_val_steps=0,
+                          limit_val_batches=None if validate else 0, gradient_clip_val=self.gradient_clip)
 
     def _proba(self, Z, missing):
         proba = self.module_.predict_proba(torch.from_numpy(Z), torch.from_numpy(missing))[:, -1]
@@ -221,26 +272,3 @@ class DeepModel(CRSModel):
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.module_.parameters())
 
-
-def train_module(module: CRSClassifier, Z, missing, y, val, max_epochs: int, batch_size: int, patience: int,
-                 min_epochs: int, seed: int, gradient_clip: float | None = 1.0
-                 ) -> tuple[pl.Trainer, BestWeights | None]:
-    """Fit `module` on in-memory arrays; early stopping on `val` = (Z, missing, y) when given."""
-    callbacks, best = [], None
-    if val is not None:
-        best = BestWeights("val/loss")
-        callbacks = [best, pl.callbacks.EarlyStopping("val/loss", patience=patience, mode="min")]
-    trainer = pl.Trainer(max_epochs=max_epochs, min_epochs=min(min_epochs, max_epochs), accelerator="cpu",
-                         devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, callbacks=callbacks, deterministic=True,
-                         num_sanity_val_steps=0, limit_val_batches=0 if val is None else None,
-                         gradient_clip_val=gradient_clip)
-    train_loader = _loader(Z, missing, y, batch_size, True, seed)
-    val_loader = None if val is None else _loader(*val, 4096, False, seed)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*IterableDataset.*__len__.*")
-        warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")  # Lightning vs torch 2.13
-        warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")  # no inner split: last epoch kept
-        trainer.fit(module, train_loader, val_loader)
-    return trainer, best

@@ -17,7 +17,7 @@ from prcrs.errors import PrcrsError
 from prcrs.models import DEEP, TABULAR
 from prcrs.plots import plt, pr_axes, roc_axes
 from prcrs.report import published, stats
-from prcrs.runs import oof, parent_runs, select
+from prcrs.results import oof, parent_runs, select
 
 ABLATIONS = ("del_cytokines", "del_biochemical", "del_blood_routine", "del_clotting")
 COMBINATIONS = ("1234", "123", "4", "23", "3", "2")

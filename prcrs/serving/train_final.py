@@ -22,7 +22,8 @@ from prcrs.data.cohort import Cohort
 from prcrs.data.sources import load_cohort
 from prcrs.data.targets import make_horizon
 from prcrs.errors import ConfigError, PrcrsError
-from prcrs.runs import cv_design, oof
+from prcrs.evaluate import evaluate
+from prcrs.results import cv_design, oof
 from prcrs.serving.platform import HORIZONS, CombinationModel, registered_name
 from prcrs.serving.registry import register
 
@@ -76,13 +77,11 @@ def train_one(cfg: DictConfig, cohort, overrides: list[str]) -> CombinationModel
 
     features = engine.features_of(cfg)
     data = make_horizon(cohort, cfg.horizon, features)
-    engine.run(cfg, overrides)
-    experiment_id = tracking.setup(cfg.study, cfg.logger.tracking_uri)
-    cv_run = tracking.finished_run(experiment_id, engine.config_hash(cfg, cohort))
-    if cv_run is None:
-        raise PrcrsError(f"the honest CV of {cfg.model.name} (factors {cfg.factors}, horizon {cfg.horizon}) is not in "
-                         "the store after running: its data or design differ from the platform's; pass model=...")
-    predictions = oof(cv_run.info.run_id)
+    evaluation = evaluate(cfg, overrides)
+    if evaluation.run_id is None or not evaluation.summary:
+        raise PrcrsError(f"the honest CV of {cfg.model.name} (factors {cfg.factors}, horizon {cfg.horizon}) is being "
+                         "run by another process now; rerun train-final once it has finished")
+    predictions = oof(evaluation.run_id)
     paper, name, calibrator, brier = fit_calibrators(predictions["probability"].to_numpy(),
                                                      predictions["label"].to_numpy(int),
                                                      predictions["patient"].to_numpy(), cfg.seed)
@@ -90,8 +89,8 @@ def train_one(cfg: DictConfig, cohort, overrides: list[str]) -> CombinationModel
     X = cohort.frame[list(schema.FEATURE_KEYS)]
     masker = estimator.preprocessor_.masker_  # the page's example: medians of what the model reads
     medians = (X if masker is None else masker.transform(X)).median().dropna().to_dict()
-    metrics = cv_run.data.metrics
-    info = {"model": cfg.model.name, "cv_run_id": cv_run.info.run_id, "data_source": cohort.data_source,
+    metrics = evaluation.summary
+    info = {"model": cfg.model.name, "cv_run_id": evaluation.run_id, "data_source": cohort.data_source,
             "rows": len(data), "severe_rows": int(data.y.sum()), "mean_test_auroc": metrics["mean_test_auroc"],
             "mean_test_auprc": metrics["mean_test_auprc"], **{f"brier_{k}": v for k, v in brier.items()}}
     return CombinationModel(str(cfg.factors), int(cfg.horizon), features, estimator, paper, name, calibrator,

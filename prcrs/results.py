@@ -1,4 +1,4 @@
-"""Reading finished cross-validation runs back from MLflow."""
+"""Reading finished cross-validation results (parent runs, out-of-fold predictions) back from MLflow."""
 
 from __future__ import annotations
 

@@ -1,0 +1,145 @@
+"""A cross-validation logged to MLflow: one parent run (params, summary metrics, out-of-fold
+predictions, curves) with one nested run per fold (metrics, fitted model).
+
+    with CVRunLogger(cfg, overrides, cohort, config_hash) as logger:
+        result = cross_validate(cfg, data, covid, on_fold=logger.log_fold)
+        run_id = logger.log_result(result)
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from prcrs import tracking
+from prcrs.data.cohort import Cohort
+from prcrs.engine import RESULT_KEYS, CVResult, FoldOutput
+from prcrs.metrics import METRICS
+
+log = logging.getLogger("prcrs")
+NOT_LOGGED = "<not logged: logger.log_data_file=false>"
+FOLD_EXTRAS = ("threshold", "seconds", "best_epoch", "epochs", "val_auroc", "diverged")
+
+
+def data_file_name(cfg: DictConfig, source: str) -> str:
+    """What the store may hold of the input file's name: the name (not the folder) when the user
+    opts in with `logger.log_data_file=true`, else a placeholder (a file may be named after a
+    patient). The synthetic cohort is always named."""
+    if source == "synthetic":
+        return source
+    return Path(source).name if cfg.logger.get("log_data_file", False) else NOT_LOGGED
+
+
+def redacted(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, list[str]]:
+    """The config and overrides as logged: `data.path` reduced to `data_file_name`."""
+    cfg = copy.deepcopy(cfg)
+    if cfg.data.get("path"):
+        cfg.data.path = data_file_name(cfg, str(cfg.data.path))
+    shown = [f"data.path={data_file_name(cfg, o.split('=', 1)[1])}" if o.lstrip("+~").startswith("data.path=") else o
+             for o in overrides]
+    return cfg, shown
+
+
+def run_label(cfg: DictConfig) -> str:
+    """The parent run's name: model, ablation, factors, horizon, protocol."""
+    return f"{cfg.model.name} {cfg.ablation.name} f{cfg.factors} h{cfg.horizon} {cfg.protocol.name}"
+
+
+def run_tags(cfg: DictConfig, cohort: Cohort, config_hash: str) -> dict[str, str]:
+    """Tags of a CV's runs: what was run, on which data (content id, never the folder), by whom."""
+    return {"model": cfg.model.name, "ablation": cfg.ablation.name, "factors": str(cfg.factors),
+            "horizon": str(cfg.horizon), "protocol": cfg.protocol.name, "transfer": cfg.transfer.name,
+            "data_source": cohort.data_source, "data_file": data_file_name(cfg, cohort.source),
+            "data_content": cohort.content_id, "data_patients": str(cohort.n_patients), "git_sha": tracking.git_sha(),
+            "study": cfg.study, "config_hash": config_hash, **tracking.owner_tags()}
+
+
+def _flat_params(cfg: DictConfig) -> dict[str, str]:
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    flat = pd.json_normalize({k: resolved[k] for k in RESULT_KEYS if k in resolved}, sep=".").iloc[0].to_dict()
+    flat["study"] = cfg.study
+    return {k: str(v)[:500] for k, v in flat.items()}
+
+
+class CVRunLogger:
+    """Logs one cross-validation of `cfg` on `cohort` into the store (`logger.tracking_uri`).
+
+    Entering claims the config: under the store's lock, `already_stored()` is asked first; when
+    it returns something (another process finished or runs this config) that is kept as `found`,
+    `run_id` stays None and nothing is logged. Otherwise the parent run starts. Leaving ends it:
+    FINISHED, or FAILED/KILLED on an error.
+    """
+
+    def __init__(self, cfg: DictConfig, overrides: list[str], cohort: Cohort, config_hash: str,
+                 experiment_id: str, already_stored: Callable[[], object | None] = lambda: None):
+        self.cfg, self.label = cfg, run_label(cfg)
+        self.tags = run_tags(cfg, cohort, config_hash)
+        self.logged_cfg, self.logged_overrides = redacted(cfg, overrides)
+        self.experiment_id, self.already_stored = experiment_id, already_stored
+        self.run_id: str | None = None
+        self.found = None
+        self._run = None
+
+    def __enter__(self) -> CVRunLogger:
+        import mlflow
+
+        with tracking.store_lock(self.cfg.logger.tracking_uri):  # one process claims a config: check and start
+            self.found = self.already_stored()
+            if self.found is not None:
+                return self
+            self._run = mlflow.start_run(experiment_id=self.experiment_id, run_name=self.label,
+                                         tags={**self.tags, "role": "cv_parent"})
+        self.run_id = self._run.info.run_id
+        mlflow.log_params(_flat_params(self.logged_cfg))
+        mlflow.log_param("overrides", " ".join(self.logged_overrides)[:500] or "-")
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._run is not None:
+            self._run.__exit__(*exc_info)
+
+    def log_fold(self, k: int, n: int, out: FoldOutput) -> None:
+        """A nested run for fold `k` of `n`: its test metrics, extras and fitted model."""
+        import mlflow
+
+        metrics = out.metrics
+        with mlflow.start_run(experiment_id=self.experiment_id, run_name=f"{self.label} fold {k}", nested=True,
+                              tags={**self.tags, "role": "cv_fold", "fold": str(k)}):
+            mlflow.log_metrics({f"test_{m}": v for m, v in metrics.items() if m in METRICS})
+            mlflow.log_metrics({m: float(metrics[m]) for m in FOLD_EXTRAS if m in metrics})
+            if out.model is not None:
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = Path(tmp) / "model.joblib"
+                    path.write_bytes(out.model)
+                    mlflow.log_artifact(str(path), artifact_path="model")
+        log.info(f"[{self.label}] fold {k + 1}/{n}: AUROC {metrics['auroc']:.3f}, AUPRC {metrics['auprc']:.3f}, "
+                 f"threshold {metrics['threshold']:.3f} ({metrics['seconds']:.1f} s)")
+
+    def log_result(self, result: CVResult) -> str:
+        """The parent run's summary metrics (`CVResult.summary`), config, overrides, out-of-fold
+        predictions (unless `logger.log_predictions=false`) and curves; returns its run id."""
+        import mlflow
+
+        from prcrs.plots import curve_figures
+
+        mlflow.log_metrics(result.summary())
+        if result.n_parameters is not None:
+            mlflow.log_param("n_parameters", result.n_parameters)
+        cfg = self.logged_cfg
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            (tmp / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+            (tmp / "overrides.txt").write_text("\n".join(self.logged_overrides) + "\n")
+            if cfg.logger.get("log_predictions", True):  # patient numbers (0-based, in file order) and days
+                result.oof.to_csv(tmp / "oof_predictions.csv", index=False)
+            for name, fig in curve_figures(result.oof, title=f"{cfg.model.name} h{cfg.horizon} "
+                                                                f"{cfg.protocol.name}").items():
+                fig.savefig(tmp / f"{name}.png", dpi=110, bbox_inches="tight")
+            mlflow.log_artifacts(str(tmp))
+        return self.run_id

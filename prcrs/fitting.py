@@ -1,0 +1,57 @@
+"""The one way a model is fitted on a set of rows: inner split, early stopping, threshold.
+
+Cross-validation folds, the platform's final models (`prcrs train-final`), COVID-19 pretraining
+and the benchmark all fit through `fit_fold`, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from prcrs.metrics import best_f1_threshold
+from prcrs.splits import inner_split
+
+
+@dataclass
+class Fitted:
+    """A model fitted by `fit_fold`, with what its inner validation rows chose."""
+
+    model: object  # a fitted prcrs.models.estimators.CRSModel
+    threshold: float | None  # for P/R/F1, sensitivity and specificity; None without one (multi-class)
+    val: np.ndarray | None  # the inner validation rows (indices into the data), None without them
+    val_proba: np.ndarray | None  # P(positive class) of those rows; None without a threshold
+
+
+def inner_rows(rows: np.ndarray, strata: np.ndarray, groups: np.ndarray, seed: int, val_fraction: float,
+               needed: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """`rows` split into (fit, val): patient-grouped (`groups`), stratified by each patient's worst
+    `strata` value, seeded by `seed`; (rows, None) when nothing `needed` a validation split."""
+    if not needed:
+        return rows, None
+    return inner_split(rows, strata, groups, seed=seed, val_fraction=val_fraction)
+
+
+def fit_fold(estimator, X: pd.DataFrame, y: np.ndarray, grade_today: np.ndarray | None, strata: np.ndarray,
+             groups: np.ndarray, rows: np.ndarray, *, seed: int, val_fraction: float, early_stopping: bool,
+             threshold: str | float | None) -> Fitted:
+    """Fit a clone of `estimator` on `rows` (indices into `X`, `y`, ...) and nothing else.
+
+    An inner validation split of `rows` (`inner_rows`) is made when `early_stopping` or
+    `threshold == "inner"` needs it: early stopping monitors its loss, and the threshold is the
+    one of maximal macro F1 on it. Otherwise `threshold` is a fixed number, or None (no threshold:
+    a multi-class fit such as COVID-19 pretraining). `grade_today` (same-day CRS grades) is what
+    `unimpute="fold"` learns its fill values from; None without it.
+    """
+    fit, val = inner_rows(rows, strata, groups, seed, val_fraction, early_stopping or threshold == "inner")
+    early = early_stopping and val is not None
+    model = clone(estimator).fit(X.iloc[fit], y[fit], None if grade_today is None else grade_today[fit],
+                                 X.iloc[val] if early else None, y[val] if early else None)
+    if threshold is None:
+        return Fitted(model, None, val, None)
+    val_proba = None if val is None else model.predict_proba(X.iloc[val])
+    chosen = best_f1_threshold(y[val], val_proba) if threshold == "inner" else float(threshold)
+    return Fitted(model, chosen, val, val_proba)
