@@ -1,0 +1,3 @@
+"""prcrs: severe CRS prediction after CAR-T therapy, reproduced, checked and extended."""
+
+from prcrs import paths  # noqa: F401 - registers ${prcrs_home:}, which the configs' `paths` group reads

@@ -81,6 +81,13 @@ def features_of(cfg: DictConfig) -> tuple[str, ...]:
         raise ConfigError(str(exc)) from None
 
 
+def load_cart_for(cfg: DictConfig) -> Cohort:
+    """The run's CAR-T cohort: `data.path`, $PRCRS_DATA_DIR or `paths.data_dir` (real), or the
+    synthetic one (`data=synthetic`, or with a warning when no real sheet is found)."""
+    return load_cohort(cfg.data.kind, cfg.data.path, seed=cfg.seed, n_patients=cfg.data.n_patients,
+                       raw_dir=cfg.paths.data_dir)
+
+
 def load_covid_for(cfg: DictConfig) -> Cohort | None:
     """The COVID-19 cohort for pretraining: real beside real CAR-T data, synthetic otherwise."""
     if cfg.transfer.name == "none":
@@ -89,7 +96,7 @@ def load_covid_for(cfg: DictConfig) -> Cohort | None:
         from prcrs.data.synthetic import synthetic_covid
 
         return synthetic_covid(seed=cfg.seed)
-    return load_cohort("covid", cfg.data.path, seed=cfg.seed)
+    return load_cohort("covid", cfg.data.path, seed=cfg.seed, raw_dir=cfg.paths.data_dir)
 
 
 def build_estimator(cfg: DictConfig, features: tuple[str, ...], fill_values: dict, covid: Cohort | None = None):
@@ -110,7 +117,7 @@ def build_estimator(cfg: DictConfig, features: tuple[str, ...], fill_values: dic
         from prcrs.models.transfer import Pretraining
 
         covid = covid if covid is not None else load_covid_for(cfg)
-        transfer = {"init_from": Pretraining(features, covid, cfg.transfer.val_fraction),
+        transfer = {"init_from": Pretraining(features, covid, cfg.transfer.val_fraction, cfg.paths.cache_dir),
                     "freeze": cfg.transfer.freeze}
     elif cfg.transfer.name != "none":
         raise ConfigError(f"unknown transfer {cfg.transfer.name!r}; use none or covid")

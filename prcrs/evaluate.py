@@ -14,7 +14,6 @@ from omegaconf import DictConfig
 from prcrs import tracking, workers
 from prcrs.config_checks import check_run_config
 from prcrs.cv_logging import CVRunLogger, run_label
-from prcrs.data.sources import load_cohort
 from prcrs.data.targets import check_horizon, make_horizon
 from prcrs.engine import (
     check_model,
@@ -23,6 +22,7 @@ from prcrs.engine import (
     features_of,
     fold_jobs,
     format_summary,
+    load_cart_for,
     load_covid_for,
 )
 from prcrs.errors import ConfigError
@@ -57,7 +57,7 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None, output_dir: st
         workers.prestart(cfg.model.kind)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        cohort = load_cohort(cfg.data.kind, cfg.data.path, seed=cfg.seed, n_patients=cfg.data.n_patients)
+        cohort = load_cart_for(cfg)
         covid = load_covid_for(cfg)
     for w in caught:
         log.warning(str(w.message))

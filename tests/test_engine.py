@@ -329,6 +329,19 @@ def test_options_added_later_keep_the_stored_runs_hashes_only_at_their_old_value
     assert engine.config_hash(covid, cohort) == engine.config_hash(_compose([*FAST, "transfer=covid"]), cohort)
 
 
+def test_the_paths_config_says_where_sheets_and_caches_are(tmp_path, monkeypatch):
+    from prcrs.data.synthetic import synthetic_covid, to_sheet
+
+    monkeypatch.delenv("PRCRS_DATA_DIR", raising=False)
+    to_sheet(synthetic_cart(seed=0, n_patients=20).frame).to_excel(tmp_path / "CAR-T.xlsx", index=False)
+    cfg = _compose([f"paths.data_dir={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}", "transfer=covid"])
+    assert cfg.paths.root_dir == str(paths.home())
+    cohort = engine.load_cart_for(cfg)
+    assert cohort.source == str(tmp_path / "CAR-T.xlsx") and cohort.n_patients == 20
+    estimator = engine.build_estimator(cfg, engine.features_of(cfg), {}, covid=synthetic_covid(n_subjects=60))
+    assert estimator.init_from.cache_dir == str(tmp_path / "cache")
+
+
 def test_an_unmeasured_optimized_metric_fails_before_any_training(monkeypatch):
     from prcrs.errors import ConfigError
 

@@ -13,14 +13,15 @@ from prcrs.data.synthetic import synthetic_cart, synthetic_covid
 from prcrs.errors import DataError
 
 
-def resolve_data_dir(path: str | Path | None = None) -> Path | None:
-    """First folder holding the real sheets: `path`, then $PRCRS_DATA_DIR, then data/raw/.
+def resolve_data_dir(path: str | Path | None = None, raw_dir: str | Path | None = None) -> Path | None:
+    """First folder holding the real sheets: `path`, then $PRCRS_DATA_DIR, then `raw_dir`
+    (`paths.data_dir`; default `prcrs.paths.raw_data_dir()`, <home>/data/raw).
 
     An explicit `path` (or $PRCRS_DATA_DIR) that does not exist is an error, not a silent
     fall-back: the user asked for that data.
     """
     for candidate, explicit in ((path, True), (os.environ.get(DATA_ENV), True),
-                                (paths.home() / "data" / "raw", False)):
+                                (raw_dir or paths.raw_data_dir(), False)):
         if not candidate:
             continue
         folder = Path(candidate).expanduser()
@@ -47,11 +48,12 @@ def _read_once(loader, path: Path) -> Cohort:
     return Cohort(cohort.frame.copy(), cohort.kind, cohort.source)
 
 
-def load_cohort(kind: str = "cart", path: str | Path | None = None, seed: int = 0, n_patients: int = 202) -> Cohort:
+def load_cohort(kind: str = "cart", path: str | Path | None = None, seed: int = 0, n_patients: int = 202,
+                raw_dir: str | Path | None = None) -> Cohort:
     """The cohort for `kind` ('cart', 'covid' or 'synthetic'), real when found.
 
     `path` may be a data folder or a CAR-T file (the COVID-19 sheet is then looked for beside
-    it). Without real data the synthetic cohort (of
+    it); `raw_dir` is the last folder searched (`resolve_data_dir`). Without real data the synthetic cohort (of
     `n_patients`) is used and a warning says so; `Cohort.source` records which data was used.
     """
     if kind not in {"cart", "covid", "synthetic"}:
@@ -60,7 +62,7 @@ def load_cohort(kind: str = "cart", path: str | Path | None = None, seed: int = 
         return synthetic_cart(n_patients, seed=seed)
     if kind == "cart" and path is not None and Path(path).is_file():  # a CAR-T file of any name
         return _read_once(load_cart, Path(path))
-    folder = resolve_data_dir(path)  # a file's folder holds the COVID-19 sheet beside it
+    folder = resolve_data_dir(path, raw_dir)  # a file's folder holds the COVID-19 sheet beside it
     if folder is None:
         warnings.warn(
             f"real {kind} data not found (data.path, ${DATA_ENV}, data/raw/): using the synthetic cohort",

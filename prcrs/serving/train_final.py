@@ -19,7 +19,6 @@ from omegaconf import DictConfig
 
 from prcrs import calibration, engine, schema, tracking
 from prcrs.data.cohort import Cohort
-from prcrs.data.sources import load_cohort
 from prcrs.data.targets import make_horizon
 from prcrs.errors import ConfigError, PrcrsError
 from prcrs.evaluate import evaluate
@@ -110,7 +109,7 @@ def train_final(overrides: list[str], horizons=HORIZONS, combinations=None,
     base = engine.compose_config(overrides)
     if base.protocol.name != "honest":
         raise ConfigError("train-final fits the platform under protocol=honest only (the paper protocol leaks)")
-    cohort = load_cohort(base.data.kind, base.data.path, seed=base.seed, n_patients=base.data.n_patients)
+    cohort = engine.load_cart_for(base)
     if not any(o.startswith("model=") for o in overrides):
         design = cv_design(base.cv.folds, base.cv.repeats, base.seed)
         best = best_honest_config(cohort, design, base.logger.tracking_uri)

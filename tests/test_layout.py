@@ -1,0 +1,45 @@
+"""The package's shape: no import cycles among its modules."""
+
+import ast
+from pathlib import Path
+
+import prcrs
+
+PACKAGE = Path(prcrs.__file__).resolve().parent
+
+
+def _module_imports() -> dict[str, set[str]]:
+    """For each prcrs module, the prcrs modules it imports at module level (not lazily inside a
+    function, where an import is deliberate: heavy or optional)."""
+    modules = {".".join(("prcrs", *p.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__"): p
+               for p in PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        edges = set()
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Import):
+                edges |= {a.name for a in node.names if a.name in modules}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                subs = {f"{node.module}.{a.name}" for a in node.names}
+                edges |= (subs & modules.keys()) or ({node.module} & modules.keys())
+        graph[name] = edges - {name}
+    return graph
+
+
+def test_no_module_imports_itself_back():
+    graph, cycles = _module_imports(), []
+
+    def visit(name, stack):
+        for nxt in graph[name]:
+            if nxt in stack:
+                cycles.append(" -> ".join([*stack[stack.index(nxt):], nxt]))
+            elif nxt not in seen:
+                seen.add(nxt)
+                visit(nxt, [*stack, nxt])
+
+    seen = set()
+    for start in graph:
+        if start not in seen:
+            seen.add(start)
+            visit(start, [start])
+    assert len(graph) > 30 and not cycles, cycles
