@@ -112,7 +112,6 @@ def bench_model(name: str, repeats: int, cold: bool) -> dict:
     import mlflow
 
     from prcrs import engine, tracking
-    from prcrs.data.targets import make_horizon
     from prcrs.evaluate import evaluate
 
     tmp = tempfile.TemporaryDirectory()
@@ -121,7 +120,7 @@ def bench_model(name: str, repeats: int, cold: bool) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         cohort = engine.load_cart_for(cfg)
-    data = make_horizon(cohort, cfg.horizon, engine.features_of(cfg))
+    data = engine.horizon_data(cfg, cohort)
     start = time.perf_counter()
     tracking.setup("bench_0", uri)
     store_seconds = time.perf_counter() - start

@@ -47,14 +47,16 @@ def redacted(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, list[st
 
 
 def run_label(cfg: DictConfig) -> str:
-    """The parent run's name: model, ablation, factors, horizon, protocol."""
-    return f"{cfg.model.name} {cfg.ablation.name} f{cfg.factors} h{cfg.horizon} {cfg.protocol.name}"
+    """The parent run's name: model, ablation, factors, horizon, history (unless none), protocol."""
+    history = "" if cfg.history.name == "none" else f" {cfg.history.name}"
+    return f"{cfg.model.name} {cfg.ablation.name} f{cfg.factors} h{cfg.horizon}{history} {cfg.protocol.name}"
 
 
 def run_tags(cfg: DictConfig, cohort: Cohort, config_hash: str) -> dict[str, str]:
     """Tags of a CV's runs: what was run, on which data (content id, never the folder), by whom."""
     return {"model": cfg.model.name, "ablation": cfg.ablation.name, "factors": str(cfg.factors),
-            "horizon": str(cfg.horizon), "protocol": cfg.protocol.name, "transfer": cfg.transfer.name,
+            "horizon": str(cfg.horizon), "history": cfg.history.name, "protocol": cfg.protocol.name,
+            "transfer": cfg.transfer.name,
             "data_source": cohort.data_source, "data_file": data_file_name(cfg, cohort.source),
             "data_content": cohort.content_id, "data_patients": str(cohort.n_patients), "git_sha": tracking.git_sha(),
             "study": cfg.study, "config_hash": config_hash, **tracking.owner_tags()}

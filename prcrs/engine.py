@@ -21,8 +21,9 @@ from omegaconf import DictConfig, OmegaConf
 from prcrs import paths, schema, workers
 from prcrs.data.cohort import Cohort
 from prcrs.data.fingerprint import UNIMPUTE
+from prcrs.data.history import HistorySpec
 from prcrs.data.sources import load_cohort
-from prcrs.data.targets import HorizonData
+from prcrs.data.targets import HorizonData, check_horizon, make_horizon
 from prcrs.errors import ConfigError, TrainingError
 from prcrs.fitting import Fitted, fit_fold
 from prcrs.metrics import METRICS, fold_metrics
@@ -30,12 +31,14 @@ from prcrs.preprocessing import FoldPreprocessor
 from prcrs.splits import make_folds
 
 log = logging.getLogger("prcrs")
-RESULT_KEYS = ("data", "model", "ablation", "factors", "horizon", "protocol", "transfer", "trainer", "optimizer",
-               "cv", "seed")
+RESULT_KEYS = ("data", "model", "ablation", "factors", "horizon", "history", "protocol", "transfer", "trainer",
+               "optimizer", "cv", "seed")
 # Options added after runs were stored, at the value those runs used: left out of the hash while
 # they keep it, so the stored runs are still found (resumed, reported) and not run again.
 HASH_NEUTRAL = {"trainer.accelerator": "cpu", "trainer.devices": 1, "model.estimator.accelerator": "cpu",
-                "model.estimator.devices": 1, "transfer.val_fraction": 0.15}
+                "model.estimator.devices": 1, "transfer.val_fraction": 0.15,
+                "history": {"name": "none", "window": 0, "changes": False, "extremes": False, "since_infusion": False,
+                            "baseline": False}}
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
@@ -56,7 +59,7 @@ def config_hash(cfg: DictConfig, cohort: Cohort) -> str:
     """Hash of everything that determines a run's results: the config (not where or under which
     study it is logged, nor the fold parallelism) and the data actually loaded."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    spec = {k: resolved.get(k) for k in RESULT_KEYS}
+    spec = {k: resolved[k] for k in RESULT_KEYS if k in resolved}  # a group added later is absent before
     spec["cv"] = {k: v for k, v in (spec["cv"] or {}).items() if k != "n_jobs"}  # fold parallelism: same results
     for dotted, value in HASH_NEUTRAL.items():
         *parents, key = dotted.split(".")
@@ -79,6 +82,33 @@ def features_of(cfg: DictConfig) -> tuple[str, ...]:
         return schema.select_features(cfg.ablation.name, str(cfg.factors))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def history_spec(cfg: DictConfig) -> HistorySpec:
+    """The config's `history` (conf/history/), checked: a ConfigError names a bad value."""
+    options = {k: v for k, v in cfg.history.items() if k != "name"}
+    unknown = set(options) - set(HistorySpec.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"history.{sorted(unknown)[0]} is not a history option; use "
+                          f"{', '.join(HistorySpec.__dataclass_fields__)}")
+    window = options.get("window", 0)
+    if isinstance(window, bool) or not isinstance(window, int) or not 0 <= window <= 7:
+        raise ConfigError(f"history.window={window} must be a whole number of days in 0..7")
+    for name, value in options.items():
+        if name != "window" and not isinstance(value, bool):
+            raise ConfigError(f"history.{name}={value} must be true or false")
+    spec = HistorySpec(**options)
+    if spec.any and cfg.protocol.unimpute == "fold":
+        raise ConfigError("history needs protocol.unimpute=sheet or none: fill values learnt per training fold cannot "
+                          "be masked before a patient's past is computed")
+    return spec
+
+
+def horizon_data(cfg: DictConfig, cohort: Cohort) -> HorizonData:
+    """The rows a run fits and scores: day t's factors of the config's ablation and combination,
+    its history, and the grade of day t + horizon."""
+    return make_horizon(cohort, check_horizon(cfg.horizon), features_of(cfg), history_spec(cfg),
+                        mask_history=cfg.protocol.unimpute == "sheet")
 
 
 def load_cart_for(cfg: DictConfig) -> Cohort:

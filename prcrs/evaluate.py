@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from prcrs import tracking, workers
 from prcrs.config_checks import check_run_config
 from prcrs.cv_logging import CVRunLogger, run_label
-from prcrs.data.targets import check_horizon, make_horizon
+from prcrs.data.targets import check_horizon
 from prcrs.engine import (
     check_model,
     config_hash,
@@ -22,6 +22,8 @@ from prcrs.engine import (
     features_of,
     fold_jobs,
     format_summary,
+    history_spec,
+    horizon_data,
     load_cart_for,
     load_covid_for,
 )
@@ -50,7 +52,9 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None, output_dir: st
     summary to `<output_dir>/summary.json` when given."""
     overrides = overrides or []
     check_run_config(cfg)
-    features, horizon = features_of(cfg), check_horizon(cfg.horizon)
+    features = features_of(cfg)
+    check_horizon(cfg.horizon)
+    history_spec(cfg)  # before any data loads
     _check_optimized(cfg.get("optimized_metric", "mean_test_auroc"), cfg)
     n_jobs = fold_jobs(cfg, cfg.cv.folds * cfg.cv.repeats)
     if n_jobs > 1:  # workers get ready while the data and store load
@@ -61,7 +65,7 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None, output_dir: st
         covid = load_covid_for(cfg)
     for w in caught:
         log.warning(str(w.message))
-    data = make_horizon(cohort, horizon, features)
+    data = horizon_data(cfg, cohort)
     chash = config_hash(cfg, cohort)
     experiment_id = tracking.setup(cfg.study, cfg.logger.tracking_uri)
     label = run_label(cfg)

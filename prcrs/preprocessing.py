@@ -8,6 +8,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from prcrs import schema
 from prcrs.data.fingerprint import UNIMPUTE, FillValueMasker
+from prcrs.data.history import base_factor
 
 
 class FoldPreprocessor(BaseEstimator, TransformerMixin):
@@ -59,7 +60,7 @@ class FoldPreprocessor(BaseEstimator, TransformerMixin):
             X = self.masker_.transform(X)
         values = X.to_numpy(float, copy=True)
         if self.log_skewed and not self.raw:
-            skewed = [schema.BY_KEY[c].skewed if c in schema.BY_KEY else False for c in self.features_]
+            skewed = [_skewed(c) for c in self.features_]
             values[:, skewed] = np.log1p(values[:, skewed])
         return values
 
@@ -75,3 +76,9 @@ class FoldPreprocessor(BaseEstimator, TransformerMixin):
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
         return self.transform_with_missing(X)[0]
+
+
+def _skewed(column: str) -> bool:
+    """A right-skewed lab's column: its day-t value, a lag or a running extreme of it."""
+    key = column if column in schema.BY_KEY else base_factor(column)
+    return key is not None and schema.BY_KEY[key].skewed

@@ -19,7 +19,6 @@ from omegaconf import DictConfig
 
 from prcrs import calibration, engine, schema, tracking
 from prcrs.data.cohort import Cohort
-from prcrs.data.targets import make_horizon
 from prcrs.errors import ConfigError, PrcrsError
 from prcrs.evaluate import evaluate
 from prcrs.results import cv_design, oof
@@ -44,6 +43,7 @@ def best_honest_config(cohort: Cohort, design: str, tracking_uri: str | None = N
                                             "tags.ablation = 'none' and tags.transfer = 'none' and "
                                             f"tags.data_content = '{cohort.content_id}' and tags.model != 'measix'")
     runs = [r for r in runs if np.isfinite(r.data.metrics.get("mean_test_auroc", np.nan))
+            and r.data.tags.get("history", "none") == "none"  # the platform serves one-day models
             and cv_design(*(r.data.params.get(k) for k in ("cv.folds", "cv.repeats", "seed"))) == design]
     if not runs:
         return None
@@ -75,7 +75,10 @@ def train_one(cfg: DictConfig, cohort, overrides: list[str]) -> CombinationModel
     """Cross-validate (or reuse the finished run), calibrate on its OOF, fit on all rows."""
 
     features = engine.features_of(cfg)
-    data = make_horizon(cohort, cfg.horizon, features)
+    if engine.history_spec(cfg).any:
+        raise ConfigError(f"history={cfg.history.name}: the platform predicts from one day's labs; history models are "
+                          "cross-validated (python run.py history=...) but not served yet")
+    data = engine.horizon_data(cfg, cohort)
     evaluation = evaluate(cfg, overrides)
     if evaluation.run_id is None or not evaluation.summary:
         raise PrcrsError(f"the honest CV of {cfg.model.name} (factors {cfg.factors}, horizon {cfg.horizon}) is being "
