@@ -98,6 +98,8 @@ def history_spec(cfg: DictConfig) -> HistorySpec:
         if name != "window" and not isinstance(value, bool):
             raise ConfigError(f"history.{name}={value} must be true or false")
     spec = HistorySpec(**options)
+    if spec.any and cfg.transfer.name != "none":
+        raise ConfigError(f"transfer={cfg.transfer.name} pretrains on single COVID-19 samples: use it with history=none")
     if spec.any and cfg.protocol.unimpute == "fold":
         raise ConfigError("history needs protocol.unimpute=sheet or none: fill values learnt per training fold cannot "
                           "be masked before a patient's past is computed")
@@ -156,8 +158,9 @@ def build_estimator(cfg: DictConfig, features: tuple[str, ...], fill_values: dic
 
 
 def check_model(cfg: DictConfig, features: tuple[str, ...], fill_values: dict, covid: Cohort | None = None) -> None:
-    """Build the configured model once (a network with its optimizer) before any fold is
-    trained: an option it cannot work with is a one-line ConfigError naming it."""
+    """Build the configured model once (a network with its optimizer) on the run's input columns
+    (`features`: the factors, then any history columns) before any fold is trained: an option it
+    cannot work with is a one-line ConfigError naming it."""
     from hydra.errors import InstantiationException
 
     try:

@@ -74,7 +74,7 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None, output_dir: st
     if (done := _stored(experiment_id, chash, label)) is not None:
         return _written(done, output_dir)
     # built once where the folds will run
-    list(workers.map_ordered(check_model, [(cfg, features, data.fill_values, covid)], n_jobs))
+    list(workers.map_ordered(check_model, [(cfg, tuple(data.X.columns), data.fill_values, covid)], n_jobs))
     with CVRunLogger(cfg, overrides, cohort, chash, experiment_id,  # another process may have claimed it since
                      already_stored=lambda: _stored(experiment_id, chash, label)) as logger:
         if logger.run_id is None:

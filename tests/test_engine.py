@@ -18,7 +18,7 @@ from omegaconf import open_dict
 from prcrs import engine, evaluate, fitting, paths, tracking
 from prcrs.data.synthetic import synthetic_cart
 from prcrs.data.targets import check_horizon, make_horizon
-from prcrs.models import DEEP, TABULAR
+from prcrs.models import DEEP, SEQUENCE, TABULAR
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = str(ROOT / "conf")
@@ -45,8 +45,8 @@ def test_every_option_of_every_group_composes(group, option):
 
 def test_the_model_catalogue_is_the_model_configs():
     kinds = {m: _compose([f"model={m}"]).model.kind for m in GROUPS["model"]}
-    assert set(DEEP + TABULAR) | {"prcrs_paper"} == set(kinds)
-    assert all(kinds[m] == "deep" for m in DEEP) and all(kinds[m] == "tabular" for m in TABULAR)
+    assert set(DEEP + TABULAR + SEQUENCE) | {"prcrs_paper"} == set(kinds)
+    assert all(kinds[m] == "deep" for m in DEEP + SEQUENCE) and all(kinds[m] == "tabular" for m in TABULAR)
 
 
 @pytest.mark.parametrize("factors", ["1234", "123", "4", "23", "3", "2"])

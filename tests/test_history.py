@@ -93,7 +93,8 @@ def test_only_history_models_see_a_signal_carried_by_the_trend_alone():
 @pytest.mark.parametrize("override,message", [("history.window=9", "history.window=9 must be"),
                                               ("history.changes=maybe", "history.changes=maybe must be true"),
                                               ("+history.future=true", "history.future is not a history option"),
-                                              ("history=lags protocol.unimpute=fold", "history needs")])
+                                              ("history=lags protocol.unimpute=fold", "history needs"),
+                                              ("history=lags transfer=covid", "use it with history=none")])
 def test_bad_history_options_are_one_line_errors(override, message):
     from prcrs.errors import ConfigError
 

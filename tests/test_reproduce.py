@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = ["README.md", "table2.md", "table3.md", "fig3_roc_pr.png", "fig4_ablation_roc.png", "fig5_calibration.md",
             "fig5_calibration.png", "fig6_trajectories.png", "fig8_combinations.md", "fig8_combinations.png",
-            "transfer.md", "audit.md"]
+            "transfer.md", "audit.md", "history.md", "history.png"]
 NUMBER = re.compile(r"\d\.\d{3}")
 
 
@@ -67,10 +67,11 @@ def test_each_artefact_holds_its_sweep_in_its_experiment_config():
     sys.path.insert(0, str(ROOT / "experiments"))
     import reproduce
 
-    assert reproduce.sweep_of("table2") == ["model=cnn,transformer,squeezeformer,prcrs,logreg,hgb,forest,tree,measix",
-                                            "protocol=paper,honest"]
+    assert reproduce.sweep_of("table2") == [
+        "model=cnn,transformer,squeezeformer,prcrs,rcmnet,logreg,hgb,forest,tree,measix", "protocol=paper,honest"]
     runs = [[f"experiment={name}", *run] for name in reproduce.ARTEFACTS
             for run in reproduce.expand(reproduce.sweep_of(name))]
-    assert len(runs) == 50 and ["experiment=audit"] in runs
-    counts = {name: sum(r[0] == f"experiment={name}" for r in runs) for name in ("fig8", "fig8_paper")}
-    assert counts == {"fig8": 18, "fig8_paper": 3}
+    assert len(runs) == 88 and ["experiment=audit"] in runs
+    counts = {name: sum(r[0] == f"experiment={name}" for r in runs)
+              for name in ("table2", "fig8", "fig8_paper", "history", "history_networks")}
+    assert counts == {"table2": 20, "fig8": 18, "fig8_paper": 3, "history": 12, "history_networks": 24}

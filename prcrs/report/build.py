@@ -6,7 +6,6 @@ Tables put the paper's published number, ours under `protocol=paper` and ours un
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,74 +13,17 @@ import pandas as pd
 
 from prcrs import calibration
 from prcrs.errors import PrcrsError
-from prcrs.models import DEEP, TABULAR
+from prcrs.models import DEEP, PAPER_NETWORKS, TABULAR
 from prcrs.plots import plt, pr_axes, roc_axes
 from prcrs.report import published, stats
+from prcrs.report.history import history_section
+from prcrs.report.tables import N_BOOT, SHORT, Report, ci_cell, fold_values, md_table, one, p_cell
 from prcrs.results import oof, parent_runs, select
 
 ABLATIONS = ("del_cytokines", "del_biochemical", "del_blood_routine", "del_clotting")
 COMBINATIONS = ("1234", "123", "4", "23", "3", "2")
 PROTOCOLS = ("paper", "honest")
-N_BOOT = 500  # patient-level bootstrap resamples
 SHOWN = ("precision_macro", "recall_macro", "f1_macro", "auroc", "auprc")
-SHORT = {"precision_macro": "P", "recall_macro": "R", "f1_macro": "F1", "auroc": "AUROC", "auprc": "AUPRC",
-         "sensitivity": "Sens", "specificity": "Spec", "brier": "Brier"}
-
-
-def fold_values(run: pd.Series, metric: str) -> np.ndarray:
-    keys = sorted((k for k in run.index if k.startswith("split") and k.endswith(f"_test_{metric}")),
-                  key=lambda k: int(k[5:k.index("_")]))
-    return run[keys].to_numpy(float)
-
-
-def ci_cell(run: pd.Series | None, metric: str) -> str:
-    """'0.812 (0.780-0.844)': mean over folds with its 95 % t interval."""
-    if run is None:
-        return "not run"
-    mean, low, high = stats.t_interval(fold_values(run, metric))
-    if not np.isfinite(mean):
-        return "diverged"
-    if not np.isfinite(low):
-        return f"{mean:.3f}"
-    return f"{mean:.3f} ({max(low, 0.0):.3f}–{min(high, 1.0):.3f})"  # every metric shown lies in [0, 1]
-
-
-def p_cell(p: float, n_boot: int | None = None) -> str:
-    """A p-value; a bootstrap p of 0 means below the resolution 1/n_boot."""
-    if n_boot and p == 0:
-        return f"< {1 / n_boot:.3g}"
-    return f"{p:.3g}"
-
-
-def one(frame: pd.DataFrame, **tags) -> pd.Series | None:
-    rows = select(frame, **tags) if not frame.empty else frame
-    return None if rows.empty else rows.iloc[0]
-
-
-def md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-@dataclass
-class Report:
-    out: Path
-    sections: list[str] = field(default_factory=list)
-    claims: list[str] = field(default_factory=list)
-    files: list[Path] = field(default_factory=list)
-
-    def save(self, fig, name: str) -> str:
-        path = self.out / name
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        self.files.append(path)
-        return name
-
-    def write(self, name: str, text: str) -> None:
-        path = self.out / name
-        path.write_text(text)
-        self.files.append(path)
 
 
 def _side_by_side(rows_spec, frame, published_numbers, title, key_name) -> tuple[str, list[list[str]]]:
@@ -125,7 +67,7 @@ def table2_and_fig3(report: Report, t2: pd.DataFrame) -> None:
     best = max(scored, key=lambda m: honest[m]["mean_test_auroc"]) if scored else None
     prcrs = honest["prcrs"]
     if prcrs is not None:
-        others = [m for m in DEEP if m != "prcrs" and honest[m] is not None]
+        others = [m for m in PAPER_NETWORKS if m != "prcrs" and honest[m] is not None]
         beaten = [m for m in others if honest[m]["mean_test_auroc"] < prcrs["mean_test_auroc"]]
         report.claims.append(
             f"**PrCRS outperforms CNN, Transformer and Squeezeformer (Table 2).** Under the honest protocol PrCRS "
@@ -426,11 +368,11 @@ def build_report(out: str | Path = "reports", tracking_uri: str | None = None,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     before = {s: parent_runs(s, before_uri) for s in MOVED} if before_uri else {}  # read first: the store
-    frames = [parent_runs(s, tracking_uri) for s in ("table2", "table3", "fig8", "transfer", "audit")]
+    frames = [parent_runs(s, tracking_uri) for s in ("table2", "table3", "fig8", "transfer", "audit", "history")]
     if frames[0].empty:
         raise PrcrsError("no finished table2 runs in the MLflow store: run `make reproduce` first")
     cohort, left_out = choose_cohort(frames[0])
-    t2, t3, f8, tr, au = (f if f.empty else select(f, **cohort) for f in frames)
+    t2, t3, f8, tr, au, hs = (f if f.empty else select(f, **cohort) for f in frames)
     summary = audit(_cohort_of(t2.iloc[0]))  # before any file is written: the runs' data must be here
     report = Report(out)
     table2_and_fig3(report, t2)
@@ -441,6 +383,7 @@ def build_report(out: str | Path = "reports", tracking_uri: str | None = None,
     transfer_table(report, t2, tr)
     summary["source_name"] = Path(summary["source"]).name
     audit_section(report, t2, au, summary)
+    history_section(report, hs)
     what_moved(report, before, {"table2": t2, "table3": t3, "fig8": f8, "transfer": tr})
     first = t2.iloc[0]
     intro = (f"# Reproduction of PrCRS (Wei et al. 2024): results as measured\n\nData: **{first['data_source']}**, "

@@ -1,0 +1,74 @@
+"""What every report section is made of: the report being written, cells of numbers over
+folds (mean and 95 % t interval), p-values, Markdown tables, a run picked by its tags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from prcrs.plots import plt
+from prcrs.report import stats
+from prcrs.results import select
+
+N_BOOT = 500  # patient-level bootstrap resamples
+SHORT = {"precision_macro": "P", "recall_macro": "R", "f1_macro": "F1", "auroc": "AUROC", "auprc": "AUPRC",
+         "sensitivity": "Sens", "specificity": "Spec", "brier": "Brier"}
+
+
+def fold_values(run: pd.Series, metric: str) -> np.ndarray:
+    keys = sorted((k for k in run.index if k.startswith("split") and k.endswith(f"_test_{metric}")),
+                  key=lambda k: int(k[5:k.index("_")]))
+    return run[keys].to_numpy(float)
+
+
+def ci_cell(run: pd.Series | None, metric: str) -> str:
+    """'0.812 (0.780-0.844)': mean over folds with its 95 % t interval."""
+    if run is None:
+        return "not run"
+    mean, low, high = stats.t_interval(fold_values(run, metric))
+    if not np.isfinite(mean):
+        return "diverged"
+    if not np.isfinite(low):
+        return f"{mean:.3f}"
+    return f"{mean:.3f} ({max(low, 0.0):.3f}–{min(high, 1.0):.3f})"  # every metric shown lies in [0, 1]
+
+
+def p_cell(p: float, n_boot: int | None = None) -> str:
+    """A p-value; a bootstrap p of 0 means below the resolution 1/n_boot."""
+    if n_boot and p == 0:
+        return f"< {1 / n_boot:.3g}"
+    return f"{p:.3g}"
+
+
+def one(frame: pd.DataFrame, **tags) -> pd.Series | None:
+    rows = select(frame, **tags) if not frame.empty else frame
+    return None if rows.empty else rows.iloc[0]
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+@dataclass
+class Report:
+    out: Path
+    sections: list[str] = field(default_factory=list)
+    claims: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+    def save(self, fig, name: str) -> str:
+        path = self.out / name
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        self.files.append(path)
+        return name
+
+    def write(self, name: str, text: str) -> None:
+        path = self.out / name
+        path.write_text(text)
+        self.files.append(path)
