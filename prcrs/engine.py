@@ -99,7 +99,8 @@ def history_spec(cfg: DictConfig) -> HistorySpec:
             raise ConfigError(f"history.{name}={value} must be true or false")
     spec = HistorySpec(**options)
     if spec.any and cfg.transfer.name != "none":
-        raise ConfigError(f"transfer={cfg.transfer.name} pretrains on single COVID-19 samples: use it with history=none")
+        raise ConfigError(f"transfer={cfg.transfer.name} pretrains on single COVID-19 samples: "
+                          "use it with history=none")
     if spec.any and cfg.protocol.unimpute == "fold":
         raise ConfigError("history needs protocol.unimpute=sheet or none: fill values learnt per training fold cannot "
                           "be masked before a patient's past is computed")
