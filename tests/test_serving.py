@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -365,6 +366,16 @@ def test_page_works_in_headless_chromium(server):
         error = WebDriverWait(driver, 20).until(ec.presence_of_element_located((By.ID, "error")))
         assert "ferritin" in error.text and "impossible" in error.text
         assert "bad" in field.get_attribute("class")
+        field.clear()
+        field.send_keys("300")
+        earlier = Path(tempfile.mkdtemp()) / "earlier.csv"  # two earlier days, uploaded
+        earlier.write_text("Relative date,IL6,CRP\n1,12,30\n2,40,55\n")
+        driver.find_element(By.ID, "day").send_keys("3")
+        driver.find_element(By.ID, "past").send_keys(str(earlier))
+        table = WebDriverWait(driver, 10).until(ec.presence_of_element_located((By.ID, "trajectory-table")))
+        assert "40" in table.text and "55" in table.text  # the trajectory shown is the one sent
+        driver.find_element(By.ID, "submit").click()
+        WebDriverWait(driver, 20).until(lambda d: "earlier day(s) read" in d.find_element(By.ID, "result").text)
     finally:
         driver.quit()
 
@@ -435,3 +446,64 @@ def test_a_value_equal_to_a_fill_value_is_said_to_be_read_as_missing(platform, c
     assert fills[key][0] * 1.01 + 0.01 not in fills[key]
     said = " ".join(client.post("/predict", json={"values": plain}).json()["results"][0]["warnings"])
     assert schema.BY_KEY[key].name not in said
+
+
+@pytest.fixture(scope="module")
+def history_store(tmp_path_factory):
+    """One history model (history=lags, combination 1234, horizon 1) in its own registry."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('history') / 'mlflow.db'}"
+    assert cli.main(["train-final", *TRAIN, "history=lags", "--horizon", "1", "--combinations", "1234",
+                     "--tracking-uri", uri]) == 0
+    return uri
+
+
+def test_a_history_model_reads_each_patients_earlier_days_by_day(history_store, tmp_path):
+    import mlflow
+
+    from prcrs.data.history import HistorySpec
+    from prcrs.data.synthetic import synthetic_cart, to_sheet
+    from prcrs.data.targets import make_horizon
+    from prcrs.serving.platform import Platform
+    from prcrs.serving.registry import check_trusted
+    from prcrs.serving.web import create_app
+
+    tracking.use_store(history_store)
+    version = mlflow.MlflowClient().search_model_versions("name = 'prcrs-f1234-h1'")[0]
+    check_trusted(version, "1234", 1)  # its signature is the factors, then patient and day
+    model = mlflow.pyfunc.load_model(f"models:/prcrs-f1234-h1/{version.version}").unwrap_python_model().model
+    assert model.history == HistorySpec(window=1, changes=True) and model.info["history"] == "lags"
+    platform = Platform({("1234", 1): model})
+    cohort = synthetic_cart(seed=3, n_patients=6)
+    keys = list(schema.FEATURE_KEYS)
+    cohort.frame[keys] = cohort.frame[keys].fillna(cohort.frame[keys].median())  # every row uses 1234
+    cohort.frame["chloride"] = np.nan  # the platform never reads it (IGNORED)
+    sheet = to_sheet(cohort.frame)
+    table, _ = platform.predict_table(sheet.assign(patient=cohort.frame["patient"].astype(str)), [1])
+    # what the model sees is what training made of the same days (masking the training sheet's fill
+    # values, as the model does): the predictions match
+    cohort.__dict__["fill_values"] = model.estimator.preprocessor_.masker_.fill_values_
+    data = make_horizon(cohort, 0, model.features, model.history, mask_history=True)
+    expected = model.estimator.predict_proba(data.X)
+    np.testing.assert_allclose(table["probability"].to_numpy(float), expected, rtol=1e-5)
+    first_days = (cohort.frame["day"] == cohort.frame.groupby("patient")["day"].transform("min")).to_numpy()
+    assert (table["past_days"].to_numpy()[first_days] == 0).all() and (table["past_days"][~first_days] <= 1).all()
+    # without a patient column, a patient starts wherever the day does not increase (the sheet's rule)
+    again, _ = platform.predict_table(sheet, [1])
+    np.testing.assert_allclose(again["probability"], table["probability"])
+    # the API: the same day with and without its day before
+    client = __import__("fastapi.testclient", fromlist=["TestClient"]).TestClient(create_app(platform))
+    values, before = ({k: v for k, v in cohort.frame.loc[i, keys].items() if not np.isnan(v)} for i in (1, 0))
+    alone = client.post("/predict", json={"values": values, "day": 1})
+    with_past = client.post("/predict", json={"values": values, "day": 1, "past_days": [{"day": 0, "values": before}]})
+    assert alone.status_code == with_past.status_code == 200, with_past.text
+    assert alone.json()["results"][0]["past_days"] == 0 and with_past.json()["results"][0]["past_days"] == 1
+    bad = client.post("/predict", json={"values": values, "day": 1, "past_days": [{"day": 2, "values": before}]})
+    assert bad.status_code == 422 and "not before day" in bad.text
+    assert client.post("/predict", json={"values": values, "past_days": [{"day": 0, "values": before}]}
+                       ).status_code == 422  # the day of `values` is needed
+
+
+def test_train_final_refuses_a_history_the_platform_cannot_take(tmp_path, capsys):
+    code = cli.main(["train-final", *TRAIN, "history=trends", "--horizon", "1", "--combinations", "1234",
+                     "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"])
+    assert code != 0 and "baseline covariates" in capsys.readouterr().err

@@ -2,7 +2,8 @@
 choice of combination per row.
 
 A `CombinationModel` predicts P(severe CRS, grade >= 3, on day t + horizon) from day t's labs
-with three numbers per row: `probability` (the model's raw output), `calibrated_probability`
+(and, for a model trained with a `history`, the same patient's earlier days in the input, matched
+by day since infusion) with three numbers per row: `probability` (the model's raw output), `calibrated_probability`
 (the better-scoring standard calibrator, isotonic or Platt, fitted on patient-grouped
 out-of-fold predictions) and `paper_probability` (the paper's windowed conversion of the same
 out-of-fold predictions).
@@ -17,12 +18,13 @@ import pandas as pd
 
 from prcrs import schema
 from prcrs.data.cohort import column_lookup
+from prcrs.data.history import HistorySpec, history_features
 from prcrs.errors import DataError, PrcrsError
 from prcrs.serving.inputs import IGNORED, RowInput, check_row, model_frame, resolve_columns
 
 HORIZONS = (1, 2, 3)
-OUTPUT_COLUMNS = ("row", "patient", "day", "horizon", "combination", "probability", "calibrated_probability",
-                  "paper_probability", "warnings", "error")
+OUTPUT_COLUMNS = ("row", "patient", "day", "horizon", "combination", "past_days", "probability",
+                  "calibrated_probability", "paper_probability", "warnings", "error")
 
 
 def registered_name(combination: str, horizon: int) -> str:
@@ -43,17 +45,48 @@ class CombinationModel:
     calibrator: object
     medians: dict[str, float]  # training medians in schema units (the page's example)
     info: dict = field(default_factory=dict)  # model name, CV metrics, Brier scores, runs
+    history: HistorySpec = HistorySpec()  # the patient's past it reads (none: day t alone)
 
     def fill_value_inputs(self, values: dict[str, float]) -> list[str]:
         """Keys of the values that equal one of the training sheet's label-imputation fill values:
         the model reads them as not measured, as it did in training (`prcrs.data.fingerprint`)."""
-        masker = getattr(getattr(self.estimator, "preprocessor_", None), "masker_", None)
-        fills = masker.fill_values_ if masker is not None else {}
+        fills = self._fill_values()
         return [k for k, v in values.items() if k in self.features and v in fills.get(k, ())]
 
-    def predict(self, X: pd.DataFrame) -> pd.DataFrame:
-        """X: (n, features) in schema units, NaN where missing -> (n, 3) probabilities."""
-        raw = np.asarray(self.estimator.predict_proba(X[list(self.features)]), float)
+    def _fill_values(self) -> dict[str, tuple[float, ...]]:
+        masker = getattr(getattr(self.estimator, "preprocessor_", None), "masker_", None)
+        return masker.fill_values_ if masker is not None else {}
+
+    def inputs(self, X: pd.DataFrame, patient=None, day=None) -> pd.DataFrame:
+        """The estimator's input: day t's factors, then the history columns computed from the
+        rows of the same `patient` on earlier `day`s (fill values masked first, as in training)."""
+        X = X[list(self.features)].reset_index(drop=True)
+        if not self.history.any:
+            return X
+        if patient is None or day is None:
+            raise DataError("this model reads a patient's earlier days: give each row a patient and a 'Relative date'")
+        frame = pd.concat([pd.DataFrame({"patient": np.asarray(patient), "day": np.asarray(day)}), X], axis=1)
+        masked = self._fill_values() if self.estimator.preprocessor.unimpute == "sheet" else None
+        try:
+            past = history_features(frame, self.features, self.history, masked)
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
+        return pd.concat([X, past], axis=1)
+
+    def past_days(self, patient, day) -> np.ndarray:
+        """Per row, how many of the same patient's earlier days its history read: those within
+        the lag window, or every earlier day when it reads running extremes."""
+        if not self.history.any:
+            return np.zeros(len(day), int)
+        patient, day = np.asarray(patient), np.asarray(day, float)
+        reach = np.inf if self.history.extremes else max(self.history.window, 1 if self.history.changes else 0)
+        return np.array([int(np.sum((patient == p) & (day < t) & (day >= t - reach))) for p, t in zip(patient, day,
+                                                                                                     strict=True)])
+
+    def predict(self, X: pd.DataFrame, patient=None, day=None) -> pd.DataFrame:
+        """X: (n, features) in schema units, NaN where missing (with `patient` and `day` per row
+        for a history model) -> (n, 3) probabilities."""
+        raw = np.asarray(self.estimator.predict_proba(self.inputs(X, patient, day)), float)
         return pd.DataFrame({"probability": raw, "calibrated_probability": self.calibrator.predict(raw),
                              "paper_probability": self.paper_conversion.predict(raw)})
 
@@ -77,11 +110,23 @@ class Platform:
             raise DataError(f"no model for horizon(s) {bad}; trained: {', '.join(map(str, self.horizons))}")
         return horizons
 
-    def predict_rows(self, rows: list[RowInput], horizons) -> list[list[dict]]:
-        """Per row, one result dict per horizon (combination, probabilities, warnings, error)."""
+    @property
+    def reads_history(self) -> bool:
+        return any(m.history.any for m in self.models.values())
+
+    def predict_rows(self, rows: list[RowInput], horizons, patient=None, day=None) -> list[list[dict]]:
+        """Per row, one result dict per horizon (combination, probabilities, past days used,
+        warnings, error). `patient` and `day` (one each per row) line up a patient's days for
+        history models; rows with an error are not part of anyone's history."""
         horizons = self.check_horizons(horizons)
-        out = [[{"horizon": h, "combination": r.combination, "warnings": list(r.warnings), "error": r.error}
-                for h in horizons] for r in rows]
+        out = [[{"horizon": h, "combination": r.combination, "past_days": 0, "warnings": list(r.warnings),
+                 "error": r.error} for h in horizons] for r in rows]
+        valid = [i for i, r in enumerate(rows) if r.error is None]
+        if self.reads_history and (patient is None or day is None):
+            patient, day = np.arange(len(rows)), np.zeros(len(rows))  # each row its own patient: no past
+            for i in valid:
+                for res in out[i]:
+                    res["warnings"].append("no patient and 'Relative date' given: no earlier day was read")
         for code in {r.combination for r in rows if r.error is None}:
             idx = [i for i, r in enumerate(rows) if r.error is None and r.combination == code]
             for j, h in enumerate(horizons):
@@ -90,9 +135,15 @@ class Platform:
                     for i in idx:
                         out[i][j]["error"] = f"no model for combination {code} at horizon {h}"
                     continue
-                pred = model.predict(model_frame([rows[i] for i in idx], model.features))
-                for i, values in zip(idx, pred.to_dict("records"), strict=True):
-                    out[i][j].update(values)
+                if model.history.any:  # every valid row is someone's past, whichever combination it used
+                    who, when = np.asarray(patient)[valid], np.asarray(day)[valid]
+                    pred = model.predict(model_frame([rows[i] for i in valid], model.features), who, when)
+                    keep = [valid.index(i) for i in idx]
+                    pred, used = pred.iloc[keep], model.past_days(who, when)[keep]
+                else:
+                    pred, used = model.predict(model_frame([rows[i] for i in idx], model.features)), [0] * len(idx)
+                for i, values, n_past in zip(idx, pred.to_dict("records"), used, strict=True):
+                    out[i][j].update(values, past_days=int(n_past))
                     masked = model.fill_value_inputs(rows[i].values)
                     if masked:
                         names = ", ".join(f"{schema.BY_KEY[k].name} {rows[i].values[k]:g}" for k in masked)
@@ -110,7 +161,8 @@ class Platform:
         read = [*mapping, *ignored]
         rows = [check_row(cells) for cells in raw[read].to_dict("records")] if mapping else \
             [RowInput(error="nothing usable: no factor column") for _ in range(len(raw))]
-        results = self.predict_rows(rows, horizons)
+        patient, day = patients_and_days(raw, ids) if self.reads_history else (None, None)
+        results = self.predict_rows(rows, horizons, patient, day)
         records = []
         for (index, source), per_horizon in zip(raw.iterrows(), results, strict=True):
             patient = source[ids["patient"]] if "patient" in ids else None
@@ -119,6 +171,22 @@ class Platform:
                 records.append({"row": index, "patient": patient, "day": day, **res,
                                 "warnings": "; ".join(res["warnings"])})
         return pd.DataFrame(records).reindex(columns=list(OUTPUT_COLUMNS)), unknown
+
+
+def patients_and_days(raw: pd.DataFrame, ids: dict[str | None, str]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Per input row, its patient and day since infusion, for history models: the patient column,
+    or (as in the published sheet) a new patient wherever 'Relative date' does not increase;
+    (None, None) without a 'Relative date' column. `ids`: project key -> input column."""
+    if "day" not in ids:
+        return None, None
+    day = pd.to_numeric(raw[ids["day"]], errors="coerce").to_numpy(float)
+    if np.isnan(day).any():
+        bad = raw.index[np.isnan(day)][0]
+        raise DataError(f"row {bad}: '{ids['day']}' must be a number of days since infusion on every row (history "
+                        "models line up a patient's days by it)")
+    if "patient" in ids:
+        return raw[ids["patient"]].astype(str).to_numpy(), day
+    return np.cumsum(np.r_[True, np.diff(day) <= 0]), day
 
 
 def example_values(model: CombinationModel) -> dict[str, float]:

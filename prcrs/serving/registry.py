@@ -46,14 +46,23 @@ class CRSPyfunc(mlflow.pyfunc.PythonModel):
             if errors:
                 raise DataError(f"row {i}: " + "; ".join(f"{c}: {m}" for c, m in errors.items()))
         X = frame.rename(columns=mapping).reindex(columns=list(self.model.features)).apply(pd.to_numeric)
-        return self.model.predict(X)
+        if not self.model.history.any:
+            return self.model.predict(X)
+        return self.model.predict(X, frame["patient"].astype(str).to_numpy(),
+                                  pd.to_numeric(frame["day"]).to_numpy(float))
+
+
+def _history_ids(history: bool) -> list[tuple[str, str]]:
+    """The columns a history model needs besides the factors: which patient, which day."""
+    return [("string", "patient"), ("double", "day")] if history else []
 
 
 def _signature(model: CombinationModel):
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
-    inputs = Schema([ColSpec("double", k, required=False) for k in model.features])
+    inputs = Schema([ColSpec("double", k, required=False) for k in model.features]
+                    + [ColSpec(kind, name) for kind, name in _history_ids(model.history.any)])
     outputs = Schema([ColSpec("double", name) for name in PREDICTIONS])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
@@ -72,6 +81,8 @@ def register(model: CombinationModel) -> str:
 
     name = registered_name(model.combination, model.horizon)
     example = pd.DataFrame([{k: model.medians.get(k) for k in model.features}])
+    if model.history.any:  # two days of one patient: the example shows how days line up
+        example = pd.concat([example, example], ignore_index=True).assign(patient="example", day=[1.0, 2.0])
     with tempfile.TemporaryDirectory() as tmp:
         logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)  # its notes on cloudpickle, once per model
         path = Path(tmp) / "combination_model.joblib"
@@ -96,7 +107,10 @@ def check_trusted(version, code: str, horizon: int) -> None:
 
     signature = get_model_info(f"models:/{version.name}/{version.version}").signature
     wanted = list(schema.select_features("none", code))
-    if signature is None or signature.inputs.input_names() != wanted:
+    names = [] if signature is None else signature.inputs.input_names()
+    if names[len(wanted):] == [name for _, name in _history_ids(True)]:  # a history model
+        names = names[:len(wanted)]
+    if signature is None or names != wanted:
         raise PrcrsError(f"refusing to load {where}: its signature is not the factors of combination {code}")
 
 

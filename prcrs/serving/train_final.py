@@ -43,7 +43,7 @@ def best_honest_config(cohort: Cohort, design: str, tracking_uri: str | None = N
                                             "tags.ablation = 'none' and tags.transfer = 'none' and "
                                             f"tags.data_content = '{cohort.content_id}' and tags.model != 'measix'")
     runs = [r for r in runs if np.isfinite(r.data.metrics.get("mean_test_auroc", np.nan))
-            and r.data.tags.get("history", "none") == "none"  # the platform serves one-day models
+            and r.data.params.get("history.baseline", "False") == "False"  # the platform takes labs and days only
             and cv_design(*(r.data.params.get(k) for k in ("cv.folds", "cv.repeats", "seed"))) == design]
     if not runs:
         return None
@@ -55,7 +55,8 @@ def best_honest_config(cohort: Cohort, design: str, tracking_uri: str | None = N
                key=lambda r: r.data.metrics["mean_test_auroc"])
     dropped = ("factors=", "horizon=", "study=", "protocol=", "hydra", "logger.", "model=")
     overrides = [o for o in best.data.params.get("overrides", "-").split() if o != "-" and not o.startswith(dropped)]
-    return {"model": best.data.tags["model"], "auroc": best.data.metrics["mean_test_auroc"], "horizon": horizon,
+    return {"model": best.data.tags["model"], "history": best.data.tags.get("history", "none"),
+            "auroc": best.data.metrics["mean_test_auroc"], "horizon": horizon,
             "overrides": [*overrides, f"model={best.data.tags['model']}"], "study": best.data.tags["study"]}
 
 
@@ -75,9 +76,10 @@ def train_one(cfg: DictConfig, cohort, overrides: list[str]) -> CombinationModel
     """Cross-validate (or reuse the finished run), calibrate on its OOF, fit on all rows."""
 
     features = engine.features_of(cfg)
-    if engine.history_spec(cfg).any:
-        raise ConfigError(f"history={cfg.history.name}: the platform predicts from one day's labs; history models are "
-                          "cross-validated (python run.py history=...) but not served yet")
+    history = engine.history_spec(cfg)
+    if history.baseline:
+        raise ConfigError(f"history={cfg.history.name} reads baseline covariates (age, dose, ...), which the platform "
+                          "does not take: use a history of labs and days only (lags, days) or none")
     data = engine.horizon_data(cfg, cohort)
     evaluation = evaluate(cfg, overrides)
     if evaluation.run_id is None or not evaluation.summary:
@@ -92,11 +94,12 @@ def train_one(cfg: DictConfig, cohort, overrides: list[str]) -> CombinationModel
     masker = estimator.preprocessor_.masker_  # the page's example: medians of what the model reads
     medians = (X if masker is None else masker.transform(X)).median().dropna().to_dict()
     metrics = evaluation.summary
-    info = {"model": cfg.model.name, "cv_run_id": evaluation.run_id, "data_source": cohort.data_source,
+    info = {"model": cfg.model.name, "history": cfg.history.name, "cv_run_id": evaluation.run_id,
+            "data_source": cohort.data_source,
             "rows": len(data), "severe_rows": int(data.y.sum()), "mean_test_auroc": metrics["mean_test_auroc"],
             "mean_test_auprc": metrics["mean_test_auprc"], **{f"brier_{k}": v for k, v in brier.items()}}
     return CombinationModel(str(cfg.factors), int(cfg.horizon), features, estimator, paper, name, calibrator,
-                            medians, info)
+                            medians, info, history)
 
 
 def train_final(overrides: list[str], horizons=HORIZONS, combinations=None,
@@ -117,8 +120,9 @@ def train_final(overrides: list[str], horizons=HORIZONS, combinations=None,
         design = cv_design(base.cv.folds, base.cv.repeats, base.seed)
         best = best_honest_config(cohort, design, base.logger.tracking_uri)
         if best is not None:
-            log.info(f"model {best['model']}: best honest mean AUROC {best['auroc']:.3f} (horizon {best['horizon']}, "
-                     f"all factors, study {best['study']}); its config: {' '.join(best['overrides'])}")
+            log.info(f"model {best['model']} with history {best['history']}: best honest mean AUROC "
+                     f"{best['auroc']:.3f} (horizon {best['horizon']}, all factors, study {best['study']}); "
+                     f"its config: {' '.join(best['overrides'])}")
             overrides = [*best["overrides"], *overrides]
         else:
             log.info(f"no finished honest run on this {cohort.data_source} data ({cohort.content_id}) with "
@@ -132,9 +136,10 @@ def train_final(overrides: list[str], horizons=HORIZONS, combinations=None,
             name = registered_name(code, h)
             experiment_id = tracking.setup(cfg.study, cfg.logger.tracking_uri)
             with mlflow.start_run(experiment_id=experiment_id, run_name=f"final {name}",
-                                  tags={"role": "final_model", "model": cfg.model.name, "factors": code,
-                                        "horizon": str(h), "protocol": "honest", "data_source": cohort.data_source,
-                                        "git_sha": tracking.git_sha(), "study": cfg.study,
+                                  tags={"role": "final_model", "model": cfg.model.name, "history": cfg.history.name,
+                                        "factors": code, "horizon": str(h), "protocol": "honest",
+                                        "data_source": cohort.data_source, "git_sha": tracking.git_sha(),
+                                        "study": cfg.study,
                                         "calibrator": model.calibrator_name}):
                 mlflow.log_metrics({k: float(v) for k, v in model.info.items() if isinstance(v, (int, float))})
                 version = register(model)

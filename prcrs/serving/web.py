@@ -3,6 +3,8 @@
 GET /            the page: the four factor groups with units, an example, a horizon selector
 GET /example     {"values": {key: value}}: training medians, a typical patient-day
 POST /predict    {"values": {name: number | null}, "horizons": [1, 2, 3]} -> one result per horizon;
+                 for models that read a patient's history, also "day" (days since infusion) and
+                 "past_days": [{"day": d, "values": {...}}, ...], the same patient's earlier days;
                  an unknown name, a non-numeric or impossible value, or a row with no usable
                  factor combination gets a 422 naming the fields
 GET /health      {"status": "ok", "models": n}
@@ -34,6 +36,11 @@ MAX_BODY_BYTES = 64 * 1024  # one patient-day is about 2 KB of JSON
 Number = Annotated[StrictFloat | StrictInt, Field(allow_inf_nan=False)]
 
 
+class PastDay(BaseModel):
+    day: Annotated[StrictFloat | StrictInt, Field(ge=0, le=365)] = Field(description="days since infusion")
+    values: dict[str, Number | StrictStr | None] = Field(max_length=len(schema.FEATURES) * 2)
+
+
 class PredictRequest(BaseModel):
     # values are checked by prcrs.serving.inputs, as in `prcrs predict`, so that errors read the same
     values: dict[str, Number | StrictStr | None] = Field(
@@ -41,6 +48,17 @@ class PredictRequest(BaseModel):
         description="factor name (sheet name or key) -> value in schema units; null or blank = not measured")
     horizons: list[Annotated[StrictInt, Field(ge=1, le=3)]] = Field(default=[1], min_length=1, max_length=3,
                                                                      description="days ahead, 1-3, each once")
+    day: Annotated[StrictFloat | StrictInt, Field(ge=0, le=365)] | None = Field(
+        default=None, description="days since infusion of `values` (needed with past_days)")
+    past_days: list[PastDay] = Field(default=[], max_length=14,
+                                     description="the same patient's earlier days, read by history models")
+
+    @field_validator("past_days")
+    @classmethod
+    def _earlier_each_once(cls, past: list[PastDay]) -> list[PastDay]:
+        if len({p.day for p in past}) != len(past):
+            raise ValueError("each past day once")
+        return past
 
     @field_validator("horizons")
     @classmethod
@@ -101,7 +119,24 @@ def create_app(platform: Platform) -> FastAPI:
             raise _unprocessable({("horizons",): str(exc)}) from None
         if row.error is not None:
             raise _unprocessable({("values",): row.error})
-        return {"results": platform.predict_rows([row], horizons)[0], "note": NOTE}
+        if not request.past_days:
+            return {"results": platform.predict_rows([row], horizons)[0], "note": NOTE}
+        if request.day is None:
+            raise _unprocessable({("day",): "give the day since infusion of `values` with past_days"})
+        past, errors = [], {}
+        for i, earlier in enumerate(request.past_days):
+            if earlier.day >= request.day:
+                errors[("past_days", str(i), "day")] = f"day {earlier.day:g} is not before day {request.day:g}"
+            checked = check_row(earlier.values)
+            unknown = resolve_columns(earlier.values)[2]
+            errors |= {("past_days", str(i), "values", n): m for n, m in
+                       ({n: "unknown factor name" for n in unknown} | checked.field_errors).items()}
+            past.append(checked)
+        if errors:
+            raise _unprocessable(errors)
+        days = [p.day for p in request.past_days] + [request.day]
+        results = platform.predict_rows([*past, row], horizons, ["patient"] * len(days), days)[-1]
+        return {"results": results, "note": NOTE}
 
     return app
 
