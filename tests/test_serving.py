@@ -171,6 +171,9 @@ def test_train_final_takes_the_best_honest_config_from_the_store(tmp_path):
     assert best_honest_config(other, design, uri)["model"] == "forest"
     assert best_honest_config(real, cv_design(2, 1, 0), uri)["model"] == "tree"
     assert best_honest_config(real, design, f"sqlite:///{tmp_path / 'empty.db'}") is None
+    served = best_honest_config(real, design, uri, horizon=1)  # the horizon it will serve, when compared there
+    assert (served["model"], served["horizon"]) == ("prcrs", 1)
+    assert best_honest_config(real, design, uri, horizon=2)["model"] == "hgb"  # none there: the usual horizon
 
 
 def test_predict_cli_keeps_going_past_bad_rows(store, platform, tmp_path, capsys):

@@ -5,9 +5,9 @@ For each (combination, horizon): the honest-protocol cross-validation through th
 patient-grouped out-of-fold predictions, then the same config fitted on every row (early
 stopping on an inner patient-grouped split) and registered as a pyfunc model.
 
-The config is that of the best honest run with all factors among the finished runs on the same
-data in the MLflow store (see `best_honest_config`), unless `model=` is given; with no such run,
-the config default (PrCRS).
+The config is, for each horizon, that of the best honest run with all factors among the finished
+runs on the same data in the MLflow store at that horizon (see `best_honest_config`), unless
+`model=` is given; with no such run, the config default (PrCRS).
 """
 
 from __future__ import annotations
@@ -29,11 +29,13 @@ log = logging.getLogger("prcrs")
 STUDY = "platform"
 
 
-def best_honest_config(cohort: Cohort, design: str, tracking_uri: str | None = None) -> dict | None:
+def best_honest_config(cohort: Cohort, design: str, tracking_uri: str | None = None,
+                       horizon: int | None = None) -> dict | None:
     """The best finished honest run with all factors on the same data (`cohort`'s content id)
-    and CV design (`runs.cv_design`): its model, mean test AUROC, horizon and overrides. Runs are
-    compared at the horizon where most models were compared (the lower on a tie), as AUROCs at
-    different horizons are not comparable."""
+    and CV design (`results.cv_design`), whose history the platform can compute: its model,
+    history, mean test AUROC, horizon and overrides. Runs are compared at `horizon` (the one the
+    model will serve) when the store has runs there, else at the horizon where most models were
+    compared (the lower on a tie), as AUROCs at different horizons are not comparable."""
     import mlflow
 
     tracking.use_store(tracking_uri)
@@ -50,7 +52,8 @@ def best_honest_config(cohort: Cohort, design: str, tracking_uri: str | None = N
     models = {}
     for r in runs:
         models.setdefault(int(r.data.tags["horizon"]), set()).add(r.data.tags["model"])
-    horizon = min(models, key=lambda h: (-len(models[h]), h))
+    if horizon not in models:
+        horizon = min(models, key=lambda h: (-len(models[h]), h))
     best = max((r for r in runs if int(r.data.tags["horizon"]) == horizon),
                key=lambda r: r.data.metrics["mean_test_auroc"])
     dropped = ("factors=", "horizon=", "study=", "protocol=", "hydra", "logger.", "model=")
@@ -58,6 +61,21 @@ def best_honest_config(cohort: Cohort, design: str, tracking_uri: str | None = N
     return {"model": best.data.tags["model"], "history": best.data.tags.get("history", "none"),
             "auroc": best.data.metrics["mean_test_auroc"], "horizon": horizon,
             "overrides": [*overrides, f"model={best.data.tags['model']}"], "study": best.data.tags["study"]}
+
+
+def _chosen_config(cohort: Cohort, base: DictConfig, horizon: int) -> list[str]:
+    """The overrides of the best honest config for `horizon` in the store (`best_honest_config`),
+    said in the log; [] (the config default) when the store has none."""
+    design = cv_design(base.cv.folds, base.cv.repeats, base.seed)
+    best = best_honest_config(cohort, design, base.logger.tracking_uri, horizon)
+    if best is None:
+        log.info(f"horizon {horizon}: no finished honest run on this {cohort.data_source} data ({cohort.content_id}) "
+                 f"with {design} in the store: model {base.model.name} (config default)")
+        return []
+    log.info(f"horizon {horizon}: model {best['model']} with history {best['history']}, best honest mean AUROC "
+             f"{best['auroc']:.3f} at horizon {best['horizon']} (all factors, study {best['study']}); its config: "
+             f"{' '.join(best['overrides'])}")
+    return best["overrides"]
 
 
 def fit_calibrators(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, seed: int = 0):
@@ -116,21 +134,12 @@ def train_final(overrides: list[str], horizons=HORIZONS, combinations=None,
     if base.protocol.name != "honest":
         raise ConfigError("train-final fits the platform under protocol=honest only (the paper protocol leaks)")
     cohort = engine.load_cart_for(base)
-    if not any(o.startswith("model=") for o in overrides):
-        design = cv_design(base.cv.folds, base.cv.repeats, base.seed)
-        best = best_honest_config(cohort, design, base.logger.tracking_uri)
-        if best is not None:
-            log.info(f"model {best['model']} with history {best['history']}: best honest mean AUROC "
-                     f"{best['auroc']:.3f} (horizon {best['horizon']}, all factors, study {best['study']}); "
-                     f"its config: {' '.join(best['overrides'])}")
-            overrides = [*best["overrides"], *overrides]
-        else:
-            log.info(f"no finished honest run on this {cohort.data_source} data ({cohort.content_id}) with "
-                     f"{design} in the store: model {base.model.name} (config default)")
     out = []
     for h in horizons:
+        chosen = overrides if any(o.startswith("model=") for o in overrides) else \
+            _chosen_config(cohort, base, h) + overrides
         for code in combinations or schema.COMBINATIONS:
-            run_overrides = [*overrides, f"factors={code}", f"horizon={h}"]
+            run_overrides = [*chosen, f"factors={code}", f"horizon={h}"]
             cfg = engine.compose_config(run_overrides)
             model = train_one(cfg, cohort, run_overrides)
             name = registered_name(code, h)
