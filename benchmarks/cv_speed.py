@@ -42,7 +42,7 @@ def plain_fold(cfg, data, k: int, fold, epochs: int) -> int:
     protocol = cfg.protocol  # the engine's inner split, as fit_rows makes it
     fit, val = inner_rows(fold.train, data.grade_target, data.patient, cfg.seed + k, cfg.cv.inner_val_fraction,
                           protocol.early_stopping or protocol.threshold == "inner")
-    est = build_estimator(cfg, tuple(data.X.columns), data.fill_values)
+    est = build_estimator(cfg, data.fill_values)
     pre = est.preprocessor.fit(data.X.iloc[fit], data.grade_today[fit])
     x, m = (torch.from_numpy(a) for a in pre.transform_with_missing(data.X.iloc[fit]))
     y = torch.from_numpy(data.y[fit].astype(np.int64))

@@ -1,7 +1,7 @@
 """A cross-validation logged to MLflow: one parent run (params, summary metrics, out-of-fold
 predictions, curves) with one nested run per fold (metrics, fitted model).
 
-    with CVRunLogger(cfg, overrides, cohort, config_hash) as logger:
+    with CVRunLogger(cfg, overrides, cohort, config_hash, experiment_id) as logger:
         result = cross_validate(cfg, data, covid, on_fold=logger.log_fold)
         run_id = logger.log_result(result)
 """

@@ -98,9 +98,11 @@ def history_spec(cfg: DictConfig) -> HistorySpec:
         if name != "window" and not isinstance(value, bool):
             raise ConfigError(f"history.{name}={value} must be true or false")
     spec = HistorySpec(**options)
-    if spec.any and cfg.transfer.name != "none":
-        raise ConfigError(f"transfer={cfg.transfer.name} pretrains on single COVID-19 samples: "
-                          "use it with history=none")
+    reads_days = "window" in (cfg.model.get("estimator", {}).get("backbone") or {})  # a sequence network
+    if spec.any and cfg.transfer.name != "none" and not reads_days:
+        raise ConfigError(f"transfer={cfg.transfer.name} pretrains on single COVID-19 samples: with a history, only "
+                          "a sequence network (model=gru, day_transformer, rcmnet) can use it, its per-day part "
+                          "pretrained")
     if spec.any and cfg.protocol.unimpute == "fold":
         raise ConfigError("history needs protocol.unimpute=sheet or none: fill values learnt per training fold cannot "
                           "be masked before a patient's past is computed")
@@ -132,7 +134,7 @@ def load_covid_for(cfg: DictConfig) -> Cohort | None:
     return load_cohort("covid", cfg.data.path, seed=cfg.seed, raw_dir=cfg.paths.data_dir)
 
 
-def build_estimator(cfg: DictConfig, features: tuple[str, ...], fill_values: dict, covid: Cohort | None = None):
+def build_estimator(cfg: DictConfig, fill_values: dict, covid: Cohort | None = None):
     """The configured model (a `prcrs.models.estimators.CRSModel`, unfitted) with the protocol's
     fold preprocessing and, under `transfer=covid`, COVID-19 pretraining.
 
@@ -150,7 +152,7 @@ def build_estimator(cfg: DictConfig, features: tuple[str, ...], fill_values: dic
         from prcrs.models.transfer import Pretraining
 
         covid = covid if covid is not None else load_covid_for(cfg)
-        transfer = {"init_from": Pretraining(features, covid, cfg.transfer.val_fraction, cfg.paths.cache_dir),
+        transfer = {"init_from": Pretraining(features_of(cfg), covid, cfg.transfer.val_fraction, cfg.paths.cache_dir),
                     "freeze": cfg.transfer.freeze}
     elif cfg.transfer.name != "none":
         raise ConfigError(f"unknown transfer {cfg.transfer.name!r}; use none or covid")
@@ -165,7 +167,7 @@ def check_model(cfg: DictConfig, features: tuple[str, ...], fill_values: dict, c
     from hydra.errors import InstantiationException
 
     try:
-        estimator = build_estimator(cfg, features, fill_values, covid)
+        estimator = build_estimator(cfg, fill_values, covid)
     except InstantiationException as exc:
         raise ConfigError(f"model={cfg.model.name}: {str(exc).splitlines()[0]}") from None
     estimator.check(features)
@@ -176,7 +178,7 @@ def fit_rows(cfg: DictConfig, data: HorizonData, rows: np.ndarray, seed: int, co
     platform) by `prcrs.fitting.fit_fold`: the protocol's inner split (`cv.inner_val_fraction`,
     seeded by `seed`), early stopping and threshold. No other row is read."""
     protocol = cfg.protocol
-    return fit_fold(build_estimator(cfg, tuple(data.X.columns), data.fill_values, covid), data.X, data.y,
+    return fit_fold(build_estimator(cfg, data.fill_values, covid), data.X, data.y,
                     data.grade_today, data.grade_target, data.patient, rows, seed=seed,
                     val_fraction=cfg.cv.inner_val_fraction, early_stopping=protocol.early_stopping,
                     threshold=protocol.threshold)
@@ -262,7 +264,7 @@ def cross_validate(cfg: DictConfig, data: HorizonData, covid: Cohort | None = No
     folds = make_folds(cfg.protocol.split, data.y, data.grade_target, data.patient, cfg.cv.folds,
                        cfg.cv.repeats, cfg.seed)
     if cfg.transfer.name == "covid":  # pretrain once, here, before the workers read the cache
-        estimator = build_estimator(cfg, tuple(data.X.columns), data.fill_values, covid)
+        estimator = build_estimator(cfg, data.fill_values, covid)
         estimator.init_from(estimator)
     jobs = [(cfg, data, k, fold, len(folds), covid) for k, fold in enumerate(folds)]
     result, oof = CVResult(), []

@@ -37,7 +37,7 @@ def test_every_option_of_every_group_composes(group, option):
     cfg = _compose([f"{group}={option}"])
     assert cfg.study and cfg.seed == 0
     if group == "model":
-        est = engine.build_estimator(cfg, engine.features_of(cfg), {})
+        est = engine.build_estimator(cfg, {})
         assert hasattr(est, "fit") and hasattr(est, "predict_proba")
     if group == "ablation":
         assert engine.features_of(cfg)
@@ -222,7 +222,7 @@ def test_paper_protocol_uses_rows_raw_values_and_threshold_0_3():
     oof = engine.cross_validate(cfg, data).oof
     assert (oof["threshold"] == 0.3).all()
     assert oof.groupby("patient")["fold"].nunique().max() > 1  # a patient's days on both sides
-    pre = engine.build_estimator(cfg, tuple(data.X.columns), data.fill_values).preprocessor
+    pre = engine.build_estimator(cfg, data.fill_values).preprocessor
     assert pre.raw and pre.unimpute == "none"  # raw values, the data as published
 
 
@@ -338,7 +338,7 @@ def test_the_paths_config_says_where_sheets_and_caches_are(tmp_path, monkeypatch
     assert cfg.paths.root_dir == str(paths.home())
     cohort = engine.load_cart_for(cfg)
     assert cohort.source == str(tmp_path / "CAR-T.xlsx") and cohort.n_patients == 20
-    estimator = engine.build_estimator(cfg, engine.features_of(cfg), {}, covid=synthetic_covid(n_subjects=60))
+    estimator = engine.build_estimator(cfg, {}, covid=synthetic_covid(n_subjects=60))
     assert estimator.init_from.cache_dir == str(tmp_path / "cache")
 
 

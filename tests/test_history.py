@@ -94,7 +94,7 @@ def test_only_history_models_see_a_signal_carried_by_the_trend_alone():
                                               ("history.changes=maybe", "history.changes=maybe must be true"),
                                               ("+history.future=true", "history.future is not a history option"),
                                               ("history=lags protocol.unimpute=fold", "history needs"),
-                                              ("history=lags transfer=covid", "use it with history=none")])
+                                              ("history=lags transfer=covid", "only a sequence network")])
 def test_bad_history_options_are_one_line_errors(override, message):
     from prcrs.errors import ConfigError
 
@@ -123,3 +123,15 @@ def test_every_model_fits_history_features():
         assert data.X.shape[1] > len(schema.FEATURE_KEYS) * 4
         result = engine.cross_validate(cfg, data)
         assert np.isfinite(result.oof["probability"]).all()
+
+
+def test_a_sequence_network_takes_covid_pretraining_on_single_days(tmp_path):
+    """The per-day encoder learns from single COVID-19 samples (a window of one day); it is what
+    the published freezing policy keeps fixed."""
+    cfg = engine.compose_config(["data=synthetic", "model=gru", "history=days", "transfer=covid", "cv.folds=2",
+                                 "cv.n_jobs=1", "trainer.max_epochs=1", f"paths.cache_dir={tmp_path}"])
+    data = engine.horizon_data(cfg, synthetic_cart(seed=0, n_patients=40))
+    model = engine.fit_rows(cfg, data, np.arange(len(data)), seed=0).model
+    frozen = {n for n, p in model.module_.named_parameters() if not p.requires_grad}
+    assert frozen and all(n.startswith("backbone.embedding.") for n in frozen)
+    assert list(tmp_path.glob("pretrain/*.pt"))

@@ -1,7 +1,11 @@
-"""The package's shape: no import cycles among its modules."""
+"""The package's shape: no import cycles among its modules; its docstring examples run."""
 
 import ast
+import doctest
+import importlib
 from pathlib import Path
+
+import pytest
 
 import prcrs
 
@@ -43,3 +47,9 @@ def test_no_module_imports_itself_back():
             seen.add(start)
             visit(start, [start])
     assert len(graph) > 30 and not cycles, cycles
+
+
+@pytest.mark.parametrize("module", ["prcrs.config_checks", "prcrs.data.fingerprint", "prcrs.data.history"])
+def test_the_docstring_examples_run(module):
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted and not result.failed

@@ -21,7 +21,7 @@ from prcrs.splits import inner_split, make_folds
 def deep(name: str, fill_values: dict | None = None, **params) -> DeepModel:
     """The network `model=<name>` as the config builds it (the recipe production trains), with
     `params` set on it."""
-    return build_estimator(compose_config([f"model={name}"]), schema.FEATURE_KEYS, fill_values or {}).set_params(
+    return build_estimator(compose_config([f"model={name}"]), fill_values or {}).set_params(
         **params)
 NETWORKS = {"cnn": B.CNN, "transformer": B.TokenTransformer, "squeezeformer": B.Squeezeformer,
             "prcrs": B.PrCRS, "prcrs_paper": B.PrCRSPaper}
@@ -107,7 +107,7 @@ def test_same_seed_same_predictions(split):
 @pytest.mark.parametrize("name", ["logreg", "hgb", "forest", "tree", "measix"])
 def test_tabular_baselines_output_probabilities_above_chance(name, split):
     d, fit, _, test = split
-    model = build_estimator(compose_config([f"model={name}"]), schema.FEATURE_KEYS, d.fill_values)
+    model = build_estimator(compose_config([f"model={name}"]), d.fill_values)
     proba = model.fit(d.X.iloc[fit], d.y[fit], d.grade_today[fit]).predict_proba(d.X.iloc[test])
     assert proba.shape == (len(test),) and ((proba >= 0) & (proba <= 1)).all()
     assert fold_metrics(d.y[test], proba, 0.5)["auroc"] > (0.6 if name == "tree" else 0.7)
@@ -152,7 +152,7 @@ def test_transfer_round_trip_freezes_what_the_policy_says(policy, split, tmp_pat
 @pytest.mark.parametrize("name", sorted(p.stem for p in (paths.CONFIG_DIR / "model").glob("*.yaml")))
 def test_every_model_is_a_scikit_learn_estimator_that_clones(name):
     """`clone` and `get_params` replace hand-copied keyword lists: the preprocessing is a param."""
-    model = build_estimator(compose_config([f"model={name}"]), schema.FEATURE_KEYS, {})
+    model = build_estimator(compose_config([f"model={name}"]), {})
     copy = clone(model)
     assert type(copy) is type(model) and copy.get_params(deep=False).keys() == model.get_params(deep=False).keys()
     assert isinstance(copy.preprocessor, FoldPreprocessor) and copy.preprocessor is not model.preprocessor

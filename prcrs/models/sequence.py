@@ -34,19 +34,19 @@ def per_day(x: torch.Tensor, missing: torch.Tensor | None, days: int) -> torch.T
 
 
 class DayGRU(nn.Module):
-    """A GRU over days: each day's values and missing mask embedded (Linear, GELU), the hidden
-    state after day t into the head."""
+    """A GRU over days: each day's values and missing mask embedded (`embedding`: Linear, GELU),
+    the hidden state after day t into the head."""
 
     def __init__(self, n_features: int, n_classes: int = 2, window: int = 3, d: int = 32, layers: int = 1,
                  dropout: float = 0.1):
         super().__init__()
         self.days, p = day_count(n_features, window)
-        self.embed = nn.Sequential(nn.Linear(2 * p, d), nn.GELU(), nn.Dropout(dropout))
+        self.embedding = nn.Sequential(nn.Linear(2 * p, d), nn.GELU(), nn.Dropout(dropout))
         self.gru = nn.GRU(d, d, layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
         self.head = Head(d, n_classes, dropout=dropout)
 
     def forward(self, x: torch.Tensor, missing: torch.Tensor | None = None) -> torch.Tensor:
-        out, _ = self.gru(self.embed(per_day(x, missing, self.days)))
+        out, _ = self.gru(self.embedding(per_day(x, missing, self.days)))
         return self.head(out[:, -1])
 
 
@@ -58,7 +58,7 @@ class DayTransformer(nn.Module):
                  layers: int = 2, dropout: float = 0.1):
         super().__init__()
         self.days, p = day_count(n_features, window)
-        self.embed = nn.Linear(2 * p, d)
+        self.embedding = nn.Linear(2 * p, d)
         self.position = nn.Parameter(torch.zeros(1, self.days, d))
         layer = nn.TransformerEncoderLayer(d, heads, 2 * d, dropout, batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
@@ -66,7 +66,7 @@ class DayTransformer(nn.Module):
         self.head = Head(d, n_classes, dropout=dropout)
 
     def forward(self, x: torch.Tensor, missing: torch.Tensor | None = None) -> torch.Tensor:
-        tokens = self.embed(per_day(x, missing, self.days)) + self.position
+        tokens = self.embedding(per_day(x, missing, self.days)) + self.position
         return self.head(self.norm(self.encoder(tokens))[:, -1])
 
 
@@ -101,9 +101,10 @@ class RCMNet(nn.Module):
                  heads: int = 4, layers: int = 1, dropout: float = 0.1):
         super().__init__()
         self.days, p = day_count(n_features, window)
-        self.stem = nn.Sequential(nn.Conv1d(2, d, 3, padding=1, bias=False), nn.BatchNorm1d(d), nn.ReLU())
-        self.cnn = nn.Sequential(*[ResidualBlock(d, d, stride=2 if i % 2 == 0 else 1) for i in range(blocks)])
-        length = self.cnn(self.stem(torch.zeros(2, 2, p))).shape[-1]
+        stem = nn.Sequential(nn.Conv1d(2, d, 3, padding=1, bias=False), nn.BatchNorm1d(d), nn.ReLU())
+        cnn = [ResidualBlock(d, d, stride=2 if i % 2 == 0 else 1) for i in range(blocks)]
+        self.embedding = nn.Sequential(stem, *cnn)  # the per-day feature extractor
+        length = self.embedding(torch.zeros(2, 2, p)).shape[-1]
         self.position = nn.Parameter(torch.zeros(1, 1, length, d))
         self.day = nn.Parameter(torch.zeros(1, self.days, 1, d))
         self.cls = nn.Parameter(torch.zeros(1, 1, d))
@@ -116,7 +117,7 @@ class RCMNet(nn.Module):
         seq = per_day(x, missing, self.days)  # (B, days, 2p)
         b, days, two_p = seq.shape
         channels = seq.reshape(b * days, 2, two_p // 2)  # values, mask
-        features = self.cnn(self.stem(channels)).transpose(1, 2)  # (B * days, L, d)
+        features = self.embedding(channels).transpose(1, 2)  # (B * days, L, d)
         tokens = features.reshape(b, days, -1, features.shape[-1]) + self.position + self.day
         tokens = torch.cat([self.cls.expand(b, -1, -1), tokens.reshape(b, -1, tokens.shape[-1])], dim=1)
         return self.head(self.norm(self.encoder(tokens))[:, 0])

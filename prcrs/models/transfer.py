@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,10 @@ class Pretraining:
     """`DeepModel.init_from`: the weights of the model's network pretrained on 3-class COVID-19
     severity (0-2) over `features`, fitted by `prcrs.fitting.fit_fold` with early stopping on a
     patient-grouped validation split of `val_fraction` (`transfer.val_fraction`); cached under
-    `<cache_dir>/pretrain/<key>.pt`, so folds and sweeps reuse them."""
+    `<cache_dir>/pretrain/<key>.pt`, so folds and sweeps reuse them. A sequence network (a
+    backbone with a `window`) is pretrained on single COVID-19 samples as a window of one day:
+    its per-day encoder and its sequence layers carry over, its day embeddings do not (their
+    shape differs, so they are not loaded)."""
 
     features: tuple[str, ...]
     covid: Cohort
@@ -63,7 +67,10 @@ class Pretraining:
         severity = frame["severity"].to_numpy(int)
         # the COVID sheet carries the same fingerprint by severity level: its own fill values are masked
         pre = clone(model.preprocessor).set_params(missing_indicators=False, fill_values=self.covid.fill_values)
-        pretrainer = clone(model).set_params(preprocessor=pre, init_from=None, freeze="none")
+        backbone = model.backbone
+        if "window" in getattr(backbone, "keywords", {}):  # a sequence network: pretrained on single days
+            backbone = partial(backbone.func, *backbone.args, **{**backbone.keywords, "window": 0})
+        pretrainer = clone(model).set_params(preprocessor=pre, init_from=None, freeze="none", backbone=backbone)
         fitted = fit_fold(pretrainer, frame[list(self.features)], severity, severity, severity,
                           frame["patient"].to_numpy(), np.arange(len(frame)), seed=model.seed,
                           val_fraction=self.val_fraction, early_stopping=True, threshold=None)
