@@ -99,6 +99,9 @@ def history_spec(cfg: DictConfig) -> HistorySpec:
             raise ConfigError(f"history.{name}={value} must be true or false")
     spec = HistorySpec(**options)
     reads_days = "window" in (cfg.model.get("estimator", {}).get("backbone") or {})  # a sequence network
+    if reads_days and (spec != HistorySpec(window=spec.window) or cfg.model.get("missing_indicators")):
+        raise ConfigError(f"model={cfg.model.name} reads whole days: use history=days or none (lags only, no "
+                          "changes, extremes or covariates) and model.missing_indicators=false")
     if spec.any and cfg.transfer.name != "none" and not reads_days:
         raise ConfigError(f"transfer={cfg.transfer.name} pretrains on single COVID-19 samples: with a history, only "
                           "a sequence network (model=gru, day_transformer, rcmnet) can use it, its per-day part "

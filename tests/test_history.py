@@ -41,6 +41,15 @@ def test_no_grade_enters():
                                   history_features(other, schema.FEATURE_KEYS, ALL))
 
 
+def test_baseline_covariates_absent_from_the_file_are_one_line():
+    from prcrs.errors import DataError
+
+    frame = synthetic_cart(seed=0, n_patients=5).frame.drop(columns=["dose"])
+    with pytest.raises(DataError, match="needs the columns dose"):
+        history_features(frame, schema.FEATURE_KEYS, ALL)
+    assert len(history_features(frame, schema.FEATURE_KEYS, HistorySpec(window=1)))  # lags need no covariates
+
+
 def test_gaps_in_the_record_are_days_not_rows():
     frame = pd.DataFrame({"patient": [0, 0, 0, 0], "day": [0, 1, 3, 4], "il6": [1.0, 2.0, 8.0, 4.0]})
     out = history_features(frame, ("il6",), HistorySpec(window=2, changes=True, extremes=True))
@@ -94,7 +103,10 @@ def test_only_history_models_see_a_signal_carried_by_the_trend_alone():
                                               ("history.changes=maybe", "history.changes=maybe must be true"),
                                               ("+history.future=true", "history.future is not a history option"),
                                               ("history=lags protocol.unimpute=fold", "history needs"),
-                                              ("history=lags transfer=covid", "only a sequence network")])
+                                              ("history=lags transfer=covid", "only a sequence network"),
+                                              ("model=gru history=lags", "reads whole days"),
+                                              ("model=rcmnet history=days model.missing_indicators=true",
+                                               "reads whole days")])
 def test_bad_history_options_are_one_line_errors(override, message):
     from prcrs.errors import ConfigError
 

@@ -95,7 +95,7 @@ def test_same_seed_same_predictions(split):
     d, fit, val, test = split
 
     def run(seed):
-        m = deep("squeezeformer", d.fill_values, max_epochs=2, seed=seed)
+        m = deep("squeezeformer", d.fill_values, max_epochs=1, min_epochs=1, seed=seed)
         m.fit(d.X.iloc[fit], d.y[fit], d.grade_today[fit], d.X.iloc[val], d.y[val])
         return m.predict_proba(d.X.iloc[test])
 

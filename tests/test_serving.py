@@ -466,6 +466,7 @@ def test_a_history_model_reads_each_patients_earlier_days_by_day(history_store, 
     from prcrs.data.history import HistorySpec
     from prcrs.data.synthetic import synthetic_cart, to_sheet
     from prcrs.data.targets import make_horizon
+    from prcrs.errors import DataError
     from prcrs.serving.platform import Platform
     from prcrs.serving.registry import check_trusted
     from prcrs.serving.web import create_app
@@ -500,6 +501,17 @@ def test_a_history_model_reads_each_patients_earlier_days_by_day(history_store, 
     with_past = client.post("/predict", json={"values": values, "day": 1, "past_days": [{"day": 0, "values": before}]})
     assert alone.status_code == with_past.status_code == 200, with_past.text
     assert alone.json()["results"][0]["past_days"] == 0 and with_past.json()["results"][0]["past_days"] == 1
+    dated = client.post("/predict", json={"values": values, "day": 1})  # a day, no past: no warning about it
+    assert dated.status_code == 200 and not any("Relative date" in w for w in dated.json()["results"][0]["warnings"])
+    # an earlier day predicted with another combination is still read whole (training read every value)
+    partial_day = {k: v for k, v in before.items() if k not in schema.group_features(1)}
+    rows = [check_row(partial_day), check_row(values)]
+    assert rows[0].combination != "1234"
+    got = platform.predict_rows(rows, [1], ["p", "p"], [0, 1])[1][0]["probability"]
+    frame = pd.DataFrame([partial_day, values], columns=list(model.features), dtype=float)
+    assert got == pytest.approx(model.predict(frame, ["p", "p"], [0, 1])["probability"].iloc[1])
+    with pytest.raises(DataError, match="must start at day 0"):  # the sheet's rule, as in training
+        platform.predict_table(sheet.iloc[[2, 1, 0]].reset_index(drop=True), [1])
     bad = client.post("/predict", json={"values": values, "day": 1, "past_days": [{"day": 2, "values": before}]})
     assert bad.status_code == 422 and "not before day" in bad.text
     assert client.post("/predict", json={"values": values, "past_days": [{"day": 0, "values": before}]}

@@ -26,6 +26,7 @@ import pandas as pd
 
 from prcrs import schema
 from prcrs.data.fingerprint import FillValueMasker, fill_values
+from prcrs.errors import DataError
 
 BASELINE = ("age", "female", "dose", "blast_pct", "lines_of_therapy")  # known at infusion (day 0)
 MASKED_BASELINE = ("age", "dose", "blast_pct", "lines_of_therapy")  # label-imputed like the labs; sex is not
@@ -70,7 +71,10 @@ def history_features(frame: pd.DataFrame, features: tuple[str, ...], spec: Histo
     protocol: `Cohort.fill_values` plus `baseline_fill_values`); None keeps the data as published.
     """
     if frame.duplicated(["patient", "day"]).any():
-        raise ValueError("a patient has two rows for one day: history needs one row per patient-day")
+        raise DataError("a patient has two rows for one day: history needs one row per patient-day")
+    absent = [c for c in BASELINE if c not in frame.columns] if spec.baseline else []
+    if absent:
+        raise DataError(f"history with baseline covariates needs the columns {', '.join(absent)} (at infusion)")
     values = frame[list(features)].reset_index(drop=True)
     if masked_values is not None:
         values = FillValueMasker(masked_values).fit(values).transform(values)

@@ -52,7 +52,8 @@ def make_horizon(cohort: Cohort, horizon: int, features: tuple[str, ...] = schem
     columns = list(features)
     if history is not None and history.any:
         grade = frame["grade"].to_numpy(int)
-        masked = {**cohort.fill_values, **baseline_fill_values(frame, grade)} if mask_history else None
+        baseline = baseline_fill_values(frame, grade) if history.baseline and mask_history else {}
+        masked = {**cohort.fill_values, **baseline} if mask_history else None
         past = history_features(frame, features, history, masked)
         frame = pd.concat([frame.reset_index(drop=True), past], axis=1)
         columns += list(past.columns)

@@ -32,11 +32,12 @@ class RowInput:
     combination chosen, and what the user should know. `error` set means: not predicted;
     `field_errors` names the cells behind it (input name -> what is wrong)."""
 
-    values: dict[str, float] = field(default_factory=dict)
+    values: dict[str, float] = field(default_factory=dict)  # those of the combination chosen
     combination: str | None = None
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     field_errors: dict[str, str] = field(default_factory=dict)
+    read: dict[str, float] = field(default_factory=dict)  # every factor value given (what a history reads)
 
 
 def resolve_columns(columns) -> tuple[dict[str, str], list[str], list[str]]:
@@ -117,9 +118,9 @@ def check_row(cells: dict[str, object]) -> RowInput:
         counts = ", ".join(f"{len(set(values) & set(schema.group_features(g)))}/{GROUP_SIZES[g]} "
                            f"{schema.GROUP_NAMES[g]}" for g in schema.GROUP_NAMES)
         return RowInput(values, error=f"nothing usable: no factor combination available (present {counts}; "
-                                      f"a group needs half of its factors)")
+                                      f"a group needs half of its factors)", read=values)
     needed = schema.select_features("none", code)
-    out = RowInput({k: v for k, v in values.items() if k in needed}, code)
+    out = RowInput({k: v for k, v in values.items() if k in needed}, code, read=values)
     lookup = column_lookup()
     out.warnings += [f"{col}: {IGNORED[lookup[str(col).strip().lower()]]}" for col in ignored
                      if str(cells[col]).strip().lower() not in MISSING_TOKENS]  # None, NaN, blank: silent

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from prcrs import schema
-from prcrs.data.cohort import column_lookup
+from prcrs.data.cohort import column_lookup, segment_patients
 from prcrs.data.history import HistorySpec, history_features
 from prcrs.errors import DataError, PrcrsError
 from prcrs.serving.inputs import IGNORED, RowInput, check_row, model_frame, resolve_columns
@@ -67,11 +67,7 @@ class CombinationModel:
             raise DataError("this model reads a patient's earlier days: give each row a patient and a 'Relative date'")
         frame = pd.concat([pd.DataFrame({"patient": np.asarray(patient), "day": np.asarray(day)}), X], axis=1)
         masked = self._fill_values() if self.estimator.preprocessor.unimpute == "sheet" else None
-        try:
-            past = history_features(frame, self.features, self.history, masked)
-        except ValueError as exc:
-            raise DataError(str(exc)) from None
-        return pd.concat([X, past], axis=1)
+        return pd.concat([X, history_features(frame, self.features, self.history, masked)], axis=1)
 
     def past_days(self, patient, day) -> np.ndarray:
         """Per row, how many of the same patient's earlier days its history read: those within
@@ -117,13 +113,15 @@ class Platform:
     def predict_rows(self, rows: list[RowInput], horizons, patient=None, day=None) -> list[list[dict]]:
         """Per row, one result dict per horizon (combination, probabilities, past days used,
         warnings, error). `patient` and `day` (one each per row) line up a patient's days for
-        history models; rows with an error are not part of anyone's history."""
+        history models: a history reads every value a row gave (not only its combination's), and
+        a row with a bad value is nobody's history."""
         horizons = self.check_horizons(horizons)
         out = [[{"horizon": h, "combination": r.combination, "past_days": 0, "warnings": list(r.warnings),
                  "error": r.error} for h in horizons] for r in rows]
         valid = [i for i, r in enumerate(rows) if r.error is None]
+        parsed = [i for i, r in enumerate(rows) if not r.field_errors]  # every one is someone's history
         if self.reads_history and (patient is None or day is None):
-            patient, day = np.arange(len(rows)), np.zeros(len(rows))  # each row its own patient: no past
+            patient, day = np.arange(len(rows)), np.zeros(len(rows)) if day is None else day  # no past
             for i in valid:
                 for res in out[i]:
                     res["warnings"].append("no patient and 'Relative date' given: no earlier day was read")
@@ -135,10 +133,11 @@ class Platform:
                     for i in idx:
                         out[i][j]["error"] = f"no model for combination {code} at horizon {h}"
                     continue
-                if model.history.any:  # every valid row is someone's past, whichever combination it used
-                    who, when = np.asarray(patient)[valid], np.asarray(day)[valid]
-                    pred = model.predict(model_frame([rows[i] for i in valid], model.features), who, when)
-                    keep = [valid.index(i) for i in idx]
+                if model.history.any:  # a row's past: every value read on earlier days, whatever they predicted with
+                    who, when = np.asarray(patient)[parsed], np.asarray(day)[parsed]
+                    past = pd.DataFrame([rows[i].read for i in parsed], columns=list(model.features), dtype=float)
+                    pred = model.predict(past, who, when)
+                    keep = [parsed.index(i) for i in idx]
                     pred, used = pred.iloc[keep], model.past_days(who, when)[keep]
                 else:
                     pred, used = model.predict(model_frame([rows[i] for i in idx], model.features)), [0] * len(idx)
@@ -186,7 +185,7 @@ def patients_and_days(raw: pd.DataFrame, ids: dict[str | None, str]) -> tuple[np
                         "models line up a patient's days by it)")
     if "patient" in ids:
         return raw[ids["patient"]].astype(str).to_numpy(), day
-    return np.cumsum(np.r_[True, np.diff(day) <= 0]), day
+    return segment_patients(pd.Series(day, index=raw.index), "input"), day
 
 
 def example_values(model: CombinationModel) -> dict[str, float]:

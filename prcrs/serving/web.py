@@ -120,7 +120,9 @@ def create_app(platform: Platform) -> FastAPI:
         if row.error is not None:
             raise _unprocessable({("values",): row.error})
         if not request.past_days:
-            return {"results": platform.predict_rows([row], horizons)[0], "note": NOTE}
+            day = None if request.day is None else [request.day]
+            return {"results": platform.predict_rows([row], horizons, None if day is None else ["patient"], day)[0],
+                    "note": NOTE}
         if request.day is None:
             raise _unprocessable({("day",): "give the day since infusion of `values` with past_days"})
         past, errors = [], {}
