@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -37,8 +37,7 @@ RESULT_KEYS = ("data", "model", "ablation", "factors", "horizon", "history", "pr
 # they keep it, so the stored runs are still found (resumed, reported) and not run again.
 HASH_NEUTRAL = {"trainer.accelerator": "cpu", "trainer.devices": 1, "model.estimator.accelerator": "cpu",
                 "model.estimator.devices": 1, "transfer.val_fraction": 0.15,
-                "history": {"name": "none", "window": 0, "changes": False, "extremes": False, "since_infusion": False,
-                            "baseline": False}}
+                "history": {"name": "none", **asdict(HistorySpec())}}  # conf/history/none.yaml
 
 
 def compose_config(overrides: list[str]) -> DictConfig:

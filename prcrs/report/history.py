@@ -7,7 +7,7 @@ import pandas as pd
 
 from prcrs.plots import plt
 from prcrs.report import stats
-from prcrs.report.tables import N_BOOT, Report, ci_cell, md_table, one, p_cell
+from prcrs.report.tables import N_BOOT, Report, ci_cell, md_table, p_cell
 from prcrs.results import oof
 
 ONE_DAY = "none"
@@ -34,12 +34,11 @@ def history_section(report: Report, hs: pd.DataFrame) -> None:
     hs = hs[hs["protocol"] == "honest"]
     rows, helps, not_helps = [], [], []
     lines: dict[tuple[str, str], dict[int, pd.Series]] = {}
-    for (model, history), group in hs.groupby(["model", "history"], sort=True):
-        lines[(model, history)] = {int(r.horizon): r for r in group.itertuples(index=False)}
+    for (model, history), group in hs.groupby(["model", "history"], sort=True):  # the latest run of each
+        lines[(model, history)] = {int(r["horizon"]): r for _, r in group.drop_duplicates("horizon").iterrows()}
     for (model, history), by_horizon in lines.items():
-        for h in sorted(by_horizon):
-            run = one(hs, model=model, history=history, horizon=h)
-            base = one(hs, model=model, history=ONE_DAY, horizon=h)
+        for h, run in sorted(by_horizon.items()):
+            base = lines.get((model, ONE_DAY), {}).get(h)
             row = [h, model, history, ci_cell(run, "auroc"), ci_cell(run, "auprc")]
             if history == ONE_DAY or base is None:
                 rows.append(row + ["(one day)" if history == ONE_DAY else "no one-day run", "–", "–"])
@@ -55,7 +54,7 @@ def history_section(report: Report, hs: pd.DataFrame) -> None:
     for (model, history), by_horizon in lines.items():
         order = sorted(by_horizon)
         for ax, metric in zip(axes, ("auroc", "auprc"), strict=True):
-            ax.plot(order, [getattr(by_horizon[h], f"mean_test_{metric}") for h in order],
+            ax.plot(order, [by_horizon[h][f"mean_test_{metric}"] for h in order],
                     "-o" if history == ONE_DAY else "--s", label=f"{model}, {history}")
     for ax, name in zip(axes, ("AUROC", "AUPRC"), strict=True):
         ax.set(xlabel="days ahead (horizon)", ylabel=f"mean test {name} (honest)", xticks=range(4))
