@@ -23,17 +23,19 @@ from prcrs.errors import say
 
 ROOT = Path(__file__).resolve().parents[1]
 # conf/experiment/<name>.yaml
-ARTEFACTS = ("table2", "table3", "fig8", "fig8_paper", "transfer", "audit", "history", "history_networks")
+ARTEFACTS = ("table2", "table3", "fig8", "fig8_paper", "transfer", "audit", "history", "history_networks",
+             "clinical")
 QUICK = ["data=synthetic", "data.n_patients=80", "cv.folds=2", "trainer.max_epochs=2", "trainer.patience=1",
          "trainer.min_epochs=1"]
 # Quick mode (the tests) sweeps fewer values so that every table and figure is still drawn.
 QUICK_SWEEPS: dict[str, list[str]] = {
-    "table2": ["model=cnn,prcrs,forest,tree,measix", "protocol=paper,honest"],
+    "table2": ["model=cnn,prcrs,forest,tree,measix,teachey", "protocol=paper,honest"],
     "table3": ["ablation=del_cytokines,del_clotting", "protocol=paper,honest"],
     "fig8": ["factors=1234,4", "horizon=1,2"],
     "fig8_paper": ["factors=1234", "horizon=1,2"],
     "history": ["model=hgb", "history=none,trends", "horizon=0,1"],
     "history_networks": ["model=gru", "history=none,days", "horizon=1"],
+    "clinical": ["model=measix,teachey", "horizon=1,2"],
 }
 
 

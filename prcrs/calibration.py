@@ -1,11 +1,19 @@
-"""Turning model scores into probabilities: the paper's windowed conversion, isotonic, Platt.
+"""Turning model scores into probabilities (the paper's windowed conversion, isotonic, Platt)
+and checking how right probabilities are (Steyerberg: calibration-in-the-large, slope; ECE).
 
-All are fitted on out-of-fold predictions (`scores`, `labels`) and applied to new scores.
+Conversions are fitted on out-of-fold predictions (`scores`, `labels`) and applied to new scores.
+
+    >>> stats = calibration_stats([0.2] * 5 + [0.8] * 5, [1, 0, 0, 0, 0, 1, 1, 1, 1, 0])
+    >>> round(stats["citl"], 3), round(stats["slope"], 3), round(stats["ece"], 3)
+    (0.0, 1.0, 0.0)
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.optimize import brentq
+from scipy.special import expit
+from scipy.stats import rankdata
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
@@ -73,6 +81,37 @@ def cross_fitted(name: str, scores, labels, groups, folds: int = 5, seed: int = 
 def cross_fitted_all(scores, labels, groups, seed: int = 0) -> dict[str, np.ndarray]:
     """Every conversion's cross-fitted probabilities (see `cross_fitted`), by name."""
     return {name: cross_fitted(name, scores, labels, groups, seed=seed) for name in CONVERSIONS}
+
+
+def choose_calibrator(scores, labels, groups, seed: int = 0) -> tuple[str, dict[str, np.ndarray], dict[str, float]]:
+    """The standard calibrator the platform serves: of isotonic and Platt (Platt only when its
+    slope is positive, so that risk never falls as the score rises), the one with the lower
+    patient-cross-fitted Brier score. Returns (its name, every conversion's cross-fitted
+    probabilities by name, their Brier scores)."""
+    converted = cross_fitted_all(scores, labels, groups, seed)
+    scores_ = {name: brier(q, labels) for name, q in converted.items()}
+    monotone = ["isotonic"] + (["platt"] if PlattConversion().fit(scores, labels).model_.coef_[0, 0] > 0 else [])
+    return min(monotone, key=scores_.get), converted, scores_
+
+
+def calibration_stats(probabilities, labels, bins: int = 10) -> dict[str, float]:
+    """How right probabilities are, the Steyerberg way.
+
+    citl: calibration-in-the-large, the intercept a of logit P(y) = a + logit(p) (0 = right on
+    average; > 0: risks too low). slope: b of logit P(y) = a + b logit(p) (1 = right spread; < 1:
+    too extreme). ece: expected calibration error, the row-weighted mean |mean p - frequency| over
+    `bins` equal-count bins. oe: observed / expected events. NaN where the labels hold one class.
+    """
+    p, y = np.clip(np.asarray(probabilities, float), 1e-6, 1 - 1e-6), np.asarray(labels, int)
+    if len(np.unique(y)) < 2:
+        return dict.fromkeys(("citl", "slope", "ece", "oe"), float("nan"))
+    lp = np.log(p / (1 - p))
+    citl = brentq(lambda a: np.sum(y - expit(a + lp)), -30, 30)  # the score equation of the intercept
+    slope = LogisticRegression(C=np.inf).fit(lp.reshape(-1, 1), y).coef_[0, 0]
+    bin_of = np.floor(rankdata(p, method="min") - 1) * bins // len(p)  # equal-count bins; ties stay together
+    ece = sum(np.sum(bin_of == b) * abs(p[bin_of == b].mean() - y[bin_of == b].mean())
+              for b in np.unique(bin_of)) / len(p)
+    return {"citl": float(citl), "slope": float(slope), "ece": float(ece), "oe": float(y.sum() / p.sum())}
 
 
 def brier(probabilities, labels) -> float:

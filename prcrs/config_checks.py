@@ -26,8 +26,12 @@ def check_run_config(cfg: DictConfig) -> None:
     _whole("cv.folds", cfg.cv.get("folds", 5), 2)
     _whole("cv.repeats", cfg.cv.get("repeats", 1), 1)
     _whole("cv.n_jobs", cfg.cv.get("n_jobs", 1), 1)
+    _whole("cv.explain_rows", cfg.cv.get("explain_rows", 0), 0)
     _whole("data.n_patients", cfg.data.get("n_patients", 202), 1)
     _share("cv.inner_val_fraction", cfg.cv.get("inner_val_fraction", 0.2))
+    specificity = (cfg.get("protocol") or {}).get("alarm_specificity", 0.9)
+    if isinstance(specificity, bool) or not isinstance(specificity, (int, float)) or not 0 < specificity < 1:
+        raise ConfigError(f"protocol.alarm_specificity={specificity} must be a share in (0, 1), e.g. 0.9")
     if cfg.get("transfer") is not None and "val_fraction" in cfg.transfer:
         _share("transfer.val_fraction", cfg.transfer.val_fraction)
 

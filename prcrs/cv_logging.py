@@ -18,13 +18,15 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from prcrs import tracking
+from prcrs.clinical import clinical_metrics
 from prcrs.data.cohort import Cohort
 from prcrs.engine import RESULT_KEYS, CVResult, FoldOutput
 from prcrs.metrics import METRICS
+from prcrs.subgroups import patient_covariates
 
 log = logging.getLogger("prcrs")
 NOT_LOGGED = "<not logged: logger.log_data_file=false>"
-FOLD_EXTRAS = ("threshold", "seconds", "best_epoch", "epochs", "val_auroc", "diverged")
+FOLD_EXTRAS = ("threshold", "alarm_threshold", "seconds", "best_epoch", "epochs", "val_auroc", "diverged")
 
 
 def data_file_name(cfg: DictConfig, source: str) -> str:
@@ -82,6 +84,7 @@ class CVRunLogger:
                  experiment_id: str, already_stored: Callable[[], object | None] = lambda: None):
         self.cfg, self.label = cfg, run_label(cfg)
         self.tags = run_tags(cfg, cohort, config_hash)
+        self.covariates = patient_covariates(cohort.frame)
         self.logged_cfg, self.logged_overrides = redacted(cfg, overrides)
         self.experiment_id, self.already_stored = experiment_id, already_stored
         self.run_id: str | None = None
@@ -115,6 +118,7 @@ class CVRunLogger:
                               tags={**self.tags, "role": "cv_fold", "fold": str(k)}):
             mlflow.log_metrics({f"test_{m}": v for m, v in metrics.items() if m in METRICS})
             mlflow.log_metrics({m: float(metrics[m]) for m in FOLD_EXTRAS if m in metrics})
+            mlflow.log_metrics({m: v for m, v in metrics.items() if m.startswith("importance_")})
             if out.model is not None:
                 with tempfile.TemporaryDirectory() as tmp:
                     path = Path(tmp) / "model.joblib"
@@ -124,13 +128,16 @@ class CVRunLogger:
                  f"threshold {metrics['threshold']:.3f} ({metrics['seconds']:.1f} s)")
 
     def log_result(self, result: CVResult) -> str:
-        """The parent run's summary metrics (`CVResult.summary`), config, overrides, out-of-fold
-        predictions (unless `logger.log_predictions=false`) and curves; returns its run id."""
+        """The parent run's summary metrics (`CVResult.summary`), clinical metrics
+        (`prcrs.clinical.clinical_metrics`: calibration, net benefit, warning time, subgroups),
+        config, overrides, out-of-fold predictions (unless `logger.log_predictions=false`) and
+        curves; returns its run id."""
         import mlflow
 
         from prcrs.plots import curve_figures
 
         mlflow.log_metrics(result.summary())
+        mlflow.log_metrics(clinical_metrics(result.oof, self.covariates, self.cfg.seed))
         if result.n_parameters is not None:
             mlflow.log_param("n_parameters", result.n_parameters)
         cfg = self.logged_cfg

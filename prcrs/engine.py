@@ -18,7 +18,8 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from prcrs import paths, schema, workers
+from prcrs import explain, paths, schema, workers
+from prcrs.alarms import specificity_threshold
 from prcrs.data.cohort import Cohort
 from prcrs.data.fingerprint import UNIMPUTE
 from prcrs.data.history import HistorySpec
@@ -36,7 +37,8 @@ RESULT_KEYS = ("data", "model", "ablation", "factors", "horizon", "history", "pr
 # Options added after runs were stored, at the value those runs used: left out of the hash while
 # they keep it, so the stored runs are still found (resumed, reported) and not run again.
 HASH_NEUTRAL = {"trainer.accelerator": "cpu", "trainer.devices": 1, "model.estimator.accelerator": "cpu",
-                "model.estimator.devices": 1, "transfer.val_fraction": 0.15,
+                "model.estimator.devices": 1, "transfer.val_fraction": 0.15, "protocol.alarm_specificity": 0.9,
+                "cv.explain_rows": 100,
                 "history": {"name": "none", **asdict(HistorySpec())}}  # conf/history/none.yaml
 
 
@@ -193,13 +195,30 @@ def _fit_and_score(cfg: DictConfig, data: HorizonData, k: int, fold, covid: Coho
     proba = model.predict_proba(data.X.iloc[fold.test])
     metrics = fold_metrics(data.y[fold.test], proba, threshold)
     metrics["threshold"] = threshold
-    if val is not None:  # the search score: validation rows only
+    metrics["alarm_threshold"] = float("nan")
+    if val is not None:  # the search score and the alarm threshold: validation rows only
         metrics["val_auroc"] = fold_metrics(data.y[val], fitted.val_proba, threshold)["auroc"]
+        metrics["alarm_threshold"] = specificity_threshold(data.y[val], fitted.val_proba,
+                                                           cfg.protocol.get("alarm_specificity", 0.9))
+    metrics.update(_importance(cfg, data, model, fold, cfg.seed + k))
     if getattr(model, "best_epoch_", None) is not None:
         metrics["best_epoch"] = model.best_epoch_
     if getattr(model, "trainer_", None) is not None:
         metrics["epochs"] = model.trainer_.current_epoch
     return model, proba, metrics
+
+
+def _importance(cfg: DictConfig, data: HorizonData, model, fold, seed: int) -> dict[str, float]:
+    """Mean |contribution| of each factor (`prcrs.explain.contributions`, against the training
+    rows' reference day) over up to `cv.explain_rows` test rows drawn with `seed`:
+    `importance_<factor>`, in units of P(severe)."""
+    n = min(int(cfg.cv.get("explain_rows", 0)), len(fold.test))
+    if n == 0:
+        return {}
+    rows = np.sort(np.random.default_rng(seed).choice(fold.test, n, replace=False))
+    values = explain.contributions(model.predict_proba, data.X.iloc[rows],
+                                   explain.reference_row(model, data.X.iloc[fold.train]), seed=seed)
+    return {f"importance_{factor.replace('@', '_at_')}": float(v) for factor, v in values.abs().mean().items()}
 
 
 @dataclass
@@ -218,6 +237,8 @@ class CVResult:
             out[f"mean_test_{m}"] = float(np.nanmean(values))
             out[f"std_test_{m}"] = float(np.nanstd(values))
         out["diverged_folds"] = float(sum(f.get("diverged", 0) for f in self.folds))
+        for key in dict.fromkeys(k for f in self.folds for k in f if k.startswith("importance_")):
+            out[f"mean_{key}"] = float(np.nanmean([f.get(key, np.nan) for f in self.folds]))
         if any("val_auroc" in f for f in self.folds):  # a diverged fold has none
             out["mean_val_auroc"] = float(np.nanmean([f.get("val_auroc", np.nan) for f in self.folds]))
         return out
@@ -241,7 +262,8 @@ def _run_fold(cfg: DictConfig, data: HorizonData, k: int, fold, n_folds: int, co
     except TrainingError as exc:  # recorded, not hidden: the fold's metrics are NaN and say why
         log.warning(f"fold {k + 1}/{n_folds}: {exc}")
         model, proba = None, np.full(len(fold.test), np.nan)
-        metrics = {**dict.fromkeys(METRICS, float("nan")), "threshold": float("nan"), "diverged": 1.0}
+        metrics = {**dict.fromkeys(METRICS, float("nan")), "threshold": float("nan"), "alarm_threshold": float("nan"),
+                   "diverged": 1.0}
     metrics.update(seconds=time.perf_counter() - start, test_rows=len(fold.test))
     out = FoldOutput(proba, metrics, n_parameters=getattr(model, "n_parameters", None))
     if model is not None and cfg.logger.log_models:
@@ -278,7 +300,9 @@ def cross_validate(cfg: DictConfig, data: HorizonData, covid: Cohort | None = No
             oof.append(pd.DataFrame({"repeat": fold.repeat, "fold": fold.fold, "patient": data.patient[fold.test],
                                      "day": data.day[fold.test], "horizon": data.horizon,
                                      "label": data.y[fold.test], "probability": out.proba,
-                                     "threshold": out.metrics["threshold"]}))
+                                     "threshold": out.metrics["threshold"],
+                                     "alarm_threshold": out.metrics["alarm_threshold"],
+                                     "severe_today": (data.grade_today[fold.test] >= schema.SEVERE_GRADE).astype(int)}))
             if on_fold is not None:
                 on_fold(k, len(folds), out)
     except BrokenProcessPool:

@@ -12,7 +12,7 @@ from prcrs.data.targets import make_horizon
 from prcrs.engine import build_estimator, compose_config
 from prcrs.metrics import fold_metrics
 from prcrs.models import backbones as B
-from prcrs.models.estimators import DeepModel, MEasix, freeze
+from prcrs.models.estimators import CytokineLogistic, DeepModel, MEasix, freeze
 from prcrs.models.transfer import Pretraining
 from prcrs.preprocessing import FoldPreprocessor
 from prcrs.splits import inner_split, make_folds
@@ -104,7 +104,7 @@ def test_same_seed_same_predictions(split):
     assert not np.array_equal(a, c)
 
 
-@pytest.mark.parametrize("name", ["logreg", "hgb", "forest", "tree", "measix"])
+@pytest.mark.parametrize("name", ["logreg", "hgb", "forest", "tree", "measix", "teachey"])
 def test_tabular_baselines_output_probabilities_above_chance(name, split):
     d, fit, _, test = split
     model = build_estimator(compose_config([f"model={name}"]), d.fill_values)
@@ -113,13 +113,15 @@ def test_tabular_baselines_output_probabilities_above_chance(name, split):
     assert fold_metrics(d.y[test], proba, 0.5)["auroc"] > (0.6 if name == "tree" else 0.7)
 
 
-def test_measix_needs_its_three_labs(split):
+def test_bedside_scores_need_their_labs(split):
     from prcrs.errors import ConfigError
 
     d, fit, _, _ = split
-    cytokines = list(schema.group_features(4))
+    cytokines, others = list(schema.group_features(4)), list(schema.group_features(1, 2, 3))
     with pytest.raises(ConfigError, match="m-EASIX needs"):
         MEasix(FoldPreprocessor()).fit(d.X.iloc[fit][cytokines], d.y[fit], d.grade_today[fit])
+    with pytest.raises(ConfigError, match="the cytokine model needs il6, ifn_gamma, il10"):
+        CytokineLogistic(FoldPreprocessor()).fit(d.X.iloc[fit][others], d.y[fit], d.grade_today[fit])
 
 
 @pytest.mark.parametrize("policy", ["embedding", "backbone", "none"])

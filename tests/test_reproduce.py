@@ -68,10 +68,11 @@ def test_each_artefact_holds_its_sweep_in_its_experiment_config():
     import reproduce
 
     assert reproduce.sweep_of("table2") == [
-        "model=cnn,transformer,squeezeformer,prcrs,rcmnet,logreg,hgb,forest,tree,measix", "protocol=paper,honest"]
+        "model=cnn,transformer,squeezeformer,prcrs,rcmnet,logreg,hgb,forest,tree,measix,teachey",
+        "protocol=paper,honest"]
     runs = [[f"experiment={name}", *run] for name in reproduce.ARTEFACTS
             for run in reproduce.expand(reproduce.sweep_of(name))]
-    assert len(runs) == 100 and ["experiment=audit"] in runs
+    assert len(runs) == 108 and ["experiment=audit"] in runs
     counts = {name: sum(r[0] == f"experiment={name}" for r in runs)
-              for name in ("table2", "fig8", "fig8_paper", "history", "history_networks")}
-    assert counts == {"table2": 20, "fig8": 18, "fig8_paper": 3, "history": 24, "history_networks": 24}
+              for name in ("table2", "fig8", "fig8_paper", "history", "history_networks", "clinical")}
+    assert counts == {"table2": 22, "fig8": 18, "fig8_paper": 3, "history": 24, "history_networks": 24, "clinical": 6}

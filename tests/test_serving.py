@@ -21,6 +21,7 @@ import pytest
 
 from prcrs import cli, schema, tracking
 from prcrs.serving.inputs import MIN_PRESENT, check_row, choose_combination, model_frame
+from prcrs.serving.registry import PREDICTIONS
 from prcrs.serving.train_final import fit_calibrators
 
 HORIZONS = (1, 2)
@@ -134,8 +135,9 @@ def test_train_final_registers_calibrated_pyfunc_models_with_a_signature(store, 
     assert model.calibrator_name in {"isotonic", "platt"} and model.info["cv_run_id"]
     example = pd.DataFrame([{k: model.medians[k] for k in model.features}])
     out = pyfunc.predict(example)
-    assert list(out.columns) == ["probability", "calibrated_probability", "paper_probability"]
-    assert ((out >= 0) & (out <= 1)).all().all()
+    assert list(out.columns) == ["probability", "calibrated_probability", "paper_probability", "risk_band"]
+    assert ((out[list(PREDICTIONS)] >= 0) & (out[list(PREDICTIONS)] <= 1)).all().all()
+    assert out["risk_band"].isin(["low", "uncertain", "high", "atypical"]).all()
     pd.testing.assert_frame_equal(out, model.predict(example))  # the registered model is the trained one
     with pytest.raises(Exception, match="d_dimer: impossible value -5"):
         pyfunc.predict(example.assign(d_dimer=-5.0))
@@ -200,6 +202,19 @@ def test_predict_cli_keeps_going_past_bad_rows(store, platform, tmp_path, capsys
     assert errors[6].startswith("nothing usable")
     assert pd.isna(errors[7]) and "unknown column(s) ignored: comment" in err
     assert "error: row 4" in err and "error: row 6" in err
+    predicted = table[table["error"].isna()]  # every prediction says its band and what moved it
+    assert predicted["risk_band"].isin(["low", "uncertain", "high", "atypical"]).all()
+    assert predicted["top_factors"].str.count(" pp").eq(5).all()
+    assert predicted["reference_probability"].between(0, 1).all()
+
+
+def test_contributions_add_up_to_the_calibrated_probability(platform):
+    model = platform.models[("1234", 1)]
+    rows = pd.DataFrame([{k: model.medians[k] * scale for k in model.features} for scale in (0.5, 1.0, 3.0)])
+    values, reference = model.explain(rows)
+    calibrated = model.predict(rows)["calibrated_probability"].to_numpy()
+    np.testing.assert_allclose(values.sum(axis=1).to_numpy() + reference, calibrated, atol=1e-6)  # float32 nets
+    assert list(values.columns) == list(model.features) and values.abs().to_numpy().max() > 0
 
 
 def test_predict_reads_the_published_sheet_layout_from_xlsx(store, platform, tmp_path, capsys):
@@ -258,6 +273,11 @@ def test_api_predicts_and_names_bad_fields_in_a_422(client):
     results = ok.json()["results"]
     assert [r["horizon"] for r in results] == [1, 2] and results[0]["combination"] == "1234"
     assert 0 <= results[0]["calibrated_probability"] <= 1 and "severe CRS" in ok.json()["note"]
+    for r in results:  # a band and the factors that moved the calibrated probability, largest first
+        assert r["risk_band"] in {"low", "uncertain", "high", "atypical"} and "conformal" in ok.json()["note"]
+        sizes = [abs(f["contribution"]) for f in r["top_factors"]]
+        assert len(sizes) == 5 and sizes == sorted(sizes, reverse=True) and 0 <= r["reference_probability"] <= 1
+        assert all(f["name"] == schema.BY_KEY[f["factor"]].name for f in r["top_factors"])
     cases = {"foo": {**values, "foo": 1}, "il6": {**values, "il6": "abc"}, "Neutrophil percentage":
              {**{k: v for k, v in values.items() if k != "neutrophil_pct"}, "Neutrophil percentage": 80}}
     for name, bad in cases.items():
@@ -362,6 +382,16 @@ def test_page_works_in_headless_chromium(server):
         driver.find_element(By.ID, "submit").click()
         result = WebDriverWait(driver, 20).until(ec.presence_of_element_located((By.CLASS_NAME, "prediction")))
         assert "2 day(s) ahead" in result.text and "combination 1234" in result.text and "%" in result.text
+        band = driver.find_element(By.CLASS_NAME, "band").text
+        assert band.startswith("Risk band (90 % conformal): ") and band.split(": ")[1] in {"low", "uncertain", "high",
+                                                                                            "atypical"}
+        bars = driver.find_elements(By.CLASS_NAME, "factor-bar")  # the bar chart beside the risk
+        widths = [b.size["width"] for b in bars]
+        assert len(bars) == 5 and widths == sorted(widths, reverse=True)  # largest first, drawn to one scale
+        assert "reference day" in driver.find_element(By.CLASS_NAME, "factors-caption").text
+        driver.set_window_size(1100, 900)
+        driver.execute_script("document.getElementById('result').scrollIntoView()")
+        driver.save_screenshot(str(Path(tempfile.gettempdir()) / "prcrs-page-explained.png"))
         field = driver.find_element(By.NAME, "ferritin")
         field.clear()
         field.send_keys("-5")

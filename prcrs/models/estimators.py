@@ -85,25 +85,26 @@ class TabularModel(CRSModel):
         return self.estimator_.predict_proba(Z)[:, 1]
 
 
-class MEasix(CRSModel):
-    """m-EASIX = LDH x CRP / platelets; P(severe) by a logistic fit of log m-EASIX on training rows.
+class BedsideScore(CRSModel):
+    """A simple clinical score on a few labs (`NEEDS`), turned into P(severe) by a logistic fit on
+    the training rows: the bar a deep model has to clear. The scores need log values: the
+    `preprocessor`'s un-imputation is kept, its scaling replaced by log1p without indicators."""
 
-    The score needs log values: `preprocessor`'s un-imputation is kept, its scaling replaced by
-    log1p without standardization or indicators."""
-
-    NEEDS = ("ldh", "crp", "platelet")
+    NEEDS: tuple[str, ...] = ()
+    NAME = ""
+    standardize = False
 
     def __init__(self, preprocessor: FoldPreprocessor):
         self.preprocessor = preprocessor
 
     def _fold_preprocessor(self):
-        return clone(self.preprocessor).set_params(raw=False, log_skewed=True, standardize=False,
+        return clone(self.preprocessor).set_params(raw=False, log_skewed=True, standardize=self.standardize,
                                                    missing_indicators=False)
 
     def check(self, features):
         missing = [k for k in self.NEEDS if k not in features]
         if missing:
-            raise ConfigError(f"m-EASIX needs LDH, CRP and platelets; this feature set lacks {', '.join(missing)}")
+            raise ConfigError(f"{self.NAME} needs {', '.join(self.NEEDS)}; this feature set lacks {', '.join(missing)}")
 
     def fit(self, X, y, grade_today=None, X_val=None, y_val=None):
         self.check(tuple(X.columns))
@@ -112,15 +113,33 @@ class MEasix(CRSModel):
     def predict_proba(self, X):
         return super().predict_proba(X[list(self.NEEDS)])
 
-    @staticmethod
-    def _score(Z):  # columns are log1p(LDH), log1p(CRP), log1p(platelets)
-        return (Z[:, 0] + Z[:, 1] - Z[:, 2]).reshape(-1, 1)
+    def _score(self, Z) -> np.ndarray:
+        return Z
 
     def _fit(self, Z, missing, y, val):
         self.calibration_ = LogisticRegression().fit(self._score(Z), y)
 
     def _proba(self, Z, missing):
         return self.calibration_.predict_proba(self._score(Z))[:, 1]
+
+
+class MEasix(BedsideScore):
+    """m-EASIX = LDH x CRP / platelets; P(severe) by a logistic fit of log m-EASIX."""
+
+    NEEDS = ("ldh", "crp", "platelet")
+    NAME = "m-EASIX"
+
+    def _score(self, Z):  # columns are log1p(LDH), log1p(CRP), log1p(platelets)
+        return (Z[:, 0] + Z[:, 1] - Z[:, 2]).reshape(-1, 1)
+
+
+class CytokineLogistic(BedsideScore):
+    """A Teachey-style cytokine model (Teachey et al., Cancer Discov 2016): logistic regression on
+    log IL-6, IFN-gamma and IL-10, standardized on the training rows."""
+
+    NEEDS = ("il6", "ifn_gamma", "il10")
+    NAME = "the cytokine model"
+    standardize = True
 
 
 class _Batches(torch.utils.data.IterableDataset):

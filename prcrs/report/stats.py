@@ -64,3 +64,22 @@ def patient_bootstrap_auroc_diff(y, p1, p2, patient, n_boot: int = 1000, seed: i
     low, high = np.quantile(diffs, [0.025, 0.975])
     p = min(1.0, 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0)))
     return float(observed), float(low), float(high), float(p)
+
+
+def patient_bootstrap(patient, statistic, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95 % percentile interval of `statistic(rows)` over resamples of patients (with
+    replacement; a patient's rows stay together). `rows`: indices into the arrays `patient`
+    lines up with. A resample where the statistic is NaN (e.g. one class only) is skipped."""
+    patient = np.asarray(patient)
+    rng = np.random.default_rng(seed)
+    ids, inverse = np.unique(patient, return_inverse=True)
+    rows = [np.flatnonzero(inverse == i) for i in range(len(ids))]
+    values = []
+    for _ in range(n_boot):
+        value = statistic(np.concatenate([rows[i] for i in rng.integers(0, len(ids), len(ids))]))
+        if np.isfinite(value):
+            values.append(value)
+    if len(values) < n_boot / 2:
+        return float("nan"), float("nan")
+    low, high = np.quantile(values, [0.025, 0.975])
+    return float(low), float(high)

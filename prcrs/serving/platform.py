@@ -6,7 +6,9 @@ A `CombinationModel` predicts P(severe CRS, grade >= 3, on day t + horizon) from
 by day since infusion) with three numbers per row: `probability` (the model's raw output), `calibrated_probability`
 (the better-scoring standard calibrator, isotonic or Platt, fitted on patient-grouped
 out-of-fold predictions) and `paper_probability` (the paper's windowed conversion of the same
-out-of-fold predictions).
+out-of-fold predictions); a `risk_band` with a coverage guarantee (`prcrs.conformal`, fitted on the
+same out-of-fold predictions); and the factors that pushed the calibrated probability up or down
+against the reference day (`prcrs.explain`: the training rows' medians), in probability units.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from prcrs import schema
+from prcrs import explain, schema
+from prcrs.conformal import RiskBand
 from prcrs.data.cohort import column_lookup, segment_patients
 from prcrs.data.history import HistorySpec, history_features
 from prcrs.errors import DataError, PrcrsError
@@ -24,7 +27,9 @@ from prcrs.serving.inputs import IGNORED, RowInput, check_row, model_frame, reso
 
 HORIZONS = (1, 2, 3)
 OUTPUT_COLUMNS = ("row", "patient", "day", "horizon", "combination", "past_days", "probability",
-                  "calibrated_probability", "paper_probability", "warnings", "error")
+                  "calibrated_probability", "paper_probability", "risk_band", "reference_probability", "top_factors",
+                  "warnings", "error")
+TOP_FACTORS = 5  # contributions shown per prediction
 
 
 def registered_name(combination: str, horizon: int) -> str:
@@ -46,6 +51,8 @@ class CombinationModel:
     medians: dict[str, float]  # training medians in schema units (the page's example)
     info: dict = field(default_factory=dict)  # model name, CV metrics, Brier scores, runs
     history: HistorySpec = HistorySpec()  # the patient's past it reads (none: day t alone)
+    reference: dict[str, float] = field(default_factory=dict)  # the reference day of explanations, per input column
+    band: RiskBand | None = None  # the conformal risk band, fitted on out-of-fold predictions
 
     def fill_value_inputs(self, values: dict[str, float]) -> list[str]:
         """Keys of the values that equal one of the training sheet's label-imputation fill values:
@@ -81,10 +88,25 @@ class CombinationModel:
 
     def predict(self, X: pd.DataFrame, patient=None, day=None) -> pd.DataFrame:
         """X: (n, features) in schema units, NaN where missing (with `patient` and `day` per row
-        for a history model) -> (n, 3) probabilities."""
+        for a history model) -> (n, 4): the three probabilities and the risk band."""
         raw = np.asarray(self.estimator.predict_proba(self.inputs(X, patient, day)), float)
         return pd.DataFrame({"probability": raw, "calibrated_probability": self.calibrator.predict(raw),
-                             "paper_probability": self.paper_conversion.predict(raw)})
+                             "paper_probability": self.paper_conversion.predict(raw),
+                             "risk_band": self.band.predict(raw) if self.band is not None else "not fitted"})
+
+    def calibrated(self, inputs: pd.DataFrame) -> np.ndarray:
+        """The calibrated probability of estimator inputs (`inputs`' frame)."""
+        return self.calibrator.predict(np.asarray(self.estimator.predict_proba(inputs), float))
+
+    def explain(self, X: pd.DataFrame, patient=None, day=None, rows=None) -> tuple[pd.DataFrame, float]:
+        """Each factor's contribution to the calibrated probability of `rows` of X (default all),
+        against the reference day (`prcrs.explain.contributions`), and the reference day's
+        calibrated probability: a row's contributions sum to its probability minus it."""
+        inputs = self.inputs(X, patient, day)
+        inputs = inputs if rows is None else inputs.iloc[rows]
+        reference = pd.Series(self.reference, dtype=float).reindex(inputs.columns)
+        return (explain.contributions(self.calibrated, inputs, reference),
+                float(self.calibrated(reference.to_frame().T)[0]))
 
 
 class Platform:
@@ -135,14 +157,17 @@ class Platform:
                     continue
                 if model.history.any:  # a row's past: every value read on earlier days, whatever they predicted with
                     who, when = np.asarray(patient)[parsed], np.asarray(day)[parsed]
-                    past = pd.DataFrame([rows[i].read for i in parsed], columns=list(model.features), dtype=float)
-                    pred = model.predict(past, who, when)
+                    X = pd.DataFrame([rows[i].read for i in parsed], columns=list(model.features), dtype=float)
                     keep = [parsed.index(i) for i in idx]
-                    pred, used = pred.iloc[keep], model.past_days(who, when)[keep]
+                    pred, used = model.predict(X, who, when).iloc[keep], model.past_days(who, when)[keep]
+                    contributions, reference = model.explain(X, who, when, keep)
                 else:
-                    pred, used = model.predict(model_frame([rows[i] for i in idx], model.features)), [0] * len(idx)
-                for i, values, n_past in zip(idx, pred.to_dict("records"), used, strict=True):
-                    out[i][j].update(values, past_days=int(n_past))
+                    X, used = model_frame([rows[i] for i in idx], model.features), [0] * len(idx)
+                    pred, (contributions, reference) = model.predict(X), model.explain(X)
+                for i, values, n_past, (_, row) in zip(idx, pred.to_dict("records"), used, contributions.iterrows(),
+                                                       strict=True):
+                    out[i][j].update(values, past_days=int(n_past), reference_probability=reference,
+                                     top_factors=explain.top_factors(row, rows[i].values, TOP_FACTORS))
                     masked = model.fill_value_inputs(rows[i].values)
                     if masked:
                         names = ", ".join(f"{schema.BY_KEY[k].name} {rows[i].values[k]:g}" for k in masked)
@@ -168,8 +193,17 @@ class Platform:
             day = source[ids["day"]] if "day" in ids else None
             for res in per_horizon:
                 records.append({"row": index, "patient": patient, "day": day, **res,
+                                "top_factors": factors_text(res.get("top_factors")),
                                 "warnings": "; ".join(res["warnings"])})
         return pd.DataFrame(records).reindex(columns=list(OUTPUT_COLUMNS)), unknown
+
+
+def factors_text(top: list[dict] | None) -> str | None:
+    """Top factors as one CSV cell: 'IL-6 +12.1 pp; CRP -3.0 pp' (percentage points of the
+    calibrated probability against the reference day)."""
+    if not top:
+        return None
+    return "; ".join(f"{t['name']} {100 * t['contribution']:+.1f} pp" for t in top)
 
 
 def patients_and_days(raw: pd.DataFrame, ids: dict[str | None, str]) -> tuple[np.ndarray | None, np.ndarray | None]:

@@ -2,7 +2,7 @@
 
 Each (combination, horizon) is registered as `prcrs-f<combination>-h<horizon>`: a pyfunc whose
 input is a frame of that combination's factor keys (doubles, each optional, schema units) and
-whose output holds `probability`, `calibrated_probability` and `paper_probability`. It serves
+whose output holds `probability`, `calibrated_probability`, `paper_probability` and `risk_band`. It serves
 with `mlflow models serve -m models:/prcrs-f1234-h1/latest --env-manager local`.
 
 Loading a model unpickles it, which runs code: the MLflow store is the trust boundary. Point
@@ -63,7 +63,7 @@ def _signature(model: CombinationModel):
 
     inputs = Schema([ColSpec("double", k, required=False) for k in model.features]
                     + [ColSpec(kind, name) for kind, name in _history_ids(model.history.any)])
-    outputs = Schema([ColSpec("double", name) for name in PREDICTIONS])
+    outputs = Schema([ColSpec("double", name) for name in PREDICTIONS] + [ColSpec("string", "risk_band")])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 

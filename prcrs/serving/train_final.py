@@ -17,10 +17,12 @@ import logging
 import numpy as np
 from omegaconf import DictConfig
 
-from prcrs import calibration, engine, schema, tracking
+from prcrs import calibration, engine, explain, schema, tracking
+from prcrs.conformal import BAND_CONFIDENCE, RiskBand
 from prcrs.data.cohort import Cohort
 from prcrs.errors import ConfigError, PrcrsError
 from prcrs.evaluate import evaluate
+from prcrs.models import BEDSIDE
 from prcrs.results import cv_design, oof
 from prcrs.serving.platform import HORIZONS, CombinationModel, registered_name
 from prcrs.serving.registry import register
@@ -43,8 +45,9 @@ def best_honest_config(cohort: Cohort, design: str, tracking_uri: str | None = N
                               filter_string="tags.role = 'cv_parent' and attributes.status = 'FINISHED' and "
                                             "tags.protocol = 'honest' and tags.factors = '1234' and "
                                             "tags.ablation = 'none' and tags.transfer = 'none' and "
-                                            f"tags.data_content = '{cohort.content_id}' and tags.model != 'measix'")
+                                            f"tags.data_content = '{cohort.content_id}'")
     runs = [r for r in runs if np.isfinite(r.data.metrics.get("mean_test_auroc", np.nan))
+            and r.data.tags["model"] not in BEDSIDE  # the bar the platform's models clear, not one of them
             and r.data.params.get("history.baseline", "False") == "False"  # the platform takes labs and days only
             and cv_design(*(r.data.params.get(k) for k in ("cv.folds", "cv.repeats", "seed"))) == design]
     if not runs:
@@ -80,14 +83,10 @@ def _chosen_config(cohort: Cohort, base: DictConfig, horizon: int) -> list[str]:
 
 def fit_calibrators(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, seed: int = 0):
     """(paper conversion, name of the better standard calibrator, that calibrator, Brier scores),
-    all from out-of-fold predictions; the standard one is chosen by patient-cross-fitted Brier
-    among the increasing ones (isotonic always; Platt when its slope is positive)."""
-    brier = {name: calibration.brier(q, labels)
-             for name, q in calibration.cross_fitted_all(scores, labels, groups, seed).items()}
-    fitted = {name: calibration.CONVERSIONS[name]().fit(scores, labels) for name in ("isotonic", "platt")}
-    monotone = ["isotonic"] + (["platt"] if fitted["platt"].model_.coef_[0, 0] > 0 else [])  # never inverted
-    best = min(monotone, key=brier.get)
-    return calibration.WindowConversion().fit(scores, labels), best, fitted[best], brier
+    all from out-of-fold predictions; the standard one is `calibration.choose_calibrator`'s."""
+    best, _, brier = calibration.choose_calibrator(scores, labels, groups, seed)
+    fitted = calibration.CONVERSIONS[best]().fit(scores, labels)
+    return calibration.WindowConversion().fit(scores, labels), best, fitted, brier
 
 
 def train_one(cfg: DictConfig, cohort, overrides: list[str]) -> CombinationModel:
@@ -107,6 +106,7 @@ def train_one(cfg: DictConfig, cohort, overrides: list[str]) -> CombinationModel
     paper, name, calibrator, brier = fit_calibrators(predictions["probability"].to_numpy(),
                                                      predictions["label"].to_numpy(int),
                                                      predictions["patient"].to_numpy(), cfg.seed)
+    band = RiskBand(BAND_CONFIDENCE).fit(predictions["probability"].to_numpy(), predictions["label"].to_numpy(int))
     estimator = engine.fit_rows(cfg, data, np.arange(len(data)), cfg.seed, engine.load_covid_for(cfg)).model
     X = cohort.frame[list(schema.FEATURE_KEYS)]
     masker = estimator.preprocessor_.masker_  # the page's example: medians of what the model reads
@@ -116,8 +116,9 @@ def train_one(cfg: DictConfig, cohort, overrides: list[str]) -> CombinationModel
             "data_source": cohort.data_source,
             "rows": len(data), "severe_rows": int(data.y.sum()), "mean_test_auroc": metrics["mean_test_auroc"],
             "mean_test_auprc": metrics["mean_test_auprc"], **{f"brier_{k}": v for k, v in brier.items()}}
+    info["risk_band_confidence"] = BAND_CONFIDENCE
     return CombinationModel(str(cfg.factors), int(cfg.horizon), features, estimator, paper, name, calibrator,
-                            medians, info, history)
+                            medians, info, history, explain.reference_row(estimator, data.X).to_dict(), band)
 
 
 def train_final(overrides: list[str], horizons=HORIZONS, combinations=None,

@@ -2,7 +2,9 @@
 
 GET /            the page: the four factor groups with units, an example, a horizon selector
 GET /example     {"values": {key: value}}: training medians, a typical patient-day
-POST /predict    {"values": {name: number | null}, "horizons": [1, 2, 3]} -> one result per horizon;
+POST /predict    {"values": {name: number | null}, "horizons": [1, 2, 3]} -> one result per horizon
+                 (probabilities, risk_band, reference_probability and top_factors: [{factor, name,
+                 value, contribution}], contribution in probability units);
                  for models that read a patient's history, also "day" (days since infusion) and
                  "past_days": [{"day": d, "values": {...}}, ...], the same patient's earlier days;
                  an unknown name, a non-numeric or impossible value, or a row with no usable
@@ -28,7 +30,12 @@ from prcrs.serving.platform import Platform, example_values
 
 NOTE = ("The calibrated probability is the share of past patient-days with a similar model score "
         "(out-of-fold, patient-grouped) that had severe CRS (grade 3 or above) on the day predicted. It is "
-        "a risk estimate from a small cohort (202 patients), not a diagnosis.")
+        "a risk estimate from a small cohort (202 patients), not a diagnosis. The risk band is a 90 % conformal "
+        "prediction set from held-out patients: 'high' (only severe CRS fits), 'low' (only no severe CRS fits), "
+        "'uncertain' (both fit) or 'atypical' (neither fits); at least 90 % of severe days get a band containing "
+        "severe CRS. The factors are those that moved this calibrated probability most, in percentage points, "
+        "against a reference day (the training medians), whose probability is given; they explain the model, "
+        "not the patient's biology.")
 
 
 MAX_BODY_BYTES = 64 * 1024  # one patient-day is about 2 KB of JSON

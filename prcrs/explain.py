@@ -1,0 +1,88 @@
+"""Which factors pushed a prediction up or down: Shapley values of factors against a reference
+day, for any model (a function from an input frame to P(severe)).
+
+A factor is a player: its value on day t and, for a history model, its lags, changes and extremes
+move together (`factor_of`). Absent factors take the reference day's value (`reference_row`: the
+training rows' medians as the model reads them), so a factor's contribution is in the units of
+the explained probability, and the contributions of a row sum exactly to its prediction minus
+the reference day's ("baseline Shapley", Sundararajan & Najmi 2020). With up to 6 factors every
+order is enumerated (exact); above, `n_permutations` random orders and their reverses
+(antithetic permutation sampling, Strumbelj & Kononenko 2014), the method of
+`shap.PermutationExplainer`, here with factor groups and every row's evaluations in one batch
+(shap evaluates one row at a time: 0.34 s per row for the platform's forest).
+
+    >>> import numpy as np, pandas as pd
+    >>> X = pd.DataFrame({"il6": [100.0], "il6@lag1": [10.0], "crp": [5.0]})
+    >>> reference = pd.Series({"il6": 10.0, "il6@lag1": 10.0, "crp": 5.0})
+    >>> risk = lambda frame: (0.001 * frame["il6"] + 0.0001 * frame["crp"]).to_numpy()
+    >>> contributions(risk, X, reference).round(4)
+        il6  crp
+    0  0.09  0.0
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+
+from prcrs import schema
+
+EXACT_UP_TO = 6  # factors; above, permutations are sampled
+CHUNK_ROWS = 50_000  # model inputs evaluated per call
+
+
+def factor_of(column: str) -> str:
+    """The factor a model input column belongs to: 'il6@lag1', 'il6@change', 'il6@max' -> 'il6';
+    a column of no factor ('days_since_infusion', 'age@infusion') is its own."""
+    key = column.partition("@")[0]
+    return key if key in schema.BY_KEY else column
+
+
+def reference_row(model, X: pd.DataFrame) -> pd.Series:
+    """The reference day: the median of each input column over the training rows `X`, after the
+    model's un-imputation (label-imputation fill values read as missing, as the model reads them);
+    NaN (missing) where no training value was left."""
+    masker = getattr(getattr(model, "preprocessor_", None), "masker_", None)
+    return (X if masker is None else masker.transform(X)).median()
+
+
+def contributions(predict, X: pd.DataFrame, reference: pd.Series, n_permutations: int = 8,
+                  seed: int = 0) -> pd.DataFrame:
+    """(n rows, factors) contributions of each factor to `predict(X)` against `reference`:
+    each row sums to predict(row) - predict(reference). `predict`: frame -> (n,) probabilities."""
+    columns = list(X.columns)
+    factors = list(dict.fromkeys(factor_of(c) for c in columns))
+    member = np.array([[factor_of(c) == f for c in columns] for f in factors])  # (F, C)
+    if len(factors) <= EXACT_UP_TO:
+        orders = [list(p) for p in itertools.permutations(range(len(factors)))]
+    else:
+        rng = np.random.default_rng(seed)
+        half = [rng.permutation(len(factors)) for _ in range(max(1, n_permutations // 2))]
+        orders = [list(o) for p in half for o in (p, p[::-1])]
+    n_factors, n_orders = len(factors), len(orders)
+    present = np.zeros((n_orders, n_factors + 1, len(columns)), bool)  # states along each order
+    for j, order in enumerate(orders):
+        for k, f in enumerate(order):
+            present[j, k + 1:] |= member[f]
+    x = X.to_numpy(float)[:, None, None, :]
+    ref = reference.reindex(columns).to_numpy(float)[None, None, None, :]
+    inputs = np.where(present[None], x, ref).reshape(-1, len(columns))
+    out = np.concatenate([np.asarray(predict(pd.DataFrame(inputs[i:i + CHUNK_ROWS], columns=columns)), float)
+                          for i in range(0, len(inputs), CHUNK_ROWS)]).reshape(len(X), n_orders, n_factors + 1)
+    steps = np.diff(out, axis=2)  # (n, orders, position): the gain of adding the order's k-th factor
+    values = np.zeros((len(X), n_factors))
+    for j, order in enumerate(orders):
+        values[:, order] += steps[:, j, :]
+    return pd.DataFrame(values / n_orders, columns=factors, index=X.index)
+
+
+def top_factors(row: pd.Series, values: dict, k: int = 5) -> list[dict]:
+    """The `k` largest contributions of one row (`row`: factor -> contribution), largest
+    magnitude first: factor key, its name, the value read (None: not measured) and the contribution."""
+    biggest = row.abs().sort_values(ascending=False, kind="stable").index[:k]
+    read = {f: values.get(f) for f in biggest}
+    return [{"factor": f, "name": schema.BY_KEY[f].name if f in schema.BY_KEY else f,
+             "value": float(read[f]) if read[f] is not None and np.isfinite(read[f]) else None,
+             "contribution": float(row[f])} for f in biggest]

@@ -1,0 +1,59 @@
+"""Subgroups a clinician asks about: the young (the paper's 0-25 years, children and young adults
+treated on paediatric protocols) against older adults, and sex. Each is a set of patients, taken
+from the cohort's covariates at infusion; a group with too few severe patients is flagged, not
+hidden.
+
+    >>> import pandas as pd
+    >>> covariates = pd.DataFrame({"age": [12, 40, 70], "female": [1, 0, 1]})
+    >>> {name: ids.tolist() for name, ids in subgroup_patients(covariates).items()}
+    {'aged 0-25': [0], 'aged over 25': [1, 2], 'female': [0, 2], 'male': [1]}
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from prcrs.calibration import calibration_stats
+
+YOUNG_MAX_AGE = 25  # years: the paper's younger group (0-25)
+MIN_SEVERE_PATIENTS = 10  # fewer severe patients than this: too small to say anything
+
+
+def patient_covariates(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per patient (index: the 0-based patient number runs use), `age` (years) and `female`
+    (1/0, NaN unknown) at infusion, from a cohort's frame."""
+    return frame.groupby("patient")[["age", "female"]].first()
+
+
+def subgroup_patients(covariates: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Patient numbers of each subgroup; a patient with an unknown covariate is in neither side."""
+    age, female = covariates["age"], covariates["female"]
+    return {f"aged 0-{YOUNG_MAX_AGE}": covariates.index[age <= YOUNG_MAX_AGE].to_numpy(),
+            f"aged over {YOUNG_MAX_AGE}": covariates.index[age > YOUNG_MAX_AGE].to_numpy(),
+            "female": covariates.index[female == 1].to_numpy(), "male": covariates.index[female == 0].to_numpy()}
+
+
+def subgroup_table(oof: pd.DataFrame, covariates: pd.DataFrame, calibrated: np.ndarray) -> pd.DataFrame:
+    """One row per subgroup of the out-of-fold predictions: patients, days, severe days and
+    patients, AUROC and AUPRC of `probability`, calibration (`calibration_stats`) of the
+    `calibrated` probabilities (aligned with `oof`'s rows), and `too_small`."""
+    rows = []
+    for name, ids in subgroup_patients(covariates).items():
+        part = oof["patient"].isin(ids).to_numpy()
+        y, p = oof["label"].to_numpy(int)[part], oof["probability"].to_numpy(float)[part]
+        both = len(np.unique(y)) == 2
+        severe_patients = oof.loc[part].groupby("patient")["label"].max().sum()
+        cal = calibration_stats(calibrated[part], y)
+        rows.append({"subgroup": name, "patients": int(oof.loc[part, "patient"].nunique()), "days": int(part.sum()),
+                     "severe_days": int(y.sum()), "severe_patients": int(severe_patients),
+                     "auroc": float(roc_auc_score(y, p)) if both else float("nan"),
+                     "auprc": float(average_precision_score(y, p)) if both else float("nan"),
+                     "citl": cal["citl"], "oe": cal["oe"], "too_small": bool(severe_patients < MIN_SEVERE_PATIENTS)})
+    return pd.DataFrame(rows)
+
+
+def metric_key(subgroup: str) -> str:
+    """An MLflow-safe key of a subgroup name: 'aged 0-25' -> 'aged_0_25'."""
+    return "".join(c if c.isalnum() else "_" for c in subgroup)
