@@ -88,6 +88,7 @@ class CVRunLogger:
         self.logged_cfg, self.logged_overrides = redacted(cfg, overrides)
         self.experiment_id, self.already_stored = experiment_id, already_stored
         self.run_id: str | None = None
+        self.metrics: dict[str, float] = {}
         self.found = None
         self._run = None
 
@@ -131,13 +132,13 @@ class CVRunLogger:
         """The parent run's summary metrics (`CVResult.summary`), clinical metrics
         (`prcrs.clinical.clinical_metrics`: calibration, net benefit, warning time, subgroups),
         config, overrides, out-of-fold predictions (unless `logger.log_predictions=false`) and
-        curves; returns its run id."""
+        curves; returns its run id. The metrics logged are kept as `metrics`."""
         import mlflow
 
         from prcrs.plots import curve_figures
 
-        mlflow.log_metrics(result.summary())
-        mlflow.log_metrics(clinical_metrics(result.oof, self.covariates, self.cfg.seed))
+        self.metrics = {**result.summary(), **clinical_metrics(result.oof, self.covariates, self.cfg.seed)}
+        mlflow.log_metrics(self.metrics)
         if result.n_parameters is not None:
             mlflow.log_param("n_parameters", result.n_parameters)
         cfg = self.logged_cfg

@@ -82,7 +82,7 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None, output_dir: st
         result = cross_validate(cfg, data, covid, on_fold=logger.log_fold)
         run_id = logger.log_result(result)
         log.info(f"[{label}] run {run_id} on {cohort.data_source} data, {len(data)} rows, {len(features)} factors")
-    summary = result.summary()
+    summary = logger.metrics  # as stored: the CV summary and the clinical metrics
     print(format_summary(label, summary))
     return _written(Evaluation(run_id, summary, skipped=False), output_dir)
 

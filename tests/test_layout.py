@@ -49,7 +49,9 @@ def test_no_module_imports_itself_back():
     assert len(graph) > 30 and not cycles, cycles
 
 
-@pytest.mark.parametrize("module", ["prcrs.config_checks", "prcrs.data.fingerprint", "prcrs.data.history"])
+@pytest.mark.parametrize("module", ["prcrs.config_checks", "prcrs.data.fingerprint", "prcrs.data.history",
+                                    "prcrs.calibration", "prcrs.decision", "prcrs.alarms", "prcrs.subgroups",
+                                    "prcrs.explain", "prcrs.conformal"])
 def test_the_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted and not result.failed
