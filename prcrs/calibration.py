@@ -100,18 +100,20 @@ def calibration_stats(probabilities, labels, bins: int = 10) -> dict[str, float]
     citl: calibration-in-the-large, the intercept a of logit P(y) = a + logit(p) (0 = right on
     average; > 0: risks too low). slope: b of logit P(y) = a + b logit(p) (1 = right spread; < 1:
     too extreme). ece: expected calibration error, the row-weighted mean |mean p - frequency| over
-    `bins` equal-count bins. oe: observed / expected events. NaN where the labels hold one class.
+    `bins` equal-count bins. oe: observed / expected events. brier: the Brier score. NaN (Brier
+    excepted) where the labels hold one class.
     """
     p, y = np.clip(np.asarray(probabilities, float), 1e-6, 1 - 1e-6), np.asarray(labels, int)
     if len(np.unique(y)) < 2:
-        return dict.fromkeys(("citl", "slope", "ece", "oe"), float("nan"))
+        return {**dict.fromkeys(("citl", "slope", "ece", "oe"), float("nan")), "brier": brier(p, y)}
     lp = np.log(p / (1 - p))
     citl = brentq(lambda a: np.sum(y - expit(a + lp)), -30, 30)  # the score equation of the intercept
     slope = LogisticRegression(C=np.inf).fit(lp.reshape(-1, 1), y).coef_[0, 0]
     bin_of = np.floor(rankdata(p, method="min") - 1) * bins // len(p)  # equal-count bins; ties stay together
     ece = sum(np.sum(bin_of == b) * abs(p[bin_of == b].mean() - y[bin_of == b].mean())
               for b in np.unique(bin_of)) / len(p)
-    return {"citl": float(citl), "slope": float(slope), "ece": float(ece), "oe": float(y.sum() / p.sum())}
+    return {"citl": float(citl), "slope": float(slope), "ece": float(ece), "oe": float(y.sum() / p.sum()),
+            "brier": brier(p, y)}
 
 
 def brier(probabilities, labels) -> float:

@@ -27,7 +27,7 @@ def calibrated_oof(oof: pd.DataFrame, seed: int = 0) -> tuple[str, dict[str, np.
 def clinical_metrics(oof: pd.DataFrame, covariates: pd.DataFrame | None = None,
                      seed: int = 0) -> dict[str, float]:
     """Calibration of the raw output and of each conversion (`oof_calibration_<conversion>_<citl|
-    slope|ece>`), net benefit at `decision.REPORTED` thresholds of the served calibrated
+    slope|ece|brier>`), net benefit at `decision.REPORTED` thresholds of the served calibrated
     probability and of treat-all (`oof_net_benefit_t10`, `oof_net_benefit_treat_all_t10`),
     warning time at the alarm threshold (`oof_median_warning_days`, `oof_warned_share`, ...:
     `alarms.warning_summary`, when the folds chose one), and subgroup AUROC, AUPRC and

@@ -18,24 +18,57 @@ def cv_design(folds, repeats, seed) -> str:
     return f"{folds} folds x {repeats} repeat(s), seed {seed}"
 
 
-def parent_runs(study: str, tracking_uri: str | None = None) -> pd.DataFrame:
-    """Finished parent runs of a study: one row each, tags and metrics as columns, and `design`
-    (`cv_design` of its params) (latest first)."""
+def parent_runs(study: str | None, tracking_uri: str | None = None) -> pd.DataFrame:
+    """Finished parent runs of a study (None: of every study): one row each, tags and metrics as
+    columns, `design` (`cv_design` of its params), `baseline_covariates` (whether its history
+    reads them) and `overrides` (latest first)."""
     import mlflow
 
     tracking.use_store(tracking_uri)
-    experiment = mlflow.get_experiment_by_name(study)
-    if experiment is None:
-        return pd.DataFrame()
-    runs = mlflow.search_runs([experiment.experiment_id], output_format="list", order_by=["start_time DESC"],
-                              filter_string="tags.role = 'cv_parent' and attributes.status = 'FINISHED'")
-    rows = [{"run_id": r.info.run_id, **r.data.tags, **r.data.metrics,
-             "design": cv_design(*(r.data.params.get(k) for k in ("cv.folds", "cv.repeats", "seed")))} for r in runs]
+    where = "tags.role = 'cv_parent' and attributes.status = 'FINISHED'"
+    if study is None:
+        runs = mlflow.search_runs(search_all_experiments=True, output_format="list", order_by=["start_time DESC"],
+                                  filter_string=where)
+    else:
+        experiment = mlflow.get_experiment_by_name(study)
+        if experiment is None:
+            return pd.DataFrame()
+        runs = mlflow.search_runs([experiment.experiment_id], output_format="list", order_by=["start_time DESC"],
+                                  filter_string=where)
+    rows = [{"run_id": r.info.run_id, "history": "none", **r.data.tags, **r.data.metrics,
+             "design": cv_design(*(r.data.params.get(k) for k in ("cv.folds", "cv.repeats", "seed"))),
+             "baseline_covariates": r.data.params.get("history.baseline", "False") == "True",
+             "overrides": r.data.params.get("overrides", "-")} for r in runs]
     frame = pd.DataFrame(rows)
     if not frame.empty:
-        frame = frame.drop_duplicates("config_hash")  # the latest run of each config
+        if "config_hash" in frame:
+            frame = frame.drop_duplicates("config_hash")  # the latest run of each config
         frame["horizon"] = frame["horizon"].astype(int)
     return frame
+
+
+def platform_run(runs: pd.DataFrame, horizon: int | None = None) -> pd.Series | None:
+    """The run whose config the platform serves at `horizon`: among `runs` (one cohort and CV
+    design) that are honest, with all factors, no ablation, no transfer, no bedside score and
+    no baseline covariates (the platform takes labs and days only), the best mean test AUROC at
+    `horizon` when any run is there, else at the horizon where most models were compared (the
+    lower on a tie), as AUROCs at different horizons are not comparable. None without any."""
+    import numpy as np
+
+    from prcrs.models import BEDSIDE
+
+    if runs.empty:
+        return None
+    ok = runs[(runs["protocol"] == "honest") & (runs["factors"].astype(str) == "1234") & (runs["ablation"] == "none")
+              & (runs["transfer"] == "none") & ~runs["model"].isin(BEDSIDE) & ~runs["baseline_covariates"]
+              & np.isfinite(runs.get("mean_test_auroc", pd.Series(np.nan, index=runs.index)).astype(float))]
+    if ok.empty:
+        return None
+    if horizon not in set(ok["horizon"]):
+        models = ok.groupby("horizon")["model"].nunique()
+        horizon = min(models.index, key=lambda h: (-models[h], h))
+    at = ok[ok["horizon"] == horizon]
+    return at.loc[at["mean_test_auroc"].astype(float).idxmax()]
 
 
 def select(frame: pd.DataFrame, **tags) -> pd.DataFrame:

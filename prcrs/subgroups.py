@@ -1,12 +1,13 @@
-"""Subgroups a clinician asks about: the young (the paper's 0-25 years, children and young adults
-treated on paediatric protocols) against older adults, and sex. Each is a set of patients, taken
+"""Subgroups a clinician asks about: the young (the paper's 62 patients "aged 0-25": under 25
+years, children and young adults, often treated on paediatric protocols) against older adults,
+and sex. Each is a set of patients, taken
 from the cohort's covariates at infusion; a group with too few severe patients is flagged, not
 hidden.
 
     >>> import pandas as pd
-    >>> covariates = pd.DataFrame({"age": [12, 40, 70], "female": [1, 0, 1]})
+    >>> covariates = pd.DataFrame({"age": [12, 25, 70], "female": [1, 0, 1]})
     >>> {name: ids.tolist() for name, ids in subgroup_patients(covariates).items()}
-    {'aged 0-25': [0], 'aged over 25': [1, 2], 'female': [0, 2], 'male': [1]}
+    {'aged under 25': [0], 'aged 25 or over': [1, 2], 'female': [0, 2], 'male': [1]}
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from prcrs.calibration import calibration_stats
 
-YOUNG_MAX_AGE = 25  # years: the paper's younger group (0-25)
+YOUNG_BELOW = 25  # years: the paper's younger group, "0-25" (under 25: its 62 patients in the published sheet)
 MIN_SEVERE_PATIENTS = 10  # fewer severe patients than this: too small to say anything
 
 
@@ -30,8 +31,8 @@ def patient_covariates(frame: pd.DataFrame) -> pd.DataFrame:
 def subgroup_patients(covariates: pd.DataFrame) -> dict[str, np.ndarray]:
     """Patient numbers of each subgroup; a patient with an unknown covariate is in neither side."""
     age, female = covariates["age"], covariates["female"]
-    return {f"aged 0-{YOUNG_MAX_AGE}": covariates.index[age <= YOUNG_MAX_AGE].to_numpy(),
-            f"aged over {YOUNG_MAX_AGE}": covariates.index[age > YOUNG_MAX_AGE].to_numpy(),
+    return {f"aged under {YOUNG_BELOW}": covariates.index[age < YOUNG_BELOW].to_numpy(),
+            f"aged {YOUNG_BELOW} or over": covariates.index[age >= YOUNG_BELOW].to_numpy(),
             "female": covariates.index[female == 1].to_numpy(), "male": covariates.index[female == 0].to_numpy()}
 
 
@@ -55,5 +56,5 @@ def subgroup_table(oof: pd.DataFrame, covariates: pd.DataFrame, calibrated: np.n
 
 
 def metric_key(subgroup: str) -> str:
-    """An MLflow-safe key of a subgroup name: 'aged 0-25' -> 'aged_0_25'."""
+    """An MLflow-safe key of a subgroup name: 'aged under 25' -> 'aged_under_25'."""
     return "".join(c if c.isalnum() else "_" for c in subgroup)

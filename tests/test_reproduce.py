@@ -10,7 +10,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = ["README.md", "table2.md", "table3.md", "fig3_roc_pr.png", "fig4_ablation_roc.png", "fig5_calibration.md",
             "fig5_calibration.png", "fig6_trajectories.png", "fig8_combinations.md", "fig8_combinations.png",
-            "transfer.md", "audit.md", "history.md", "history.png"]
+            "transfer.md", "audit.md", "history.md", "history.png", "clinical.md", "clinical_calibration.png",
+            "clinical_decision_curves.png", "clinical_importance.png"]
 NUMBER = re.compile(r"\d\.\d{3}")
 
 
@@ -48,6 +49,14 @@ def test_quick_reproduction_builds_every_table_and_figure_with_numbers(quick_sto
             assert NUMBER.search("|".join(row.split("|")[2:])), (name, row)
     readme = (tmp / "reports" / "README.md").read_text()
     assert "synthetic" in readme and len(re.findall(r"^\d+\. \*\*", readme, re.M)) >= 5
+    assert "warns" in readme and "false alarms per patient-week" in readme  # the clinical claim
+    clinical = (tmp / "reports" / "clinical.md").read_text()
+    for part in ("### Calibration", "### Decision curves", "### Warning time", "### Subgroups", "### Explanations"):
+        assert part in clinical
+    assert "teachey" not in clinical and "cytokine model (Teachey-style)" in clinical and "m-EASIX" in clinical
+    card = (tmp / "reports" / "model_card.md").read_text()
+    assert card.startswith("# Model card") and "**Synthetic data.**" in card and "## TRIPOD+AI checklist" in card
+    assert NUMBER.search(card.split("## Performance")[1])
 
 
 @pytest.mark.slow

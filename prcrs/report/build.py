@@ -16,9 +16,12 @@ from prcrs.errors import PrcrsError
 from prcrs.models import DEEP, PAPER_NETWORKS, TABULAR
 from prcrs.plots import plt, pr_axes, roc_axes
 from prcrs.report import published, stats
+from prcrs.report.clinical import clinical_section
 from prcrs.report.history import history_section
+from prcrs.report.model_card import model_card
 from prcrs.report.tables import N_BOOT, SHORT, Report, ci_cell, fold_values, md_table, one, p_cell
 from prcrs.results import oof, parent_runs, select
+from prcrs.subgroups import patient_covariates
 
 ABLATIONS = ("del_cytokines", "del_biochemical", "del_blood_routine", "del_clotting")
 COMBINATIONS = ("1234", "123", "4", "23", "3", "2")
@@ -373,7 +376,10 @@ def build_report(out: str | Path = "reports", tracking_uri: str | None = None,
         raise PrcrsError("no finished table2 runs in the MLflow store: run `make reproduce` first")
     cohort, left_out = choose_cohort(frames[0])
     t2, t3, f8, tr, au, hs = (f if f.empty else select(f, **cohort) for f in frames)
-    summary = audit(_cohort_of(t2.iloc[0]))  # before any file is written: the runs' data must be here
+    data = _cohort_of(t2.iloc[0])
+    summary = audit(data)  # before any file is written: the runs' data must be here
+    every = parent_runs(None, tracking_uri)
+    every = select(every, **cohort)
     report = Report(out)
     table2_and_fig3(report, t2)
     table3_and_fig4(report, t2, t3)
@@ -384,6 +390,8 @@ def build_report(out: str | Path = "reports", tracking_uri: str | None = None,
     summary["source_name"] = Path(summary["source"]).name
     audit_section(report, t2, au, summary)
     history_section(report, hs)
+    headline = clinical_section(report, every, t2, t3, patient_covariates(data.frame), seed=0)
+    model_card(report, headline, data)
     what_moved(report, before, {"table2": t2, "table3": t3, "fig8": f8, "transfer": tr})
     first = t2.iloc[0]
     intro = (f"# Reproduction of PrCRS (Wei et al. 2024): results as measured\n\nData: **{first['data_source']}**, "

@@ -22,8 +22,7 @@ from prcrs.conformal import BAND_CONFIDENCE, RiskBand
 from prcrs.data.cohort import Cohort
 from prcrs.errors import ConfigError, PrcrsError
 from prcrs.evaluate import evaluate
-from prcrs.models import BEDSIDE
-from prcrs.results import cv_design, oof
+from prcrs.results import cv_design, oof, parent_runs, platform_run
 from prcrs.serving.platform import HORIZONS, CombinationModel, registered_name
 from prcrs.serving.registry import register
 
@@ -33,37 +32,19 @@ STUDY = "platform"
 
 def best_honest_config(cohort: Cohort, design: str, tracking_uri: str | None = None,
                        horizon: int | None = None) -> dict | None:
-    """The best finished honest run with all factors on the same data (`cohort`'s content id)
-    and CV design (`results.cv_design`), whose history the platform can compute: its model,
-    history, mean test AUROC, horizon and overrides. Runs are compared at `horizon` (the one the
-    model will serve) when the store has runs there, else at the horizon where most models were
-    compared (the lower on a tie), as AUROCs at different horizons are not comparable."""
-    import mlflow
-
-    tracking.use_store(tracking_uri)
-    runs = mlflow.search_runs(search_all_experiments=True, output_format="list",
-                              filter_string="tags.role = 'cv_parent' and attributes.status = 'FINISHED' and "
-                                            "tags.protocol = 'honest' and tags.factors = '1234' and "
-                                            "tags.ablation = 'none' and tags.transfer = 'none' and "
-                                            f"tags.data_content = '{cohort.content_id}'")
-    runs = [r for r in runs if np.isfinite(r.data.metrics.get("mean_test_auroc", np.nan))
-            and r.data.tags["model"] not in BEDSIDE  # the bar the platform's models clear, not one of them
-            and r.data.params.get("history.baseline", "False") == "False"  # the platform takes labs and days only
-            and cv_design(*(r.data.params.get(k) for k in ("cv.folds", "cv.repeats", "seed"))) == design]
-    if not runs:
+    """The finished run on the same data (`cohort`'s content id) and CV design
+    (`results.cv_design`) whose config the platform serves at `horizon` (`results.platform_run`):
+    its model, history, mean test AUROC, horizon, overrides and study; None without one."""
+    runs = parent_runs(None, tracking_uri)
+    best = None if runs.empty else platform_run(
+        runs[(runs["data_content"] == cohort.content_id) & (runs["design"] == design)], horizon)
+    if best is None:
         return None
-    models = {}
-    for r in runs:
-        models.setdefault(int(r.data.tags["horizon"]), set()).add(r.data.tags["model"])
-    if horizon not in models:
-        horizon = min(models, key=lambda h: (-len(models[h]), h))
-    best = max((r for r in runs if int(r.data.tags["horizon"]) == horizon),
-               key=lambda r: r.data.metrics["mean_test_auroc"])
     dropped = ("factors=", "horizon=", "study=", "protocol=", "hydra", "logger.", "model=")
-    overrides = [o for o in best.data.params.get("overrides", "-").split() if o != "-" and not o.startswith(dropped)]
-    return {"model": best.data.tags["model"], "history": best.data.tags.get("history", "none"),
-            "auroc": best.data.metrics["mean_test_auroc"], "horizon": horizon,
-            "overrides": [*overrides, f"model={best.data.tags['model']}"], "study": best.data.tags["study"]}
+    overrides = [o for o in best["overrides"].split() if o != "-" and not o.startswith(dropped)]
+    return {"model": best["model"], "history": best["history"], "auroc": float(best["mean_test_auroc"]),
+            "horizon": int(best["horizon"]), "overrides": [*overrides, f"model={best['model']}"],
+            "study": best["study"]}
 
 
 def _chosen_config(cohort: Cohort, base: DictConfig, horizon: int) -> list[str]:

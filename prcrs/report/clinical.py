@@ -1,0 +1,297 @@
+"""reports/clinical.md: what a clinician asks of the platform's models before trusting them, from the
+logged runs. For each horizon, the run whose config the platform serves (`results.platform_run`)
+beside the bedside scores (m-EASIX, the Teachey-style cytokine model) in the same CV:
+
+- calibration (Steyerberg) of the raw output and of each conversion, with reliability diagrams;
+- decision curves: net benefit over 2-40 % against treat-all, treat-none and the bedside scores;
+- warning time: days before the first severe day at the folds' 90 %-specificity alarm threshold,
+  and false alarms per patient-week of patients never severe;
+- subgroups (aged under 25, the paper's "0-25", against older; female against male), flagged
+  when too small;
+- global explanations (mean |factor contribution|) beside the paper's group-deletion ablation.
+
+Every interval is a 95 % patient bootstrap (N_BOOT resamples of patients) of the pooled
+out-of-fold predictions the run logged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from prcrs import alarms, calibration, decision, schema, subgroups
+from prcrs.clinical import calibrated_oof
+from prcrs.models import BEDSIDE
+from prcrs.plots import plt
+from prcrs.report import stats
+from prcrs.report.tables import N_BOOT, Report, md_table
+from prcrs.results import oof, platform_run, select
+
+BEDSIDE_NAMES = {"measix": "m-EASIX", "teachey": "cytokine model (Teachey-style)"}
+CONVERSION_ORDER = ("raw model output", "paper_window", "isotonic", "platt")
+
+
+def _label(run: pd.Series) -> str:
+    history = "" if run.get("history", "none") in ("none", None) or pd.isna(run.get("history")) else \
+        f" + {run['history']}"
+    return f"{run['model']}{history}"
+
+
+def _cell(value: float, low: float, high: float, digits: int = 3) -> str:
+    if not np.isfinite(value):
+        return "–"
+    if not np.isfinite(low):
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} ({low:.{digits}f}–{high:.{digits}f})"
+
+
+def _boot(frame: pd.DataFrame, statistic) -> tuple[float, float, float]:
+    """statistic(frame) and its patient-bootstrap 95 % interval."""
+    patients = frame["patient"].to_numpy()
+    low, high = stats.patient_bootstrap(patients, lambda rows: statistic(frame.iloc[rows]), n_boot=N_BOOT)
+    return statistic(frame), low, high
+
+
+def _bedside(runs: pd.DataFrame, horizon: int) -> dict[str, pd.Series]:
+    out = {}
+    for model in BEDSIDE:
+        rows = select(runs, model=model, horizon=horizon, protocol="honest", factors="1234", ablation="none")
+        if not rows.empty:
+            out[model] = rows.iloc[0]
+    return out
+
+
+def _scored(run: pd.Series, seed: int) -> tuple[pd.DataFrame, str]:
+    """A run's out-of-fold rows with `calibrated` (the cross-fitted calibrator the platform would
+    serve) added; and that calibrator's name."""
+    frame = oof(run.run_id).reset_index(drop=True)
+    served, converted = calibrated_oof(frame, seed)
+    return frame.assign(**{name: q for name, q in converted.items()}, calibrated=converted[served]), served
+
+
+def calibration_part(horizons: dict[int, tuple[pd.Series, pd.DataFrame, str]], report: Report) -> str:
+    rows = []
+    fig, axes = plt.subplots(1, len(horizons), figsize=(4.6 * len(horizons), 4.4), squeeze=False)
+    for ax, (h, (run, frame, served)) in zip(axes[0], horizons.items(), strict=True):
+        y = frame["label"].to_numpy(int)
+        for name in CONVERSION_ORDER:
+            q = frame[name].to_numpy(float)
+            cal = calibration.calibration_stats(q, y)
+            citl = _boot(frame, lambda f, n=name: calibration.calibration_stats(f[n], f["label"])["citl"])
+            slope = _boot(frame, lambda f, n=name: calibration.calibration_stats(f[n], f["label"])["slope"])
+            rows.append([h, _label(run), name + (" (served)" if name == served else ""), _cell(*citl, 2),
+                         _cell(*slope, 2), f"{cal['ece']:.4f}", f"{cal['brier']:.4f}"])
+            if name in ("raw model output", "paper_window", served):
+                observed, predicted = calibration_curve(y, np.clip(q, 1e-4, 1), n_bins=8, strategy="quantile")
+                ax.plot(predicted, observed, "o-", label=name)
+        ax.plot([1e-4, 1], [1e-4, 1], ls=":", c="grey", label="perfect")
+        ax.set(xscale="log", yscale="symlog", xlim=(1e-3, 1), ylim=(0, 1), xlabel="predicted P(severe), log scale",
+               ylabel="observed share of severe days", title=f"{h} day(s) ahead: {_label(run)}")
+        ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.2g}"))
+        ax.legend(fontsize=7)
+    report.save(fig, "clinical_calibration.png")
+    return ("### Calibration\n\nCalibration-in-the-large (CITL, the intercept with the model's log-odds as "
+            "offset: 0 is right on average, above 0 the risks are too low) and calibration slope (1 is right, below "
+            "1 the risks are too extreme), Steyerberg's measures, with ECE (10 equal-count bins) and the Brier "
+            "score. Each conversion is cross-fitted by patient (5 folds) on the run's out-of-fold predictions; "
+            "'served' is the one the platform serves (lower Brier of isotonic and Platt). Reliability diagram: "
+            "8 equal-count bins, log axes, so that the rare high-risk days are visible.\n\n"
+            + md_table(["horizon", "model", "conversion", "CITL (95 % CI)", "slope (95 % CI)", "ECE", "Brier"], rows)
+            + "\n\n![Calibration](clinical_calibration.png)")
+
+
+def decision_part(horizons, bedside, seed: int, report: Report) -> tuple[str, dict[int, dict]]:
+    rows, headline = [], {}
+    fig, axes = plt.subplots(1, len(horizons), figsize=(4.6 * len(horizons), 4.2), squeeze=False)
+    thresholds = decision.THRESHOLDS
+    for ax, (h, (run, frame, _)) in zip(axes[0], horizons.items(), strict=True):
+        y = frame["label"].to_numpy(int)
+        curves = {_label(run): (frame, "calibrated")}
+        for model, brun in bedside[h].items():
+            curves[BEDSIDE_NAMES[model]] = (_scored(brun, seed)[0], "calibrated")
+        for name, (f, column) in curves.items():
+            ax.plot(thresholds * 100, decision.net_benefit(f["label"], f[column], thresholds), label=name)
+        ax.plot(thresholds * 100, decision.treat_all(y, thresholds), "--", c="grey", label="treat all")
+        ax.axhline(0, c="black", lw=0.8, label="treat none")
+        ax.set(xlabel="risk threshold for acting (%)", ylabel="net benefit (severe days caught per day)",
+               ylim=(-0.02, max(0.02, y.mean() * 1.1)), title=f"{h} day(s) ahead")
+        ax.legend(fontsize=7)
+        for t in decision.REPORTED:
+            for name, (f, column) in curves.items():
+                value = _boot(f, lambda g, c=column, tt=t: decision.net_benefit(g["label"], g[c], [tt])[0])
+                rows.append([h, f"{t:.0%}", name, _cell(*value, 4), f"{decision.treat_all(f['label'], [t])[0]:.4f}"])
+                if name == _label(run):
+                    headline.setdefault(h, {})[t] = value
+    report.save(fig, "clinical_decision_curves.png")
+    text = ("### Decision curves\n\nNet benefit of acting (e.g. early tocilizumab) on every day whose calibrated "
+            "risk reaches the threshold: severe days caught per patient-day, minus false alarms weighted by the "
+            "odds of the threshold (Vickers & Elkin 2006). Above treat-all and treat-none, a model helps at that "
+            "threshold. Every model's probability is its own cross-fitted calibration.\n\n"
+            + md_table(["horizon", "threshold", "model", "net benefit (95 % CI)", "treat all"], rows)
+            + "\n\n![Decision curves](clinical_decision_curves.png)")
+    return text, headline
+
+
+def _warning_cells(frame: pd.DataFrame) -> tuple[list[str], dict]:
+    outcomes = alarms.patient_outcomes(frame)
+    summary = alarms.warning_summary(outcomes)
+    ids = outcomes.index.to_numpy()
+
+    def boot(key):
+        low, high = stats.patient_bootstrap(
+            ids, lambda rows: alarms.warning_summary(outcomes.iloc[rows].reset_index(drop=True))[key], n_boot=N_BOOT)
+        return summary[key], low, high
+
+    shown = {k: boot(k) for k in ("median_warning_days", "warned_share", "false_alarms_per_patient_week")}
+    cells = [f"{summary['severe_patients']:.0f} / {summary['warnable_patients']:.0f}",
+             _cell(*shown["median_warning_days"], 1), _cell(*shown["warned_share"], 2),
+             f"{summary['detected_share']:.2f}", _cell(*shown["false_alarms_per_patient_week"], 2),
+             f"{np.nanmedian(frame['alarm_threshold']):.3f}"]
+    return cells, shown
+
+
+def warning_part(horizons, bedside) -> tuple[str, dict[int, dict]]:
+    rows, headline = [], {}
+    for h, (run, frame, _) in horizons.items():
+        for name, f in [(_label(run), frame)] + [(BEDSIDE_NAMES[m], oof(b.run_id)) for m, b in bedside[h].items()]:
+            if "alarm_threshold" not in f or not np.isfinite(f["alarm_threshold"]).any():
+                rows.append([h, name, "no alarm threshold logged (run before warning time existed)", *[""] * 5])
+                continue
+            cells, shown = _warning_cells(f)
+            rows.append([h, name, *cells])
+            if name == _label(run):
+                headline[h] = shown
+    text = ("### Warning time\n\nAn alarm is a day whose predicted P(severe) reaches the fold's alarm threshold, "
+            "the lowest keeping 90 % specificity on the fold's inner validation patients (never the test fold). For "
+            "each patient who reaches grade ≥ 3: days from the first alarm (on or before the first severe day) to "
+            "that day; 0 = alarmed on the severe day itself. 'Warnable' patients were first severe after day 0, so "
+            "a warning a day ahead was possible. False alarms: alarm days per 7 predicted days of patients never "
+            "severe. First CV repeat; 95 % patient-bootstrap intervals.\n\n"
+            + md_table(["horizon", "model", "severe / warnable patients", "median warning (days, warned patients)",
+                        "warned ≥ 1 day ahead (share of warnable)", "alarmed by the severe day (share)",
+                        "false alarms per patient-week", "alarm threshold (median over folds)"], rows))
+    return text, headline
+
+
+def subgroup_part(horizons, covariates: pd.DataFrame) -> tuple[str, list[str]]:
+    rows, small = [], []
+    for h, (run, frame, _) in horizons.items():
+        table = subgroups.subgroup_table(frame, covariates, frame["calibrated"].to_numpy())
+        for record in table.to_dict("records"):
+            part = frame[frame["patient"].isin(subgroups.subgroup_patients(covariates)[record["subgroup"]])]
+
+            def auc(f, metric=roc_auc_score):
+                return metric(f["label"], f["probability"]) if f["label"].nunique() == 2 else float("nan")
+
+            auroc, auprc = _boot(part, auc), _boot(part, lambda f: auc(f, average_precision_score))
+            flag = "too few severe patients to say anything" if record["too_small"] else ""
+            if flag:
+                small.append(f"h{h} {record['subgroup']}")
+            rows.append([h, _label(run), record["subgroup"], record["patients"], record["severe_patients"],
+                         _cell(*auroc), _cell(*auprc), f"{record['citl']:+.2f}", f"{record['oe']:.2f}", flag])
+    text = ("### Subgroups\n\nThe paper's younger group (its \"0–25\": under 25 years) against older patients, and "
+            "sex, from the "
+            "covariates at infusion. AUROC and AUPRC of the raw output with 95 % patient-bootstrap intervals; "
+            "calibration of the served calibrated probability within the group: CITL (0 = right on average) and "
+            "observed / expected severe days (1 = right). A group with fewer than "
+            f"{subgroups.MIN_SEVERE_PATIENTS} severe patients is flagged: its numbers say little.\n\n"
+            + md_table(["horizon", "model", "subgroup", "patients", "severe patients", "AUROC (95 % CI)",
+                        "AUPRC (95 % CI)", "CITL", "O/E", "flag"], rows))
+    return text, small
+
+
+def importance_part(t2: pd.DataFrame, t3: pd.DataFrame, horizons, report: Report) -> tuple[str, str]:
+    """Mean |contribution| per factor and group for the honest same-day PrCRS run, beside the
+    ΔAUROC of deleting each group (Table 3), and for the platform models."""
+    from prcrs.report.build import ABLATIONS
+
+    shown = {"prcrs, same day (Table 2/3)": select(t2, model="prcrs", protocol="honest").head(1)}
+    shown.update({f"{_label(run)}, {h} day(s) ahead (platform)": run.to_frame().T
+                  for h, (run, _, _) in horizons.items()})
+    group_of = {f.key: f.group for f in schema.FEATURES}
+    fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 4.6), squeeze=False)
+    rows, claim = [], ""
+    for ax, (name, runs) in zip(axes[0], shown.items(), strict=True):
+        if runs.empty:
+            continue
+        run = runs.iloc[0]
+        factors = {k[len("mean_importance_"):]: float(run[k]) for k in run.index
+                   if k.startswith("mean_importance_") and pd.notna(run[k])}
+        if not factors:
+            continue
+        top = sorted(factors, key=factors.get, reverse=True)[:10]
+        ax.barh([schema.BY_KEY[k].name if k in schema.BY_KEY else k for k in top][::-1],
+                [100 * factors[k] for k in top][::-1])
+        ax.set(xlabel="mean |contribution| (percentage points of P(severe))", title=name)
+        groups = {g: sum(v for k, v in factors.items() if group_of.get(k) == g) for g in schema.GROUP_NAMES}
+        rows.append([name, *[f"{100 * groups[g]:.3f}" for g in schema.GROUP_NAMES],
+                     ", ".join(schema.BY_KEY[k].name for k in top[:5] if k in schema.BY_KEY)])
+        if name.startswith("prcrs"):
+            full = select(t2, model="prcrs", protocol="honest", ablation="none")
+            deleted = {a: select(t3, ablation=a, protocol="honest") for a in ABLATIONS}
+            deleted = {a: d for a, d in deleted.items() if not d.empty}
+            if not full.empty and deleted:
+                by_deletion = {a: full.iloc[0]["mean_test_auroc"] - d.iloc[0]["mean_test_auroc"]
+                               for a, d in deleted.items()}
+                ablation_of = {(set(schema.GROUP_NAMES) - set(schema.ABLATIONS[a])).pop(): a for a in ABLATIONS}
+                by_importance = max(groups, key=groups.get)
+                most_deleted = max(by_deletion, key=by_deletion.get)
+                verdict = ("is" if ablation_of[by_importance] == most_deleted else "is not")
+                claim = (f"The group with the largest contributions to PrCRS ({schema.GROUP_NAMES[by_importance]}) "
+                         f"{verdict} the one whose deletion costs most AUROC of those run ({most_deleted}, "
+                         f"{by_deletion[most_deleted]:+.3f}); deletion ΔAUROC (full − deleted, mean over folds): "
+                         + ", ".join(f"{a} {v:+.3f}" for a, v in by_deletion.items()) + ".")
+    report.save(fig, "clinical_importance.png")
+    text = ("### Explanations: which factors the models use\n\nMean |contribution| of each factor to P(severe) over "
+            "up to 100 test rows per fold (factor Shapley values against the training rows' median day, "
+            "`prcrs.explain`; a factor's lags and changes count with it), summed per group. The paper's Table 3 "
+            "asks the same question by deleting a group and retraining; a deletion can cost little when other "
+            "groups carry the same signal, which contributions do not show.\n\n"
+            + md_table(["model", *[f"{g}. {t} (pp)" for g, t in schema.GROUP_NAMES.items()], "top 5 factors"], rows)
+            + ("\n\n" + claim if claim else "") + "\n\n![Importance](clinical_importance.png)")
+    return text, claim
+
+
+def clinical_section(report: Report, runs: pd.DataFrame, t2: pd.DataFrame, t3: pd.DataFrame,
+                     covariates: pd.DataFrame, seed: int = 0) -> dict:
+    """Write reports/clinical.md and its figures from `runs` (every study's parent runs of the
+    report's cohort and design); returns the platform's headline numbers per horizon."""
+    chosen = {h: platform_run(runs, h) for h in sorted(runs["horizon"].unique())}
+    chosen = {h: r for h, r in chosen.items() if r is not None and int(r["horizon"]) == h}
+    if not chosen:
+        return {}
+    horizons = {h: (run, *_scored(run, seed)) for h, run in chosen.items()}
+    bedside = {h: _bedside(runs, h) for h in horizons}
+    parts = [calibration_part(horizons, report)]
+    text, benefit = decision_part(horizons, bedside, seed, report)
+    parts.append(text)
+    text, warning = warning_part(horizons, bedside)
+    parts.append(text)
+    text, small = subgroup_part(horizons, covariates)
+    parts.append(text)
+    text, agreement = importance_part(t2, t3, horizons, report)
+    parts.append(text)
+    intro = ("## Clinical evaluation of the platform's models (honest protocol)\n\nAt each horizon, the model the "
+             "platform serves: the best honest mean AUROC with all factors, no bedside score and no baseline "
+             "covariates (" + "; ".join(f"h{h}: {_label(r)}, run {r.run_id[:8]}" for h, r in chosen.items())
+             + "), beside the bedside scores in the same folds.\n\n")
+    body = intro + "\n\n".join(parts)
+    report.write("clinical.md", body + "\n")
+    report.sections.append(body)
+    headline = {h: {"run": chosen[h], "net_benefit": benefit.get(h, {}), "warning": warning.get(h, {})}
+                for h in chosen}
+    one_day = headline.get(1) or next(iter(headline.values()))
+    h1 = next(h for h in headline if headline[h] is one_day)
+    w, nb = one_day["warning"], one_day["net_benefit"]
+    if w and nb:
+        report.claims.append(
+            f"**Beyond the paper: is it useful at the bedside (reports/clinical.md)?** At horizon {h1} the platform's "
+            f"model ({_label(one_day['run'])}) warns {_cell(*w['warned_share'], 2)} of the warnable severe patients "
+            f"at least a day ahead (median {_cell(*w['median_warning_days'], 1)} days), at "
+            f"{_cell(*w['false_alarms_per_patient_week'], 2)} false alarms per patient-week; its net benefit at a "
+            f"10 % risk threshold is {_cell(*nb[0.10], 4)} severe days caught per patient-day. "
+            + (f"Subgroups too small to say anything: {', '.join(small)}. " if small else "")
+            + agreement)
+    return headline

@@ -1,0 +1,138 @@
+"""reports/model_card.md: the platform's models as a model card (Mitchell et al. 2019) with a
+TRIPOD+AI checklist (Collins et al., BMJ 2024) whose every item points to where it is covered, or
+says why it does not apply. Numbers come from the logged runs (`prcrs.report.clinical`)."""
+
+from __future__ import annotations
+
+from prcrs import subgroups
+from prcrs.conformal import BAND_CONFIDENCE
+from prcrs.data.cohort import Cohort
+from prcrs.report.tables import Report, ci_cell, md_table
+
+# (item, topic, where it is covered or why not applicable)
+TRIPOD_AI = (
+    ("1", "Title", "This card's title; README.md"),
+    ("2", "Abstract", "Not applicable: no manuscript; README.md summarises the pipeline"),
+    ("3a-c", "Background: healthcare context, rationale, existing models", "Intended use (below); README.md "
+     "(PrCRS, m-EASIX, the Teachey-style cytokine model as comparators)"),
+    ("4", "Objectives: development and validation", "Intended use; Validation design"),
+    ("5a-b", "Data sources, dates", "Data (below). Dates: not in the published sheet, not reported"),
+    ("6a-c", "Participants: setting, eligibility, treatment", "Data; Known limits (one centre, eligibility as "
+     "published by Wei et al.)"),
+    ("7", "Data preparation", "reports/audit.md (label-imputation fingerprint, masking); README 'Un-imputation'"),
+    ("8a-c", "Outcome: definition, time horizon, blinding", "Outcome (below); blinding not recorded in the sheet"),
+    ("9a-c", "Predictors: choice, definition, timing", "Inputs (below); prcrs/schema.py (names, units, ranges)"),
+    ("10", "Sample size", "Data (patients, severe patients); subgroups flagged when too small (clinical.md)"),
+    ("11", "Missing data", "Validation design (fill values masked, medians of training rows); prcrs/preprocessing.py"),
+    ("12a", "Analytical methods: data use", "Validation design"),
+    ("12b", "Predictor handling", "prcrs/preprocessing.py (log1p, standardization fitted on training folds)"),
+    ("12c", "Model type, building, tuning", "Models (below); conf/model/*.yaml; reports/table2.md, history.md"),
+    ("12d", "Heterogeneity across clusters", "Not applicable: one centre; subgroups in clinical.md"),
+    ("12e", "Performance measures", "Performance; reports/clinical.md (calibration, decision curves, warning time)"),
+    ("12f", "Model updating", "Not applicable: no updating; train-final refits on all rows with the same config"),
+    ("12g", "Fairness-related methods", "Subgroups (age, sex) in reports/clinical.md"),
+    ("13", "Class imbalance", "No resampling; AUPRC reported; thresholds chosen on inner validation rows"),
+    ("14", "Fairness", "Subgroups (below; reports/clinical.md)"),
+    ("15", "Model output", "Outputs (below): calibrated probability, risk band, top factors"),
+    ("16", "Training versus evaluation", "Validation design: the test fold is never used for fitting, thresholds, "
+     "early stopping or calibration"),
+    ("17", "Ethical approval", "Not applicable here: public de-identified data published with the paper"),
+    ("18a-b", "Funding, conflicts of interest", "Not applicable: no funding; none declared"),
+    ("18c-d", "Protocol, registration", "Not applicable: no preregistered protocol; conf/experiment/*.yaml fix "
+     "every analysis"),
+    ("18e", "Data sharing", "The sheets are public with the paper; nothing derived row by row is committed"),
+    ("18f", "Code sharing", "This repository; `make reproduce`"),
+    ("19", "Patient and public involvement", "Not applicable: none in this reproduction"),
+    ("20a-c", "Participants: flow, characteristics, comparison", "Data (below); reports/audit.md"),
+    ("21", "Model development: participants and outcomes per analysis", "Performance (rows, severe rows per horizon)"),
+    ("22", "Model specification", "Models (below): MLflow run and config of each; registered as pyfunc models"),
+    ("23a-b", "Model performance, heterogeneity", "Performance; reports/clinical.md (subgroups)"),
+    ("24", "Model updating results", "Not applicable: no updating"),
+    ("25", "Interpretation", "reports/README.md (claims); reports/clinical.md"),
+    ("26", "Limitations", "Known limits (below)"),
+    ("27a-c", "Usability: data quality handling, user interaction, future research", "Outputs; README 'Prediction "
+     "platform' (input checks, warnings); Known limits"),
+)
+
+
+def _cohort_facts(cohort: Cohort) -> str:
+    frame = cohort.frame
+    severe_patients = int(frame.groupby("patient")["grade"].max().ge(3).sum())
+    covariates = subgroups.patient_covariates(frame)
+    young = int((covariates["age"] < subgroups.YOUNG_BELOW).sum())
+    return (f"{cohort.data_source} data, content id {cohort.content_id}: {cohort.n_patients} patients, {len(frame)} "
+            f"patient-days, {int((frame['grade'] >= 3).sum())} severe days (grade ≥ 3) in {severe_patients} "
+            f"patients; {young} patients aged under {subgroups.YOUNG_BELOW}, "
+            f"{int((covariates['female'] == 1).sum())} female.")
+
+
+def model_card(report: Report, headline: dict, cohort: Cohort) -> None:
+    """Write reports/model_card.md from the clinical section's `headline` (per horizon: the
+    platform's run, net benefit and warning time with CIs) and the report's `cohort`."""
+    if not headline:
+        return
+    banner = ("> **Synthetic data.** Every number below describes the project's synthetic cohort, not patients: "
+              "this card is a template until the runs are made on the real sheet.\n\n"
+              if cohort.data_source == "synthetic" else "")
+    perf, models = [], []
+    for h, entry in headline.items():
+        run, nb, w = entry["run"], entry["net_benefit"], entry["warning"]
+        models.append([h, run["model"], run.get("history", "none"), f"`{run['run_id']}`",
+                       f"conf/model/{run['model']}.yaml", run.get("study", "")])
+
+        def cell(triple, digits):
+            value, low, high = triple
+            return f"{value:.{digits}f} ({low:.{digits}f}–{high:.{digits}f})"
+
+        perf.append([h, ci_cell(run, "auroc"), ci_cell(run, "auprc"), ci_cell(run, "brier"),
+                     cell(nb[0.10], 4) if 0.10 in nb else "–",
+                     cell(w["warned_share"], 2) if w else "–", cell(w["median_warning_days"], 1) if w else "–",
+                     cell(w["false_alarms_per_patient_week"], 2) if w else "–"])
+    groups = list(subgroups.subgroup_patients(subgroups.patient_covariates(cohort.frame)))
+    text = (f"# Model card: prcrs platform models\n\n{banner}"
+            "## Intended use\n\nDecision support for clinicians caring for patients after CAR-T cell therapy: the "
+            "risk that cytokine release syndrome becomes severe (grade ≥ 3) on the same day or 1–3 days ahead, "
+            "from that day's routine labs and cytokines (and, for history models, earlier days). It is meant to "
+            "prompt closer monitoring or earlier treatment; it is not a diagnosis, and it has not been validated "
+            "outside the centre whose data trained it. Users: clinician-researchers; not patients.\n\n"
+            f"## Data\n\n{_cohort_facts(cohort)} One centre, as published with Wei et al. (BMC Bioinformatics "
+            "2024); no dates. Missing cells of the published sheet were filled with the median of the same CRS "
+            "grade (a label leak): the honest protocol sets every such fill value back to missing "
+            "(reports/audit.md).\n\n"
+            "## Outcome and inputs\n\nOutcome: CRS grade ≥ 3 on day t + horizon (grading as recorded in the "
+            "sheet). Inputs: the 42 lab factors of day t in four groups (prcrs/schema.py, with units and "
+            "plausible ranges); the platform routes a day to the first factor combination whose groups are "
+            "measured.\n\n"
+            "## Models\n\n" + md_table(["horizon", "model", "history", "MLflow CV run", "config", "study"], models)
+            + "\n\n## Validation design\n\nHonest protocol: 5-fold cross-validation grouped by patient (no patient "
+              "on both sides); fill values masked; imputation, scaling, early stopping, the F1 threshold and the "
+              "alarm threshold (90 % specificity) fitted on training folds and their inner patient-grouped "
+              "validation split only; probability conversions cross-fitted by patient on out-of-fold predictions. "
+              "The paper's own protocol (row split, leak kept) is reported beside it in reports/ only to "
+              "reproduce its numbers.\n\n"
+            "## Performance (held-out patients)\n\n"
+            + md_table(["horizon", "AUROC", "AUPRC", "Brier (raw)", "net benefit at 10 % (95 % CI)",
+                        "warned ≥ 1 day ahead", "median warning (days)", "false alarms / patient-week"], perf)
+            + "\n\nAUROC, AUPRC, Brier: mean over folds with 95 % t interval. The rest: pooled out-of-fold, 95 % "
+              "patient bootstrap (reports/clinical.md, which also holds calibration, decision curves against "
+              "treat-all and the bedside scores, and subgroups).\n\n"
+            "## Calibration, subgroups, uncertainty, explanations\n\n"
+            "- Calibration: the platform serves the better of isotonic and Platt (cross-fitted Brier); CITL, slope "
+            "and ECE per conversion and reliability diagrams in reports/clinical.md.\n"
+            f"- Subgroups: {', '.join(groups)}; groups with fewer than {subgroups.MIN_SEVERE_PATIENTS} severe "
+            "patients are flagged there.\n"
+            f"- Uncertainty: each prediction carries a {BAND_CONFIDENCE:.0%} label-conditional conformal risk band "
+            "(low / uncertain / high / atypical), fitted on out-of-fold predictions of held-out patients; its "
+            "coverage is checked on held-out patients in tests/test_clinical.py.\n"
+            "- Explanations: each prediction lists the factors that moved its calibrated probability against the "
+            "training rows' median day (factor Shapley values); global importance in reports/clinical.md.\n\n"
+            "## Known limits\n\n"
+            "- One centre, 202 patients, few severe patients: wide intervals, no external validation.\n"
+            "- The sheet was label-imputed; masking removes the fill values but also real values equal to them, "
+            "and the missingness pattern itself may differ from a prospective setting.\n"
+            "- Grading system, timing of draws within the day and treatments given (tocilizumab, steroids) are not "
+            "recorded; treatment may have prevented severe CRS in some patients.\n"
+            "- Probabilities are calibrated to this cohort's prevalence; another centre needs recalibration.\n"
+            "- History models need the same patient's earlier days, matched by day since infusion.\n\n"
+            "## TRIPOD+AI checklist\n\n" + md_table(["item", "topic", "where"], [list(r) for r in TRIPOD_AI]))
+    report.write("model_card.md", text + "\n")
