@@ -6,7 +6,8 @@ Here the runs are composed and evaluated in this one process, so the fold worker
 data load once, not once per sweep. Finished configs are skipped
 (resume), so an interrupted reproduction picks up where it stopped; a failing run is reported
 and the others still run. `--quick` (the tests) runs the same sweeps on synthetic data with 2
-folds and 2 epochs into $MLFLOW_TRACKING_URI, by default mlruns/quick.db (not the project's store).
+folds and 2 epochs into $MLFLOW_TRACKING_URI, by default mlruns/quick.db (not the project's store),
+caching pretrained weights beside that store (`quick_cache`), not in the project's `.cache/`.
 """
 
 from __future__ import annotations
@@ -61,6 +62,16 @@ def expand(sweep: list[str]) -> list[list[str]]:
     return [list(run) for run in itertools.product(*choices)]
 
 
+def quick_cache(tracking_uri: str) -> Path:
+    """Where a quick reproduction caches pretrained weights: beside its store (a sqlite file),
+    else in a new temporary folder; never in the project's `.cache/`."""
+    import tempfile
+
+    if tracking_uri.startswith("sqlite:///"):
+        return Path(tracking_uri.removeprefix("sqlite:///")).parent / "quick-cache"
+    return Path(tempfile.mkdtemp(prefix="prcrs-quick-cache-"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="synthetic data, 2 folds, 2 epochs")
@@ -70,10 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     from prcrs.engine import compose_config
     from prcrs.evaluate import evaluate
 
+    quick = []
     if args.quick:  # never into the project's store, where `prcrs report` would mix it with real runs
         os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{ROOT / 'mlruns' / 'quick.db'}")
+        quick = [*QUICK, f"paths.cache_dir={quick_cache(os.environ['MLFLOW_TRACKING_URI'])}"]
     start = time.perf_counter()
-    runs = [[f"experiment={name}", *run, *(QUICK if args.quick else [])] for name in args.only or ARTEFACTS
+    runs = [[f"experiment={name}", *run, *quick] for name in args.only or ARTEFACTS
             for run in expand((args.quick and QUICK_SWEEPS.get(name)) or sweep_of(name))]
     failed = []
     for i, overrides in enumerate(runs, 1):

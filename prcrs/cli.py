@@ -57,11 +57,34 @@ def cmd_train_final(args) -> int:
 
 
 def read_input(path: str):
-    """A csv/xlsx/parquet file of patient-days; the header row is the first with a factor name."""
-    from prcrs.data.cohort import column_lookup
+    """A csv/xlsx/parquet file of patient-days; the header row is the first with a factor name
+    (any accepted name: `prcrs.serving.inputs.name_lookup`)."""
     from prcrs.data.io import read_table
+    from prcrs.serving.inputs import name_lookup, normal_name
 
-    return read_table(path, header_markers=(tuple(column_lookup()),))
+    return read_table(path, header_markers=(tuple(name_lookup()),), normalize=normal_name)
+
+
+def write_template(path: Path) -> None:
+    """An empty CSV whose header holds every factor the platform reads, as the page labels it, with
+    its unit, and the patient and day columns a history model needs."""
+    from prcrs import schema
+    from prcrs.serving.inputs import IGNORED, PERCENT_KEYS
+
+    def unit(f):
+        return "% or fraction" if f.key in PERCENT_KEYS else f.unit
+
+    header = ["patient", "Relative date"] + [f"{f.name} ({unit(f)})" for f in schema.FEATURES if f.key not in IGNORED]
+    path.write_text(",".join(f'"{h}"' if "," in h else h for h in header) + "\n")
+
+
+def notes_lines() -> list[str]:
+    """The '# ' lines above the predictions: what each number means (read with
+    pandas.read_csv(path, comment='#'))."""
+    from prcrs.serving.platform import MEANINGS
+
+    return ["# prcrs predictions: one row per input row and horizon. Read with pandas.read_csv(path, comment='#')."] + [
+        f"# {column}: {meaning}" for column, meaning in MEANINGS.items()]
 
 
 def check_writable(out: Path, source: Path) -> None:
@@ -77,16 +100,29 @@ def check_writable(out: Path, source: Path) -> None:
 
 
 def cmd_predict(args) -> int:
+    import pandas as pd
+
     from prcrs.data.cohort import check_one_name_per_factor
     from prcrs.serving.inputs import resolve_columns
     from prcrs.serving.registry import load_platform
 
+    if args.template:
+        out = Path(args.template)
+        check_writable(out, Path(args.input or out.with_suffix(".none")))
+        write_template(out)
+        print(f"wrote the input template to {out}: one row per patient-day, blank = not measured", file=sys.stderr)
+        return 0
+    if args.input is None:
+        raise DataError("give the input file (csv, xlsx or parquet), or --template PATH for an empty one")
     if args.out:
         check_writable(Path(args.out), Path(args.input))
     raw = read_input(args.input)
     check_one_name_per_factor(resolve_columns(raw.columns)[0], Path(args.input).name)  # before any model loads
     platform = load_platform(args.tracking_uri, horizons=tuple(sorted(set(args.horizon))))
-    table, unknown = platform.predict_table(raw, args.horizon)
+    if "synthetic" in platform.data_sources:
+        print("warning: the platform's models were trained on SYNTHETIC data: their numbers are not risks of real "
+              "patients", file=sys.stderr)
+    table, unknown = platform.predict_table(raw, args.horizon, strict=args.strict)
     if unknown:
         print(f"warning: unknown column(s) ignored: {', '.join(unknown)}", file=sys.stderr)
     failed = table.drop_duplicates("row").dropna(subset=["error"])
@@ -97,16 +133,22 @@ def cmd_predict(args) -> int:
         partial = out.with_name(f".{out.name}.{os.getpid()}.partial{out.suffix}")  # no half-written file, ever
         try:
             if out.suffix.lower() == ".xlsx":
-                table.to_excel(partial, index=False)
+                with pd.ExcelWriter(partial) as book:
+                    table.to_excel(book, sheet_name="predictions", index=False)
+                    pd.DataFrame({"notes": [line[2:] for line in notes_lines()]}).to_excel(book, sheet_name="notes",
+                                                                                         index=False)
             else:
-                table.to_csv(partial, index=False)
+                partial.write_text("\n".join(notes_lines()) + "\n" + table.to_csv(index=False))
             os.replace(partial, out)
         finally:
             partial.unlink(missing_ok=True)
         print(f"wrote {len(table)} predictions for {table['row'].nunique()} rows to {out} "
               f"({len(failed)} row(s) with errors)", file=sys.stderr)
     else:
-        table.to_csv(sys.stdout, index=False)
+        sys.stdout.write("\n".join(notes_lines()) + "\n" + table.to_csv(index=False))
+    if len(failed) == table["row"].nunique():
+        print("error: no row could be predicted (see the errors above)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -142,15 +184,34 @@ def _combination(text: str) -> str:
     return text
 
 
+def _command(sub, name: str, summary: str, description: str, examples: list[str]) -> argparse.ArgumentParser:
+    """A subcommand with its one-line summary (in `prcrs --help`), a description and examples."""
+    return sub.add_parser(name, help=summary, description=f"{summary}. {description}",
+                          epilog="examples:\n" + "\n".join(f"  {e}" for e in examples),
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="prcrs", description="PrCRS reproduction toolkit")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("audit", help="audit a cohort: counts, missingness, ranges, imputation fingerprint, leak probe")
+    parser = argparse.ArgumentParser(
+        prog="prcrs", description="The PrCRS reproduction's tools: audit the data, build the report, train and serve "
+                                  "the prediction platform. Experiments themselves run with `python run.py` (see "
+                                  "`python run.py --help`).",
+        epilog="`prcrs <command> --help` describes a command with examples.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    p = _command(sub, "audit", "audit a cohort: counts, missingness, ranges, imputation fingerprint, leak probe",
+                 "Prints what the sheet holds and how much of it is the label-imputation fingerprint; the leak probe "
+                 "measures how much of the label the exact values still carry.",
+                 ["prcrs audit                      # the CAR-T sheet ($PRCRS_DATA_DIR), or the synthetic cohort",
+                  "prcrs audit --data covid --json", "prcrs audit --data my_centre.xlsx --no-probe"])
     p.add_argument("--data", default="cart", help="cart | covid | synthetic | PATH (default: cart)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--no-probe", action="store_true", help="skip the leak probe (about 30 s)")
     p.set_defaults(func=cmd_audit)
-    p = sub.add_parser("report", help="build the paper's tables and figures from the MLflow runs into reports/")
+    p = _command(sub, "report", "build the paper's tables and figures from the MLflow runs into reports/",
+                 "Reads the finished runs of `make reproduce` (one cohort, one CV design) and writes Markdown tables, "
+                 "PNG figures, the clinical evaluation and the model card.",
+                 ["prcrs report", "prcrs report --out /tmp/reports --tracking-uri sqlite:////tmp/store/mlflow.db",
+                  "prcrs report --before sqlite:///old/mlruns/mlflow.db   # adds what_moved.md"])
     p.add_argument("--out", default="reports", help="output folder (default: reports)")
     p.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI or mlruns/)")
     p.add_argument("--before", default=None, metavar="URI",
@@ -158,20 +219,38 @@ def build_parser() -> argparse.ArgumentParser:
                         "its honest results beside these")
     p.set_defaults(func=cmd_report)
     uri_help = "MLflow store (default: $MLFLOW_TRACKING_URI or mlruns/)"
-    p = sub.add_parser("train-final", help="train, calibrate and register the platform's models (honest protocol)")
+    p = _command(sub, "train-final", "train, calibrate and register the platform's models (honest protocol)",
+                 "For each horizon, the best honest config in the store (or model=...), cross-validated, calibrated "
+                 "on its out-of-fold predictions, fitted on every row and registered as "
+                 "prcrs-f<combination>-h<horizon>.",
+                 ["prcrs train-final", "prcrs train-final model=forest history=lags --horizon 1",
+                  "prcrs train-final data=synthetic model=logreg --combinations 1234 --horizon 1 2"])
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=forest data=synthetic")
     p.add_argument("--horizon", nargs="+", type=_horizons, default=[1, 2, 3], help="days ahead (default: 1 2 3)")
     p.add_argument("--combinations", nargs="+", type=_combination, default=None,
                    help="factor combinations (default: all six)")
     p.add_argument("--tracking-uri", default=None, help=uri_help)
     p.set_defaults(func=cmd_train_final)
-    p = sub.add_parser("predict", help="predict severe CRS for the patient-days of a csv/xlsx file")
-    p.add_argument("input", help="csv, xlsx or parquet file: one row per patient-day, sheet or project names")
+    p = _command(sub, "predict", "predict severe CRS for the patient-days of a csv/xlsx file",
+                 "One output row per input row and horizon: the calibrated risk, the risk band, the factors behind "
+                 "it and where the model came from. Exits 1 when no row could be predicted.",
+                 ["prcrs predict --template days.csv       # an empty file with the accepted columns and units",
+                  "prcrs predict days.csv --horizon 1 2 3 --out predictions.csv",
+                  "prcrs predict days.xlsx --strict         # refuse a row with an implausible value"])
+    p.add_argument("input", nargs="?", help="csv, xlsx or parquet file: one row per patient-day; column names as "
+                                            "the sheet, the page or the project's keys")
     p.add_argument("--horizon", nargs="+", type=_horizons, default=[1, 2, 3], help="days ahead (default: 1 2 3)")
     p.add_argument("--out", default=None, help="output csv or xlsx (default: csv on standard output)")
+    p.add_argument("--template", default=None, metavar="PATH",
+                   help="write an empty input CSV (the accepted columns, with units) to PATH and stop")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse a row with an implausible value (default: leave that value out, with a warning)")
     p.add_argument("--tracking-uri", default=None, help=uri_help)
     p.set_defaults(func=cmd_predict)
-    p = sub.add_parser("serve", help="the web page and JSON API (POST /predict)")
+    p = _command(sub, "serve", "the web page and JSON API (POST /predict)",
+                 "Serves the registered platform models: the page at /, the API at /predict and /health, its docs "
+                 "at /docs (offline).",
+                 ["prcrs serve", "prcrs serve --host 0.0.0.0 --port 8080   # reachable from other machines"])
     p.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1 (loopback)")
     p.add_argument("--port", type=_port, default=8000, help="default: 8000")
     p.add_argument("--tracking-uri", default=None, help=uri_help)

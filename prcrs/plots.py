@@ -22,10 +22,11 @@ def _scored(curves: dict[str, pd.DataFrame]):
 
 
 def roc_axes(ax, curves: dict[str, pd.DataFrame], title: str) -> None:
-    """ROC curve of each frame on `ax`, labelled with its AUROC."""
+    """ROC curve of each frame on `ax`, labelled with its AUROC pooled over the out-of-fold rows
+    (not the mean over folds the tables give: pooling mixes the folds' score scales)."""
     for label, y, p in _scored(curves):
         fpr, tpr, _ = roc_curve(y, p)
-        ax.plot(fpr, tpr, label=f"{label} {roc_auc_score(y, p):.3f}")
+        ax.plot(fpr, tpr, label=f"{label} (pooled AUROC {roc_auc_score(y, p):.3f})")
     ax.plot([0, 1], [0, 1], ls=":", c="grey")
     ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=title)
     ax.legend(fontsize=7, loc="lower right")
@@ -37,10 +38,10 @@ def pr_axes(ax, curves: dict[str, pd.DataFrame], title: str) -> None:
     scored = list(_scored(curves))
     for label, y, p in scored:
         precision, recall, _ = precision_recall_curve(y, p)
-        ax.plot(recall, precision, label=f"{label} {average_precision_score(y, p):.3f}")
+        ax.plot(recall, precision, label=f"{label} (pooled AUPRC {average_precision_score(y, p):.3f})")
     if scored:
         prevalence = scored[0][1].mean()
-        ax.axhline(prevalence, ls=":", c="grey", label=f"prevalence {prevalence:.3f}")
+        ax.axhline(prevalence, ls=":", c="grey", label=f"no skill: prevalence {prevalence:.3f}")
     ax.set(xlabel="recall", ylabel="precision", title=title)
     ax.legend(fontsize=7, loc="upper right")
 
@@ -50,9 +51,9 @@ def curve_figures(oof: pd.DataFrame, title: str = "") -> dict[str, plt.Figure]:
     if not list(_scored({"": oof})):
         return {}
     figures = {}
-    for name, draw, label, kind in (("roc_curve", roc_axes, "AUROC", "ROC"), ("pr_curve", pr_axes, "AUPRC", "PR")):
+    for name, draw, kind in (("roc_curve", roc_axes, "ROC"), ("pr_curve", pr_axes, "PR")):
         fig, ax = plt.subplots(figsize=(4.5, 4.5))
-        draw(ax, {label: oof}, f"{kind} {title}")
+        draw(ax, {"out-of-fold": oof}, f"{kind} {title}")
         figures[name] = fig
     plt.close("all")
     return figures

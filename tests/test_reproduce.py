@@ -24,6 +24,7 @@ def quick_store(tmp_path_factory):
     done = subprocess.run([sys.executable, str(ROOT / "experiments" / "reproduce.py"), "--quick"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert any((tmp / "quick-cache").iterdir())  # the pretraining weights went beside the temp store
     return tmp, uri
 
 
@@ -55,7 +56,11 @@ def test_quick_reproduction_builds_every_table_and_figure_with_numbers(quick_sto
         assert part in clinical
     assert "teachey" not in clinical and "cytokine model (Teachey-style)" in clinical and "m-EASIX" in clinical
     card = (tmp / "reports" / "model_card.md").read_text()
-    assert card.startswith("# Model card") and "**Synthetic data.**" in card and "## TRIPOD+AI checklist" in card
+    assert card.startswith("> **Synthetic data: a smoke test.**") and "# Model card" in card
+    assert "## TRIPOD+AI checklist" in card
+    for name in [n for n in EXPECTED if n.endswith(".md")]:  # every file says it is a smoke test
+        assert (tmp / "reports" / name).read_text().startswith("> **Synthetic data: a smoke test.**"), name
+    assert "none of 1" not in readme and "horizon(s) none" not in readme
     assert NUMBER.search(card.split("## Performance")[1])
 
 

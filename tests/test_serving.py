@@ -57,11 +57,21 @@ def test_rows_are_checked_with_errors_that_name_the_column():
     assert chlorine.error is None and "chloride" not in chlorine.values and "chlorine: not used" in chlorine.warnings[0]
     assert "non-numeric value 'high'" in check_row({**full, "IL6": "high"}).error
     assert "IL6" in check_row({**full, "IL6": "high"}).error
-    impossible = check_row({**full, "Neutrophil percentage": 75}).error
-    assert "Neutrophil percentage" in impossible and "impossible value 75" in impossible and "fraction" in impossible
-    assert "impossible value -1" in check_row({**full, "ferritin": -1}).error
+    percent = check_row({**full, "Neutrophil percentage": 75})  # typed as a percentage: read as one, and said
+    assert percent.error is None and percent.values["neutrophil_pct"] == 0.75
+    assert "Neutrophils 75 read as 75 % (0.75 as a fraction)" in percent.warnings
+    assert check_row({**full, "Neutrophil percentage": 0.75}).values["neutrophil_pct"] == 0.75
+    dropped = check_row({**full, "ferritin": -1})  # one implausible value: that factor left out, the day kept
+    assert dropped.error is None and "ferritin" not in dropped.values and dropped.combination == "1234"
+    assert "Ferritin left out (read as not measured): impossible value -1" in dropped.warnings[0]
+    assert "impossible value -1" in check_row({**full, "ferritin": -1}, strict=True).error
+    unit = check_row({**full, "hemoglobin": 15, "albumin": 4.4, "sodium": 14.6, "Neutrophil percentage": 170})
+    said = " | ".join(unit.warnings)
+    assert "Haemoglobin left out" in said and "likely in g/dL (15 g/dL = 150 g/L)" in said
+    assert "likely in g/dL (4.4 g/dL = 44 g/L)" in said and "misplaced decimal point? (146 mmol/L" in said
+    assert "Neutrophils left out" in said and "plausible 0-100 %" in said and "neutrophil_pct" not in said
     twice = check_row({**full, "il6": 90000})  # "IL6" and "il6" name one factor: never keep the last silently
-    assert twice.error and set(twice.field_errors) == {"IL6", "il6"} and "il6 is also given as 'il6'" in twice.error
+    assert twice.error and set(twice.field_errors) == {"IL6", "il6"} and "IL-6 is also given as 'il6'" in twice.error
     assert check_row({"IL6": 12.0}).error.startswith("nothing usable")
     no_cytokines = check_row({k: v for k, v in full.items() if k not in {"IL6", "IL10", "IL4", "IL2"}})
     assert no_cytokines.combination == "123" and no_cytokines.error is None
@@ -184,7 +194,8 @@ def test_predict_cli_keeps_going_past_bad_rows(store, platform, tmp_path, capsys
     out = tmp_path / "pred.csv"
     assert cli.main(["predict", str(path), "--horizon", "1", "2", "--out", str(out)]) == 0
     err = capsys.readouterr().err
-    table = pd.read_csv(out)
+    assert out.read_text().startswith("# prcrs predictions") and "# calibrated_probability: USE THIS" in out.read_text()
+    table = pd.read_csv(out, comment="#")
     assert len(table) == 12 and set(table["horizon"]) == {1, 2}
     first = table[table["row"] == 2]
     assert (first["combination"] == 1234).all() and first["error"].isna().all()
@@ -198,7 +209,9 @@ def test_predict_cli_keeps_going_past_bad_rows(store, platform, tmp_path, capsys
     assert table.loc[table["row"] == 3, "warnings"].str.contains("combination 123 used").all()
     errors = table.drop_duplicates("row").set_index("row")["error"]
     assert "non-numeric value 'lots'" in errors[4] and "IL6" in errors[4]
-    assert "impossible value 1e+06" in errors[5] and "hemoglobin" in errors[5]
+    assert pd.isna(errors[5])  # an implausible haemoglobin: left out, the day predicted, and said
+    said = table.loc[table["row"] == 5, "warnings"]
+    assert said.str.contains("Haemoglobin left out .* impossible value 1e\\+06").all()
     assert errors[6].startswith("nothing usable")
     assert pd.isna(errors[7]) and "unknown column(s) ignored: comment" in err
     assert "error: row 4" in err and "error: row 6" in err
@@ -206,6 +219,65 @@ def test_predict_cli_keeps_going_past_bad_rows(store, platform, tmp_path, capsys
     assert predicted["risk_band"].isin(["low", "uncertain", "high", "atypical"]).all()
     assert predicted["top_factors"].str.count(" pp").eq(5).all()
     assert predicted["reference_probability"].between(0, 1).all()
+
+
+def test_predict_takes_the_pages_labels_from_its_own_template(store, platform, tmp_path, capsys):
+    template = tmp_path / "template.csv"
+    assert cli.main(["predict", "--template", str(template)]) == 0
+    header = pd.read_csv(template).columns.tolist()
+    assert header[:2] == ["patient", "Relative date"] and "IL-6 (pg/mL)" in header
+    assert "Neutrophils (% or fraction)" in header and "IFN-gamma (pg/mL)" in header and len(header) == 2 + 41
+    medians = platform.models[("1234", 1)].medians
+    by_label = {f"{f.name} (": f.key for f in schema.FEATURES}
+    row = {h: medians[next(k for lab, k in by_label.items() if h.startswith(lab))] for h in header[2:]}
+    row["Neutrophils (% or fraction)"] = 70  # as typed on the page: a percentage
+    filled = tmp_path / "filled.csv"
+    pd.DataFrame([{"patient": "a", "Relative date": 1, **row}]).to_csv(filled, index=False)
+    assert cli.main(["predict", str(filled), "--horizon", "1"]) == 0
+    captured = capsys.readouterr()
+    table = pd.read_csv(__import__("io").StringIO(captured.out), comment="#")
+    assert table["error"].isna().all() and (table["combination"] == 1234).all() and "unknown column" not in captured.err
+    assert "Neutrophils 70 read as 70 %" in table["warnings"].item()
+    nothing = tmp_path / "nothing.csv"
+    nothing.write_text("IL-6,CRP\n30,12\n40,15\n")
+    assert cli.main(["predict", str(nothing), "--horizon", "1"]) == 1  # no row predicted: not a success
+    assert "no row could be predicted" in capsys.readouterr().err
+
+
+def test_every_prediction_says_where_its_model_came_from(store, platform, tmp_path, capsys, client):
+    from prcrs.serving.platform import shown_risk
+
+    health = client.get("/health").json()
+    assert health["synthetic"] is True and health["data_sources"] == ["synthetic"]
+    assert len(health["provenance"]) == len(platform.models)
+    first = health["provenance"][0]
+    assert first["model"] == "logreg" and first["model_version"] == "1" and 0.5 < first["cv_auroc"] <= 1
+    assert first["registered_model"].startswith("prcrs-f") and len(first["data_content"]) >= 8
+    result = client.post("/predict", json={"values": client.get("/example").json()["values"]}).json()["results"][0]
+    assert result["data_source"] == "synthetic" and result["cv_run_id"] and result["model_version"] == "1"
+    assert "SYNTHETIC DATA" in client.get("/").text and 'id="synthetic-banner"' in client.get("/").text
+    path = tmp_path / "days.csv"
+    _example_rows(platform).to_csv(path, index=False)
+    assert cli.main(["predict", str(path), "--horizon", "1"]) == 0
+    captured = capsys.readouterr()
+    table = pd.read_csv(__import__("io").StringIO(captured.out), comment="#")
+    predicted = table[table["error"].isna()]
+    assert (predicted["data_source"] == "synthetic").all() and predicted["model_version"].notna().all()
+    assert predicted["cv_auroc"].between(0.5, 1).all() and "trained on SYNTHETIC data" in captured.err
+    assert not predicted["calibrated_risk"].str.contains(r"^0(\.0)? %").any()
+    assert [shown_risk(p) for p in (0.0, 0.004, 0.024, 0.3, 0.999)] == ["< 1 %", "< 1 %", "2.4 %", "30 %", "> 99 %"]
+    assert predicted["calibrated_probability"].map(lambda v: len(str(v).split(".")[-1]) <= 4).all()  # rounded
+
+
+def test_the_api_docs_work_offline_and_say_what_each_number_is(client):
+    docs = client.get("/docs").text
+    assert "cdn" not in docs.lower() and "static/swagger/swagger-ui-bundle.js" in docs
+    assert client.get("/static/swagger/swagger-ui-bundle.js").status_code == 200
+    schema_ = client.get("/openapi.json").json()
+    prediction = schema_["components"]["schemas"]["Prediction"]["properties"]
+    assert prediction["calibrated_probability"]["description"].startswith("USE THIS")
+    assert "not a probability" in prediction["probability"]["description"] and "risk_band" in prediction
+    assert "422" in schema_["paths"]["/predict"]["post"]["responses"]
 
 
 def test_contributions_add_up_to_the_calibrated_probability(platform):
@@ -224,7 +296,7 @@ def test_predict_reads_the_published_sheet_layout_from_xlsx(store, platform, tmp
         pd.DataFrame([["CAR-T lab values"]]).to_excel(writer, index=False, header=False)
         rows.to_excel(writer, index=False, startrow=1)
     assert cli.main(["predict", str(path), "--horizon", "1"]) == 0
-    table = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
+    table = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out), comment="#")
     assert list(table["day"]) == [1, 2] and table["error"].isna().all()
 
 
@@ -278,11 +350,14 @@ def test_api_predicts_and_names_bad_fields_in_a_422(client):
         sizes = [abs(f["contribution"]) for f in r["top_factors"]]
         assert len(sizes) == 5 and sizes == sorted(sizes, reverse=True) and 0 <= r["reference_probability"] <= 1
         assert all(f["name"] == schema.BY_KEY[f["factor"]].name for f in r["top_factors"])
-    cases = {"foo": {**values, "foo": 1}, "il6": {**values, "il6": "abc"}, "Neutrophil percentage":
-             {**{k: v for k, v in values.items() if k != "neutrophil_pct"}, "Neutrophil percentage": 80}}
-    for name, bad in cases.items():
-        res = client.post("/predict", json={"values": bad})
+    odd = {**{k: v for k, v in values.items() if k != "neutrophil_pct"}, "Neutrophil percentage": 180}
+    cases = {"foo": ({**values, "foo": 1}, False), "il6": ({**values, "il6": "abc"}, False),
+             "Neutrophil percentage": (odd, True)}
+    for name, (bad, strict) in cases.items():
+        res = client.post("/predict", json={"values": bad, "strict": strict})
         assert res.status_code == 422 and res.json()["detail"][0]["loc"][-1] == name, res.text
+    lenient = client.post("/predict", json={"values": odd}).json()["results"][0]  # not strict: left out, and said
+    assert any(w.startswith("Neutrophils left out") for w in lenient["warnings"]) and lenient["calibrated_risk"]
     for bad in (True, False):  # strict types: JSON true is not 1.0
         assert client.post("/predict", json={"values": {**values, "il6": bad}}).status_code == 422
     nan = client.post("/predict", content='{"values": {"il6": NaN}}', headers={"Content-Type": "application/json"})
@@ -380,8 +455,11 @@ def test_page_works_in_headless_chromium(server):
         WebDriverWait(driver, 10).until(lambda d: d.find_element(By.NAME, "il6").get_attribute("value") != "")
         Select(driver.find_element(By.ID, "horizon")).select_by_value("2")
         driver.find_element(By.ID, "submit").click()
+        assert "SYNTHETIC DATA" in driver.find_element(By.ID, "synthetic-banner").text  # unmistakable
         result = WebDriverWait(driver, 20).until(ec.presence_of_element_located((By.CLASS_NAME, "prediction")))
         assert "2 day(s) ahead" in result.text and "combination 1234" in result.text and "%" in result.text
+        assert "risk of severe CRS" in result.text and " 0.0 %" not in driver.find_element(By.ID, "result").text
+        assert "trained on synthetic data" in driver.find_element(By.ID, "result").text
         band = driver.find_element(By.CLASS_NAME, "band").text
         assert band.startswith("Risk band (90 % conformal): ") and band.split(": ")[1] in {"low", "uncertain", "high",
                                                                                             "atypical"}
@@ -409,6 +487,8 @@ def test_page_works_in_headless_chromium(server):
         assert "40" in table.text and "55" in table.text  # the trajectory shown is the one sent
         driver.find_element(By.ID, "submit").click()
         WebDriverWait(driver, 20).until(lambda d: "earlier day(s) read" in d.find_element(By.ID, "result").text)
+        driver.get(server + "/docs")  # Swagger UI from the installed package: it renders with no network
+        WebDriverWait(driver, 20).until(lambda d: len(d.find_elements(By.CLASS_NAME, "opblock")) >= 4)
     finally:
         driver.quit()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,10 @@ MISSING_TOKENS = {"", "na", "n/a", "nan", "none", "null", "-"}
 HEADER_SEARCH_ROWS = 5
 
 
-def read_table(path: str | Path, header_markers: tuple[tuple[str, ...], ...]) -> pd.DataFrame:
-    """Read a sheet whose header row holds, for each marker, one of its accepted names.
+def read_table(path: str | Path, header_markers: tuple[tuple[str, ...], ...],
+               normalize: Callable[[str], str] = str.lower) -> pd.DataFrame:
+    """Read a sheet whose header row holds, for each marker, one of its accepted names (compared
+    after `normalize`, lower case by default).
 
     The published sheets have a title row above the header; plain files may not. The header
     is searched in the first rows. Returns the frame (all cells as objects) indexed by the
@@ -45,8 +48,8 @@ def read_table(path: str | Path, header_markers: tuple[tuple[str, ...], ...]) ->
         raise DataError(f"cannot read {path.name}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
     for i in range(min(HEADER_SEARCH_ROWS, len(raw))):
         names = [str(v).strip() for v in raw.iloc[i].tolist()]
-        lower = {n.lower() for n in names}
-        if all(lower & {m.lower() for m in marker} for marker in header_markers):
+        lower = {normalize(n) for n in names}
+        if all(lower & {normalize(m) for m in marker} for marker in header_markers):
             frame = raw.iloc[i + 1 :].copy()
             frame.index = pd.RangeIndex(i + 2, i + 2 + len(frame), name="row")
             frame.columns = names

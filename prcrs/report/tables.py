@@ -54,9 +54,23 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+SYNTHETIC_BANNER = ("> **Synthetic data: a smoke test.** Every number here comes from the project's synthetic "
+                    "cohort, not from patients: the claims are not findings.\n\n")
+
+
+def english_list(items) -> str:
+    """'1', '1 and 2', '1, 2 and 3'."""
+    items = [str(i) for i in items]
+    return " and ".join(items) if len(items) < 3 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
 @dataclass
 class Report:
+    """The report being written into `out`; every Markdown file starts with `banner` (the
+    synthetic-data warning when the runs are on synthetic data)."""
+
     out: Path
+    banner: str = ""
     sections: list[str] = field(default_factory=list)
     claims: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
@@ -70,5 +84,5 @@ class Report:
 
     def write(self, name: str, text: str) -> None:
         path = self.out / name
-        path.write_text(text)
+        path.write_text(self.banner + text if name.endswith(".md") else text)
         self.files.append(path)

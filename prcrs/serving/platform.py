@@ -20,15 +20,29 @@ import pandas as pd
 
 from prcrs import explain, schema
 from prcrs.conformal import RiskBand
-from prcrs.data.cohort import column_lookup, segment_patients
+from prcrs.data.cohort import segment_patients
 from prcrs.data.history import HistorySpec, history_features
 from prcrs.errors import DataError, PrcrsError
-from prcrs.serving.inputs import IGNORED, RowInput, check_row, model_frame, resolve_columns
+from prcrs.serving.inputs import IGNORED, RowInput, check_row, model_frame, name_lookup, normal_name, resolve_columns
 
 HORIZONS = (1, 2, 3)
-OUTPUT_COLUMNS = ("row", "patient", "day", "horizon", "combination", "past_days", "probability",
-                  "calibrated_probability", "paper_probability", "risk_band", "reference_probability", "top_factors",
-                  "warnings", "error")
+OUTPUT_COLUMNS = ("row", "patient", "day", "horizon", "combination", "past_days", "calibrated_risk",
+                  "calibrated_probability", "probability", "paper_probability", "risk_band", "reference_probability",
+                  "top_factors", "warnings", "error", "model", "registered_model", "model_version", "cv_run_id",
+                  "cv_auroc", "data_source", "data_content")
+PROBABILITIES = ("calibrated_probability", "probability", "paper_probability", "reference_probability")
+# What each number is, for every output (CSV notes, API schema, page).
+MEANINGS = {
+    "calibrated_risk": "the calibrated probability as shown on the page ('< 1 %' below 1 %): use this one",
+    "calibrated_probability": "USE THIS: P(severe CRS, grade >= 3, on the day predicted), calibrated on out-of-fold "
+                              "predictions of held-out patients (isotonic or Platt)",
+    "probability": "the model's raw score: ranks days but is not a probability to act on",
+    "paper_probability": "the paper's windowed conversion of the score (kept to reproduce the paper's platform)",
+    "risk_band": "90 % conformal band from held-out patients: high, low, uncertain (both fit) or atypical",
+    "reference_probability": "the calibrated probability of the reference day (training medians): top_factors are "
+                             "contributions against it, in percentage points (pp)",
+    "cv_auroc": "the model config's honest cross-validated AUROC, mean over folds",
+}
 TOP_FACTORS = 5  # contributions shown per prediction
 
 
@@ -109,6 +123,29 @@ class CombinationModel:
                 float(self.calibrated(reference.to_frame().T)[0]))
 
 
+def shown_risk(probability: float | None) -> str | None:
+    """A probability as a clinician reads it: '12 %', '2.4 %', never a bare 0: '< 1 %'."""
+    if probability is None or not np.isfinite(probability):
+        return None
+    if probability < 0.01:
+        return "< 1 %"
+    if probability > 0.99:
+        return "> 99 %"
+    return f"{100 * probability:.0f} %" if probability >= 0.1 else f"{100 * probability:.1f} %"
+
+
+def provenance(model: CombinationModel) -> dict:
+    """Where a model came from: its data (real or synthetic, content id), the model and history,
+    its registered name, version and CV run, and the honest CV AUROC (mean over folds) it earned."""
+    info = model.info
+    history = info.get("history", "none")
+    return {"model": info.get("model", "?") + ("" if history in ("none", None) else f" + {history}"),
+            "registered_model": registered_name(model.combination, model.horizon),
+            "model_version": info.get("registered_version"), "cv_run_id": info.get("cv_run_id"),
+            "cv_auroc": info.get("mean_test_auroc"), "data_source": info.get("data_source", "unknown"),
+            "data_content": info.get("data_content", "unknown")}
+
+
 class Platform:
     """The six combinations x horizons; rows are routed to the best available combination."""
 
@@ -129,11 +166,17 @@ class Platform:
         return horizons
 
     @property
+    def data_sources(self) -> set[str]:
+        """The data the models were trained on: {'real'}, {'synthetic'} or both."""
+        return {m.info.get("data_source", "unknown") for m in self.models.values()}
+
+    @property
     def reads_history(self) -> bool:
         return any(m.history.any for m in self.models.values())
 
     def predict_rows(self, rows: list[RowInput], horizons, patient=None, day=None) -> list[list[dict]]:
-        """Per row, one result dict per horizon (combination, probabilities, past days used,
+        """Per row, one result dict per horizon (combination, probabilities and the calibrated
+        risk as shown, risk band, top factors, past days used, the model's `provenance`,
         warnings, error). `patient` and `day` (one each per row) line up a patient's days for
         history models: a history reads every value a row gave (not only its combination's), and
         a row with a bad value is nobody's history."""
@@ -167,7 +210,9 @@ class Platform:
                 for i, values, n_past, (_, row) in zip(idx, pred.to_dict("records"), used, contributions.iterrows(),
                                                        strict=True):
                     out[i][j].update(values, past_days=int(n_past), reference_probability=reference,
-                                     top_factors=explain.top_factors(row, rows[i].values, TOP_FACTORS))
+                                     calibrated_risk=shown_risk(values["calibrated_probability"]),
+                                     top_factors=explain.top_factors(row, rows[i].values, TOP_FACTORS),
+                                     **provenance(model))
                     masked = model.fill_value_inputs(rows[i].values)
                     if masked:
                         names = ", ".join(f"{schema.BY_KEY[k].name} {rows[i].values[k]:g}" for k in masked)
@@ -175,15 +220,15 @@ class Platform:
                                                      "label-imputation fill value of the training sheet")
         return out
 
-    def predict_table(self, raw: pd.DataFrame, horizons=HORIZONS) -> tuple[pd.DataFrame, list[str]]:
+    def predict_table(self, raw: pd.DataFrame, horizons=HORIZONS, strict: bool = False) -> tuple[pd.DataFrame,
+                                                                                                  list[str]]:
         """A frame of input rows (any accepted column names, cells as read; the index is the file
-        row) -> one output row per input row and horizon (OUTPUT_COLUMNS), and the unknown input
-        columns (ignored)."""
+        row) -> one output row per input row and horizon (OUTPUT_COLUMNS; probabilities rounded to
+        4 decimals), and the unknown input columns (ignored). `strict`: see `inputs.read_values`."""
         mapping, ignored, unknown = resolve_columns(raw.columns)
-        lookup = column_lookup()
-        ids = {lookup.get(str(c).strip().lower()): c for c in raw.columns}
+        ids = {name_lookup().get(normal_name(c)): c for c in raw.columns}
         read = [*mapping, *ignored]
-        rows = [check_row(cells) for cells in raw[read].to_dict("records")] if mapping else \
+        rows = [check_row(cells, strict) for cells in raw[read].to_dict("records")] if mapping else \
             [RowInput(error="nothing usable: no factor column") for _ in range(len(raw))]
         patient, day = patients_and_days(raw, ids) if self.reads_history else (None, None)
         results = self.predict_rows(rows, horizons, patient, day)
@@ -195,7 +240,10 @@ class Platform:
                 records.append({"row": index, "patient": patient, "day": day, **res,
                                 "top_factors": factors_text(res.get("top_factors")),
                                 "warnings": "; ".join(res["warnings"])})
-        return pd.DataFrame(records).reindex(columns=list(OUTPUT_COLUMNS)), unknown
+        table = pd.DataFrame(records).reindex(columns=list(OUTPUT_COLUMNS))
+        table[list(PROBABILITIES)] = table[list(PROBABILITIES)].astype(float).round(4)
+        table["cv_auroc"] = table["cv_auroc"].astype(float).round(3)
+        return table, unknown
 
 
 def factors_text(top: list[dict] | None) -> str | None:

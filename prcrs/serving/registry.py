@@ -130,7 +130,9 @@ def load_platform(tracking_uri: str | None = None, horizons=HORIZONS) -> Platfor
             latest = max(versions, key=lambda v: int(v.version))
             check_trusted(latest, code, h)
             loaded = mlflow.pyfunc.load_model(f"models:/{name}/{latest.version}")
-            models[(code, h)] = loaded.unwrap_python_model().model
+            model = loaded.unwrap_python_model().model
+            model.info["registered_version"] = str(latest.version)
+            models[(code, h)] = model
     if missing:
         raise PrcrsError(f"no registered model {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''} in "
                          f"{tracking.tracking_uri(tracking_uri)}: run `prcrs train-final` first")

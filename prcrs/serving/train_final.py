@@ -94,7 +94,7 @@ def train_one(cfg: DictConfig, cohort, overrides: list[str]) -> CombinationModel
     medians = (X if masker is None else masker.transform(X)).median().dropna().to_dict()
     metrics = evaluation.summary
     info = {"model": cfg.model.name, "history": cfg.history.name, "cv_run_id": evaluation.run_id,
-            "data_source": cohort.data_source,
+            "data_source": cohort.data_source, "data_content": cohort.content_id,
             "rows": len(data), "severe_rows": int(data.y.sum()), "mean_test_auroc": metrics["mean_test_auroc"],
             "mean_test_auprc": metrics["mean_test_auprc"], **{f"brier_{k}": v for k, v in brier.items()}}
     info["risk_band_confidence"] = BAND_CONFIDENCE

@@ -9,7 +9,9 @@ POST /predict    {"values": {name: number | null}, "horizons": [1, 2, 3]} -> one
                  "past_days": [{"day": d, "values": {...}}, ...], the same patient's earlier days;
                  an unknown name, a non-numeric or impossible value, or a row with no usable
                  factor combination gets a 422 naming the fields
-GET /health      {"status": "ok", "models": n}
+GET /health      {"status": "ok", "models": n, "horizons": [...], "data_sources": [...], "synthetic": bool,
+                 "provenance": [{combination, horizon, model, registered_model, model_version, cv_run_id,
+                 cv_auroc, data_source, data_content}, ...]}
 """
 
 from __future__ import annotations
@@ -20,22 +22,26 @@ from typing import Annotated
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr, field_validator
+from swagger_ui_bundle import swagger_ui_path
 
 from prcrs import schema
 from prcrs.errors import DataError
 from prcrs.serving.inputs import IGNORED, MIN_PRESENT, check_row, resolve_columns
-from prcrs.serving.platform import Platform, example_values
+from prcrs.serving.platform import MEANINGS, Platform, example_values, provenance
 
-NOTE = ("The calibrated probability is the share of past patient-days with a similar model score "
-        "(out-of-fold, patient-grouped) that had severe CRS (grade 3 or above) on the day predicted. It is "
-        "a risk estimate from a small cohort (202 patients), not a diagnosis. The risk band is a 90 % conformal "
-        "prediction set from held-out patients: 'high' (only severe CRS fits), 'low' (only no severe CRS fits), "
-        "'uncertain' (both fit) or 'atypical' (neither fits); at least 90 % of severe days get a band containing "
-        "severe CRS. The factors are those that moved this calibrated probability most, in percentage points, "
-        "against a reference day (the training medians), whose probability is given; they explain the model, "
-        "not the patient's biology.")
+NOTE = ("Use the calibrated probability (shown as the risk): it is the share of past patient-days with a "
+        "similar model score (out-of-fold, patient-grouped) that had severe CRS (grade 3 or above) on the day "
+        "predicted. The model score ranks days but is not a probability; the paper's conversion is kept to compare "
+        "with the paper. It is a risk estimate from a small cohort (202 patients), not a diagnosis. The risk band "
+        "is a 90 % conformal prediction set from held-out patients: 'high' (only severe CRS fits), 'low' (only no "
+        "severe CRS fits), 'uncertain' (both fit) or 'atypical' (neither fits); at least 90 % of severe days get a "
+        "band containing severe CRS. The factors are those that moved this calibrated probability most, in "
+        "percentage points, against a reference day (the training medians), whose probability is given; they "
+        "explain the model, not the patient's biology.")
 
 
 MAX_BODY_BYTES = 64 * 1024  # one patient-day is about 2 KB of JSON
@@ -46,6 +52,62 @@ Number = Annotated[StrictFloat | StrictInt, Field(allow_inf_nan=False)]
 class PastDay(BaseModel):
     day: Annotated[StrictFloat | StrictInt, Field(ge=0, le=365)] = Field(description="days since infusion")
     values: dict[str, Number | StrictStr | None] = Field(max_length=len(schema.FEATURES) * 2)
+
+
+class Factor(BaseModel):
+    factor: str = Field(description="the factor's project key")
+    name: str = Field(description="its label on the page")
+    value: float | None = Field(description="the value read (schema units); null: not measured, imputed")
+    contribution: float = Field(description="what it added to the calibrated probability against the reference day "
+                                            "(probability units: 0.05 = 5 percentage points)")
+
+
+class Prediction(BaseModel):
+    horizon: int = Field(description="days ahead: the day predicted is the day of `values` + horizon")
+    combination: str | None = Field(description="the factor combination the row used (1234 > 123 > 4 > 23 > 3 > 2)")
+    past_days: int = Field(description="earlier days of the patient a history model read (0: one-day model)")
+    calibrated_risk: str | None = Field(None, description=MEANINGS["calibrated_risk"])
+    calibrated_probability: float | None = Field(None, description=MEANINGS["calibrated_probability"])
+    probability: float | None = Field(None, description=MEANINGS["probability"])
+    paper_probability: float | None = Field(None, description=MEANINGS["paper_probability"])
+    risk_band: str | None = Field(None, description=MEANINGS["risk_band"])
+    reference_probability: float | None = Field(None, description=MEANINGS["reference_probability"])
+    top_factors: list[Factor] = Field(default=[], description="the factors that moved the risk most, largest first")
+    model: str | None = Field(None, description="the model (and history) behind this number")
+    registered_model: str | None = Field(None, description="its name in the MLflow model registry")
+    model_version: str | None = Field(None, description="its registered version")
+    cv_run_id: str | None = Field(None, description="the MLflow run of its honest cross-validation")
+    cv_auroc: float | None = Field(None, description=MEANINGS["cv_auroc"])
+    data_source: str | None = Field(None, description="real or synthetic: the data it was trained on")
+    data_content: str | None = Field(None, description="the content id of that data")
+    warnings: list[str] = Field(description="what the user should know: values left out or re-read, imputed factors")
+    error: str | None = Field(description="why there is no prediction, if there is none")
+
+
+class PredictResponse(BaseModel):
+    results: list[Prediction] = Field(description="one per horizon asked")
+    note: str = Field(description="what the numbers mean")
+
+
+class Provenance(BaseModel):
+    combination: str
+    horizon: int
+    model: str
+    registered_model: str
+    model_version: str | None
+    cv_run_id: str | None
+    cv_auroc: float | None
+    data_source: str
+    data_content: str
+
+
+class Health(BaseModel):
+    status: str = Field(description="ok")
+    models: int = Field(description="models loaded")
+    horizons: list[int]
+    data_sources: list[str] = Field(description="the data the models were trained on")
+    synthetic: bool = Field(description="true when any model was trained on synthetic data: not for patients")
+    provenance: list[Provenance]
 
 
 class PredictRequest(BaseModel):
@@ -59,6 +121,8 @@ class PredictRequest(BaseModel):
         default=None, description="days since infusion of `values` (needed with past_days)")
     past_days: list[PastDay] = Field(default=[], max_length=14,
                                      description="the same patient's earlier days, read by history models")
+    strict: bool = Field(default=False, description="refuse an implausible value (default: leave it out, with a "
+                                                    "warning naming it and the likely unit)")
 
     @field_validator("past_days")
     @classmethod
@@ -82,7 +146,20 @@ def _unprocessable(errors: dict[tuple[str, ...], str]) -> HTTPException:
 
 
 def create_app(platform: Platform) -> FastAPI:
-    app = FastAPI(title="prcrs: severe CRS risk after CAR-T", docs_url="/docs")
+    app = FastAPI(title="prcrs: severe CRS risk after CAR-T", docs_url=None, redoc_url=None,
+                  description="Risk of severe cytokine release syndrome (grade >= 3) 1-3 days ahead from a patient-"
+                              "day's labs, with a conformal risk band, the factors behind it and where the model came "
+                              "from. " + NOTE)
+    app.mount("/static/swagger", StaticFiles(directory=swagger_ui_path), name="swagger")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        """Swagger UI from the installed swagger-ui-bundle package: no CDN, works offline."""
+        assets = "static/swagger"
+        return get_swagger_ui_html(openapi_url="openapi.json", title=app.title,
+                                   swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{assets}/swagger-ui.css",
+                                   swagger_favicon_url=f"{assets}/favicon-32x32.png")
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -99,24 +176,32 @@ def create_app(platform: Platform) -> FastAPI:
             return JSONResponse({"detail": "a POST needs a Content-Length header"}, status_code=411)
         return await call_next(request)
     example = example_values(platform.models[(schema.COMBINATIONS[0], platform.horizons[0])])
-    page = render_page(platform.horizons)
+    page = render_page(platform.horizons, "synthetic" in platform.data_sources)
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
         return page
 
-    @app.get("/health")
+    @app.get("/health", response_model=Health)
     def health() -> dict:
-        return {"status": "ok", "models": len(platform.models), "horizons": list(platform.horizons)}
+        """Whether the platform is up, and where each of its models came from."""
+        return {"status": "ok", "models": len(platform.models), "horizons": list(platform.horizons),
+                "data_sources": sorted(platform.data_sources), "synthetic": "synthetic" in platform.data_sources,
+                "provenance": [{"combination": code, "horizon": h, **provenance(m)}
+                               for (code, h), m in sorted(platform.models.items())]}
 
     @app.get("/example")
     def get_example() -> dict:
         return {"values": example}
 
-    @app.post("/predict")
+    @app.post("/predict", response_model=PredictResponse,
+              responses={422: {"description": "a field is wrong: `detail[].loc` names it, `msg` says why"},
+                         413: {"description": "request body too large"}})
     def predict(request: PredictRequest) -> dict:
+        """The risk of severe CRS at each horizon asked, for one patient-day (and, for history
+        models, the same patient's earlier days)."""
         unknown = resolve_columns(request.values)[2]
-        row = check_row(request.values)
+        row = check_row(request.values, request.strict)
         errors = {name: "unknown factor name" for name in unknown} | row.field_errors
         if errors:
             raise _unprocessable({("values", name): msg for name, msg in errors.items()})
@@ -136,7 +221,7 @@ def create_app(platform: Platform) -> FastAPI:
         for i, earlier in enumerate(request.past_days):
             if earlier.day >= request.day:
                 errors[("past_days", str(i), "day")] = f"day {earlier.day:g} is not before day {request.day:g}"
-            checked = check_row(earlier.values)
+            checked = check_row(earlier.values, request.strict)
             unknown = resolve_columns(earlier.values)[2]
             errors |= {("past_days", str(i), "values", n): m for n, m in
                        ({n: "unknown factor name" for n in unknown} | checked.field_errors).items()}
@@ -150,7 +235,12 @@ def create_app(platform: Platform) -> FastAPI:
     return app
 
 
-def render_page(horizons: tuple[int, ...]) -> str:
+SYNTHETIC_BANNER = ('<div id="synthetic-banner" role="alert">SYNTHETIC DATA: these models were trained on the '
+                    "project's synthetic cohort. Their numbers are not risks of real patients; do not use them for "
+                    "care.</div>")
+
+
+def render_page(horizons: tuple[int, ...], synthetic: bool = False) -> str:
     groups = []
     for g, title in schema.GROUP_NAMES.items():
         fields = "".join(
@@ -161,5 +251,6 @@ def render_page(horizons: tuple[int, ...]) -> str:
                       f'{len(schema.group_features(g))})</small></legend>{fields}</fieldset>')
     options = "".join(f'<option value="{h}">{h} day{"s" if h > 1 else ""} ahead</option>' for h in horizons)
     page = (files("prcrs.serving") / "page.html").read_text(encoding="utf-8")
-    return page.replace("{groups}", "".join(groups)).replace("{options}", options).replace(
+    return page.replace("{banner}", SYNTHETIC_BANNER if synthetic else "").replace(
+        "{groups}", "".join(groups)).replace("{options}", options).replace(
         "{order}", " &gt; ".join(schema.COMBINATIONS)).replace("{note}", html.escape(NOTE))

@@ -1,0 +1,45 @@
+"""What a new user meets first: the help of run.py and of each `prcrs` command, and that nothing is
+written where the user did not ask."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from prcrs import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_run_py_help_lists_the_groups_their_options_and_examples():
+    done = subprocess.run([sys.executable, str(ROOT / "run.py"), "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = done.stdout
+    assert text.startswith("python run.py: cross-validate one config")
+    assert "model: cnn, day_transformer, forest, gru, hgb" in text and "protocol: honest, paper" in text
+    assert "horizon=0..3" in text and "python run.py -m experiment=table2" in text
+    assert "Powered by Hydra" not in text  # not the stock page
+
+
+@pytest.mark.parametrize("command", ["audit", "report", "train-final", "predict", "serve"])
+def test_each_prcrs_command_has_a_description_and_an_example(command, capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main([command, "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    description = text.split("\n\n")[1]
+    assert len(description) > 80 and "examples:" in text and f"prcrs {command}" in text.split("examples:")[1]
+
+
+def test_hydra_writes_its_run_folder_under_paths_output_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    work = tmp_path / "work"
+    work.mkdir()
+    done = subprocess.run([sys.executable, str(ROOT / "run.py"), "model=logreg", "data=synthetic", "cv.folds=2",
+                           f"paths.output_dir={tmp_path / 'out'}"], cwd=work, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert list((tmp_path / "out" / "runs").glob("*/*/summary.json"))  # the folder asked for
+    assert not any(work.iterdir())  # nothing in the current folder
