@@ -11,17 +11,20 @@ from __future__ import annotations
 import copy
 import logging
 import tempfile
+import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from prcrs import tracking
+from prcrs import schema, tracking
 from prcrs.clinical import clinical_metrics
 from prcrs.data.cohort import Cohort
 from prcrs.engine import RESULT_KEYS, CVResult, FoldOutput
 from prcrs.metrics import METRICS
+from prcrs.progress import Steps
 from prcrs.subgroups import patient_covariates
 
 log = logging.getLogger("prcrs")
@@ -65,10 +68,19 @@ def run_tags(cfg: DictConfig, cohort: Cohort, config_hash: str) -> dict[str, str
 
 
 def _flat_params(cfg: DictConfig) -> dict[str, str]:
+    """The resolved config as params: Hydra's `_target_` becomes `<node>.class` (the class or
+    function's name) and `_partial_` is left out: the meaningful values only."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
     flat = pd.json_normalize({k: resolved[k] for k in RESULT_KEYS if k in resolved}, sep=".").iloc[0].to_dict()
     flat["study"] = cfg.study
-    return {k: str(v)[:500] for k, v in flat.items()}
+    out = {}
+    for key, value in flat.items():
+        if key.endswith("._partial_"):
+            continue
+        if key.endswith("._target_"):
+            key, value = key.removesuffix("._target_") + ".class", str(value).rsplit(".", 1)[-1]
+        out[key] = str(value)[:500]
+    return out
 
 
 class CVRunLogger:
@@ -89,6 +101,8 @@ class CVRunLogger:
         self.experiment_id, self.already_stored = experiment_id, already_stored
         self.run_id: str | None = None
         self.metrics: dict[str, float] = {}
+        self.steps: Steps | None = None
+        self.cohort = cohort
         self.found = None
         self._run = None
 
@@ -102,31 +116,59 @@ class CVRunLogger:
             self._run = mlflow.start_run(experiment_id=self.experiment_id, run_name=self.label,
                                          tags={**self.tags, "role": "cv_parent"})
         self.run_id = self._run.info.run_id
+        self._log_dataset()
         mlflow.log_params(_flat_params(self.logged_cfg))
         mlflow.log_param("overrides", " ".join(self.logged_overrides)[:500] or "-")
         return self
+
+    def _log_dataset(self) -> None:
+        """The cohort as the run's input (the UI's Dataset column): its name, content id (digest)
+        and source; MLflow keeps its schema and row count, not its rows."""
+        import mlflow
+
+        cohort = self.cohort
+        frame = cohort.frame[[c for c in schema.FEATURE_KEYS if c in cohort.frame]]
+        with warnings.catch_warnings():  # a file name (or its placeholder) read as a local artifact source
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = mlflow.data.from_pandas(frame, source=data_file_name(self.cfg, cohort.source),
+                                              name=f"CAR-T {cohort.data_source} ({cohort.n_patients} patients)",
+                                              digest=cohort.content_id[:36])
+        mlflow.log_input(dataset, context="cross-validation")
 
     def __exit__(self, *exc_info) -> None:
         if self._run is not None:
             self._run.__exit__(*exc_info)
 
     def log_fold(self, k: int, n: int, out: FoldOutput) -> None:
-        """A nested run for fold `k` of `n`: its test metrics, extras and fitted model."""
+        """A nested run for fold `k` (0-based) of `n`, named and tagged as the console counts it
+        ("fold 1/5", tag fold=1; tag split=0, as its `split0_test_*` metrics on the parent): its
+        test metrics, extras, a network's per-epoch losses (`train_loss`, `val_loss`, step =
+        epoch) and the fitted model."""
         import mlflow
+        from mlflow.entities import Metric
 
         metrics = out.metrics
-        with mlflow.start_run(experiment_id=self.experiment_id, run_name=f"{self.label} fold {k}", nested=True,
-                              tags={**self.tags, "role": "cv_fold", "fold": str(k)}):
+        with mlflow.start_run(experiment_id=self.experiment_id, run_name=f"{self.label} fold {k + 1}/{n}",
+                              nested=True, tags={**self.tags, "role": "cv_fold", "fold": str(k + 1), "split": str(k)}
+                              ) as run:
             mlflow.log_metrics({f"test_{m}": v for m, v in metrics.items() if m in METRICS})
             mlflow.log_metrics({m: float(metrics[m]) for m in FOLD_EXTRAS if m in metrics})
             mlflow.log_metrics({m: v for m, v in metrics.items() if m.startswith("importance_")})
+            if out.curves:
+                now = int(time.time() * 1000)
+                curves = [Metric(name, value, now, epoch) for epoch, train, val in out.curves
+                          for name, value in (("train_loss", train), ("val_loss", val)) if value == value]
+                mlflow.MlflowClient().log_batch(run.info.run_id, metrics=curves)
             if out.model is not None:
                 with tempfile.TemporaryDirectory() as tmp:
                     path = Path(tmp) / "model.joblib"
                     path.write_bytes(out.model)
                     mlflow.log_artifact(str(path), artifact_path="model")
-        log.info(f"[{self.label}] fold {k + 1}/{n}: AUROC {metrics['auroc']:.3f}, AUPRC {metrics['auprc']:.3f}, "
-                 f"threshold {metrics['threshold']:.3f} ({metrics['seconds']:.1f} s)")
+        if self.steps is None:
+            self.steps = Steps(n, f"[{self.label}] folds")
+        self.steps.done(f"[{self.label}] fold {k + 1}/{n} (split{k}): AUROC {metrics['auroc']:.3f}, AUPRC "
+                        f"{metrics['auprc']:.3f}, threshold {metrics['threshold']:.3f} ({metrics['seconds']:.1f} s "
+                        "of training and scoring)")
 
     def log_result(self, result: CVResult) -> str:
         """The parent run's summary metrics (`CVResult.summary`), clinical metrics

@@ -228,7 +228,9 @@ class CVResult:
     n_parameters: int | None = None
 
     def summary(self) -> dict[str, float]:
-        """cv_results_-style: split{k}_test_<m>, mean_test_<m>, std_test_<m>."""
+        """cv_results_-style: split{k}_test_<m>, mean_test_<m>, std_test_<m> (over folds); and
+        pooled_test_auroc, pooled_test_auprc: over the pooled out-of-fold rows, as the ROC and PR
+        figures draw them (not the mean over folds: pooling mixes the folds' score scales)."""
         out = {}
         for k, fold in enumerate(self.folds):
             out.update({f"split{k}_test_{m}": fold[m] for m in METRICS})
@@ -237,6 +239,13 @@ class CVResult:
             out[f"mean_test_{m}"] = float(np.nanmean(values))
             out[f"std_test_{m}"] = float(np.nanstd(values))
         out["diverged_folds"] = float(sum(f.get("diverged", 0) for f in self.folds))
+        if self.oof is not None:
+            pooled = self.oof.dropna(subset=["probability"])
+            both = pooled["label"].nunique() == 2
+            out["pooled_test_auroc"] = fold_metrics(pooled["label"], pooled["probability"], 0.5)["auroc"] if both \
+                else float("nan")
+            out["pooled_test_auprc"] = fold_metrics(pooled["label"], pooled["probability"], 0.5)["auprc"] if both \
+                else float("nan")
         for key in dict.fromkeys(k for f in self.folds for k in f if k.startswith("importance_")):
             out[f"mean_{key}"] = float(np.nanmean([f.get(key, np.nan) for f in self.folds]))
         if any("val_auroc" in f for f in self.folds):  # a diverged fold has none
@@ -252,6 +261,7 @@ class FoldOutput:
     metrics: dict[str, float]
     model: bytes | None = None  # the fitted model, joblib-pickled (logger.log_models)
     n_parameters: int | None = None
+    curves: list[tuple[int, float, float]] | None = None  # a network's (epoch, train loss, validation loss)
 
 
 def _run_fold(cfg: DictConfig, data: HorizonData, k: int, fold, n_folds: int, covid: Cohort | None) -> FoldOutput:
@@ -265,7 +275,8 @@ def _run_fold(cfg: DictConfig, data: HorizonData, k: int, fold, n_folds: int, co
         metrics = {**dict.fromkeys(METRICS, float("nan")), "threshold": float("nan"), "alarm_threshold": float("nan"),
                    "diverged": 1.0}
     metrics.update(seconds=time.perf_counter() - start, test_rows=len(fold.test))
-    out = FoldOutput(proba, metrics, n_parameters=getattr(model, "n_parameters", None))
+    out = FoldOutput(proba, metrics, n_parameters=getattr(model, "n_parameters", None),
+                     curves=getattr(model, "loss_history_", None))
     if model is not None and cfg.logger.log_models:
         import io
 
@@ -322,7 +333,13 @@ def fold_jobs(cfg: DictConfig, n_folds: int) -> int:
 
 
 def format_summary(label: str, summary: dict[str, float]) -> str:
-    lines = [f"{label}", f"  {'metric':18s} mean ± sd"]
+    """The console's summary: each metric's mean ± sd over the folds, then the pooled
+    out-of-fold AUROC and AUPRC (the numbers of the ROC and PR figures), each labelled."""
+    n = sum(1 for k in summary if k.startswith("split") and k.endswith("_test_auroc"))
+    lines = [f"{label}", f"  {'metric':18s} mean ± sd over {n} folds"]
     for m in METRICS:
         lines.append(f"  {m:18s} {summary[f'mean_test_{m}']:.3f} ± {summary[f'std_test_{m}']:.3f}")
+    if "pooled_test_auroc" in summary:
+        lines.append(f"  pooled out-of-fold AUROC {summary['pooled_test_auroc']:.3f}, AUPRC "
+                     f"{summary['pooled_test_auprc']:.3f} (the ROC/PR figures' numbers)")
     return "\n".join(lines)

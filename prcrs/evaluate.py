@@ -29,6 +29,7 @@ from prcrs.engine import (
 )
 from prcrs.errors import ConfigError
 from prcrs.metrics import METRICS
+from prcrs.progress import stage
 
 log = logging.getLogger("prcrs")
 
@@ -59,7 +60,7 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None, output_dir: st
     n_jobs = fold_jobs(cfg, cfg.cv.folds * cfg.cv.repeats)
     if n_jobs > 1:  # workers get ready while the data and store load
         workers.prestart(cfg.model.kind)
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, stage("loading data"):
         warnings.simplefilter("always", UserWarning)
         cohort = load_cart_for(cfg)
         covid = load_covid_for(cfg)
@@ -73,8 +74,8 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None, output_dir: st
         log.warning(f"{reaped} run(s) left RUNNING by a process that died were marked KILLED")
     if (done := _stored(experiment_id, chash, label)) is not None:
         return _written(done, output_dir)
-    # built once where the folds will run
-    list(workers.map_ordered(check_model, [(cfg, tuple(data.X.columns), data.fill_values, covid)], n_jobs))
+    with stage(f"starting {n_jobs} fold worker(s) and building the model once"):  # not in any fold's time
+        list(workers.map_ordered(check_model, [(cfg, tuple(data.X.columns), data.fill_values, covid)], n_jobs))
     with CVRunLogger(cfg, overrides, cohort, chash, experiment_id,  # another process may have claimed it since
                      already_stored=lambda: _stored(experiment_id, chash, label)) as logger:
         if logger.run_id is None:

@@ -77,3 +77,17 @@ class BestWeights(pl.Callback):
     def on_fit_end(self, trainer, pl_module):
         if self.state is not None:
             pl_module.load_state_dict(self.state)
+
+
+class LossHistory(pl.Callback):
+    """Per epoch, the mean training loss and (when validating) the validation loss:
+    `epochs` = [(epoch, train_loss, val_loss or NaN), ...], the learning curves of a fold."""
+
+    def __init__(self):
+        self.epochs: list[tuple[int, float, float]] = []
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        metrics = trainer.callback_metrics
+        train, val = metrics.get("train/loss"), metrics.get("val/loss")
+        self.epochs.append((trainer.current_epoch, float("nan") if train is None else float(train),
+                            float("nan") if val is None else float(val)))

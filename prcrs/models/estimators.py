@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from prcrs.errors import ConfigError, TrainingError
-from prcrs.models.classifier import BestWeights, CRSClassifier
+from prcrs.models.classifier import BestWeights, CRSClassifier, LossHistory
 from prcrs.preprocessing import FoldPreprocessor
 
 FREEZE_POLICIES = ("none", "embedding", "backbone")
@@ -249,10 +249,11 @@ class DeepModel(CRSModel):
             state = {k: v for k, v in self.init_from(self).items() if k in own and own[k].shape == v.shape}
             self.module_.load_state_dict(state, strict=False)
             freeze(self.module_, self.freeze)
-        callbacks, best = [], None
+        best, history = None, LossHistory()
+        callbacks = [history]
         if val is not None:
             best = BestWeights("val/loss")
-            callbacks = [best, pl.callbacks.EarlyStopping("val/loss", patience=self.patience, mode="min")]
+            callbacks += [best, pl.callbacks.EarlyStopping("val/loss", patience=self.patience, mode="min")]
         self.trainer_ = self._trainer(callbacks, validate=val is not None)
         train_loader = _loader(Z, missing, y, self.batch_size, True, self.seed)
         val_loader = None if val is None else _loader(*val, 4096, False, self.seed)
@@ -264,6 +265,7 @@ class DeepModel(CRSModel):
             self.trainer_.fit(self.module_, train_loader, val_loader)
         self.module_.cpu()  # predictions and pickles on the CPU, whatever trained it
         self.best_epoch_ = None if best is None else best.best_epoch  # its weights are the module's now
+        self.loss_history_ = history.epochs
 
     def _trainer(self, callbacks: list, validate: bool) -> pl.Trainer:
         """The Lightning Trainer of this schedule, validating every epoch when `validate`."""
