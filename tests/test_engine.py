@@ -98,6 +98,30 @@ def test_fast_multirun_logs_parents_children_and_artifacts(tmp_path, monkeypatch
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] in {p.info.run_id for p in parents}
         assert [a.path for a in mlflow.MlflowClient().list_artifacts(child.info.run_id, "model")]
+    # what a user meets (issue 17): labelled numbers, progress, the sweep's table, clean MLflow entries
+    out = done.stdout + done.stderr
+    assert "mean ± sd over 2 folds" in out and "pooled out-of-fold AUROC" in out
+    assert "loading data: done in" in out and "fold worker(s) and building the model once: done in" in out
+    assert "fold 1/2 (split0): AUROC" in out and "\r" not in out  # log lines, no bar redraws, off a terminal
+    assert "Sweep summary (2 configs, best first" in out
+    table = (tmp_path / "sweep" / "sweep_summary.md").read_text()
+    assert table.count("model=") == 2 and "AUROC (mean ± sd over folds)" in table
+    summary_runs = [r for r in runs if r.data.tags["role"] == "sweep_summary"]
+    assert len(summary_runs) == 1
+    assert {a.path for a in mlflow.MlflowClient().list_artifacts(summary_runs[0].info.run_id)} == {
+        "sweep_summary.md", "sweep_summary.csv"}
+    for parent in parents:
+        assert not [k for k in parent.data.params if "_target_" in k or "_partial_" in k]
+        assert parent.data.params["model.estimator.class"] in {"TabularModel", "DeepModel"}
+        assert parent.data.metrics["pooled_test_auroc"] > 0.5
+        dataset = mlflow.get_run(parent.info.run_id).inputs.dataset_inputs[0].dataset
+        assert dataset.name == "CAR-T synthetic (202 patients)" and dataset.digest
+    assert sorted(c.info.run_name.rsplit(" ", 2)[-2:][1] for c in children) == ["1/2", "1/2", "2/2", "2/2"]
+    assert sorted(c.data.tags["fold"] for c in children) == ["1", "1", "2", "2"]
+    cnn = [c for c in children if c.data.tags["model"] == "cnn"]
+    history = mlflow.MlflowClient().get_metric_history(cnn[0].info.run_id, "train_loss")
+    assert len(history) == 2 and sorted(m.step for m in history) == [0, 1]  # a learning curve per fold
+    assert mlflow.MlflowClient().get_metric_history(cnn[0].info.run_id, "val_loss")
     cnn = next(p for p in parents if p.data.tags["model"] == "cnn")
     assert int(cnn.data.params["n_parameters"]) > 0
     fold = next(c for c in children if c.data.tags["mlflow.parentRunId"] == cnn.info.run_id)
