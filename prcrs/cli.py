@@ -43,11 +43,8 @@ def cmd_report(args) -> int:
 
 
 def cmd_train_final(args) -> int:
-    import logging
-
     from prcrs.serving.train_final import train_final
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     trained = train_final(args.overrides, horizons=args.horizon, combinations=args.combinations,
                           tracking_uri=args.tracking_uri)
     for name, version, model in trained:
@@ -103,6 +100,7 @@ def cmd_predict(args) -> int:
     import pandas as pd
 
     from prcrs.data.cohort import check_one_name_per_factor
+    from prcrs.progress import stage
     from prcrs.serving.inputs import resolve_columns
     from prcrs.serving.registry import load_platform
 
@@ -116,9 +114,11 @@ def cmd_predict(args) -> int:
         raise DataError("give the input file (csv, xlsx or parquet), or --template PATH for an empty one")
     if args.out:
         check_writable(Path(args.out), Path(args.input))
-    raw = read_input(args.input)
+    with stage(f"reading {Path(args.input).name}"):
+        raw = read_input(args.input)
     check_one_name_per_factor(resolve_columns(raw.columns)[0], Path(args.input).name)  # before any model loads
-    platform = load_platform(args.tracking_uri, horizons=tuple(sorted(set(args.horizon))))
+    with stage("loading the platform's registered models"):
+        platform = load_platform(args.tracking_uri, horizons=tuple(sorted(set(args.horizon))))
     if "synthetic" in platform.data_sources:
         print("warning: the platform's models were trained on SYNTHETIC data: their numbers are not risks of real "
               "patients", file=sys.stderr)
@@ -258,8 +258,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _say_progress() -> None:
+    """The project's progress lines (`prcrs.progress`) on stderr, without other libraries' INFO."""
+    import logging
+
+    logger = logging.getLogger("prcrs")
+    if not any(getattr(h, "prcrs_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.prcrs_cli = True
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _say_progress()
     try:
         return args.func(args)
     except BaseException as exc:  # one line for what the user can fix, as every front door

@@ -6,6 +6,7 @@ Tables put the paper's published number, ours under `protocol=paper` and ours un
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from prcrs import calibration
 from prcrs.errors import PrcrsError
 from prcrs.models import DEEP, PAPER_NETWORKS, TABULAR
 from prcrs.plots import plt, pr_axes, roc_axes
+from prcrs.progress import Steps
 from prcrs.report import published, stats
 from prcrs.report.clinical import clinical_section
 from prcrs.report.history import history_section
@@ -406,18 +408,23 @@ def build_report(out: str | Path = "reports", tracking_uri: str | None = None,
     every = parent_runs(None, tracking_uri)
     every = select(every, **cohort)
     report = Report(out, banner=SYNTHETIC_BANNER if t2.iloc[0]["data_source"] == "synthetic" else "")
-    table2_and_fig3(report, t2)
-    table3_and_fig4(report, t2, t3)
-    fig5_calibration(report, t2)
-    fig6_trajectories(report, t2)
-    fig8_combinations(report, f8)
-    transfer_table(report, t2, tr)
     summary["source_name"] = Path(summary["source"]).name
-    audit_section(report, t2, au, summary)
-    history_section(report, hs)
-    headline = clinical_section(report, every, t2, t3, patient_covariates(data.frame), seed=0)
-    model_card(report, headline, data)
-    what_moved(report, before, {"table2": t2, "table3": t3, "fig8": f8, "transfer": tr})
+    covariates = patient_covariates(data.frame)
+    sections = [("Table 2 and Fig. 3", lambda: table2_and_fig3(report, t2)),
+                ("Table 3 and Fig. 4", lambda: table3_and_fig4(report, t2, t3)),
+                ("Fig. 5", lambda: fig5_calibration(report, t2)), ("Fig. 6", lambda: fig6_trajectories(report, t2)),
+                ("Fig. 8", lambda: fig8_combinations(report, f8)), ("transfer", lambda: transfer_table(report, t2, tr)),
+                ("audit", lambda: audit_section(report, t2, au, summary)),
+                ("history", lambda: history_section(report, hs)),
+                ("clinical evaluation and model card",
+                 lambda: model_card(report, clinical_section(report, every, t2, t3, covariates, seed=0), data)),
+                ("what moved", lambda: what_moved(report, before, {"table2": t2, "table3": t3, "fig8": f8,
+                                                                     "transfer": tr}))]
+    steps = Steps(len(sections), "report sections")
+    for name, write in sections:
+        start = time.perf_counter()
+        write()
+        steps.done(f"report: {name} ({time.perf_counter() - start:.1f} s)")
     first = t2.iloc[0]
     intro = (f"# Reproduction of PrCRS (Wei et al. 2024): results as measured\n\nData: **{first['data_source']}**, "
              f"{first['data_file']} (content id {first['data_content']}, {first['data_patients']} patients); "

@@ -23,6 +23,7 @@ from prcrs.conformal import RiskBand
 from prcrs.data.cohort import segment_patients
 from prcrs.data.history import HistorySpec, history_features
 from prcrs.errors import DataError, PrcrsError
+from prcrs.progress import Steps
 from prcrs.serving.inputs import IGNORED, RowInput, check_row, model_frame, name_lookup, normal_name, resolve_columns
 
 HORIZONS = (1, 2, 3)
@@ -174,7 +175,8 @@ class Platform:
     def reads_history(self) -> bool:
         return any(m.history.any for m in self.models.values())
 
-    def predict_rows(self, rows: list[RowInput], horizons, patient=None, day=None) -> list[list[dict]]:
+    def predict_rows(self, rows: list[RowInput], horizons, patient=None, day=None,
+                     steps: Steps | None = None) -> list[list[dict]]:
         """Per row, one result dict per horizon (combination, probabilities and the calibrated
         risk as shown, risk band, top factors, past days used, the model's `provenance`,
         warnings, error). `patient` and `day` (one each per row) line up a patient's days for
@@ -207,6 +209,8 @@ class Platform:
                 else:
                     X, used = model_frame([rows[i] for i in idx], model.features), [0] * len(idx)
                     pred, (contributions, reference) = model.predict(X), model.explain(X)
+                if steps is not None:
+                    steps.done(f"combination {code}, {h} day(s) ahead: {len(idx)} row(s) predicted and explained")
                 for i, values, n_past, (_, row) in zip(idx, pred.to_dict("records"), used, contributions.iterrows(),
                                                        strict=True):
                     out[i][j].update(values, past_days=int(n_past), reference_probability=reference,
@@ -231,7 +235,8 @@ class Platform:
         rows = [check_row(cells, strict) for cells in raw[read].to_dict("records")] if mapping else \
             [RowInput(error="nothing usable: no factor column") for _ in range(len(raw))]
         patient, day = patients_and_days(raw, ids) if self.reads_history else (None, None)
-        results = self.predict_rows(rows, horizons, patient, day)
+        groups = len({r.combination for r in rows if r.error is None}) * len(horizons)
+        results = self.predict_rows(rows, horizons, patient, day, Steps(groups, "predicting") if groups else None)
         records = []
         for (index, source), per_horizon in zip(raw.iterrows(), results, strict=True):
             patient = source[ids["patient"]] if "patient" in ids else None
