@@ -204,7 +204,7 @@ def test_predict_cli_keeps_going_past_bad_rows(store, platform, tmp_path, capsys
     routed = platform.models[("123", 2)].predict(model_frame([check_row(_example_rows(platform).iloc[1].to_dict())],
                                                              platform.models[("123", 2)].features))
     assert table.loc[(table["row"] == 3) & (table["horizon"] == 2), "probability"].item() == pytest.approx(
-        routed["probability"].item())  # the 123 model answered, not the full one
+        routed["probability"].item(), rel=1e-3)  # the 123 model answered (the CSV holds 4 significant digits)
     assert first["warnings"].str.contains("chlorine: not used").all()
     assert table.loc[table["row"] == 3, "warnings"].str.contains("combination 123 used").all()
     errors = table.drop_duplicates("row").set_index("row")["error"]
@@ -264,9 +264,9 @@ def test_every_prediction_says_where_its_model_came_from(store, platform, tmp_pa
     predicted = table[table["error"].isna()]
     assert (predicted["data_source"] == "synthetic").all() and predicted["model_version"].notna().all()
     assert predicted["cv_auroc"].between(0.5, 1).all() and "trained on SYNTHETIC data" in captured.err
-    assert not predicted["calibrated_risk"].str.contains(r"^0(\.0)? %").any()
+    assert not predicted["calibrated_risk"].str.contains(r"^0(?:\.0)? %").any()
     assert [shown_risk(p) for p in (0.0, 0.004, 0.024, 0.3, 0.999)] == ["< 1 %", "< 1 %", "2.4 %", "30 %", "> 99 %"]
-    assert predicted["calibrated_probability"].map(lambda v: len(str(v).split(".")[-1]) <= 4).all()  # rounded
+    assert predicted["calibrated_probability"].map(lambda v: v == float(f"{v:.4g}")).all()  # 4 significant digits
 
 
 def test_the_api_docs_work_offline_and_say_what_each_number_is(client):
@@ -598,7 +598,7 @@ def test_a_history_model_reads_each_patients_earlier_days_by_day(history_store, 
     cohort.__dict__["fill_values"] = model.estimator.preprocessor_.masker_.fill_values_
     data = make_horizon(cohort, 0, model.features, model.history, mask_history=True)
     expected = model.estimator.predict_proba(data.X)
-    np.testing.assert_allclose(table["probability"].to_numpy(float), expected, rtol=1e-5)
+    np.testing.assert_allclose(table["probability"].to_numpy(float), expected, rtol=1e-3)  # 4 significant digits
     first_days = (cohort.frame["day"] == cohort.frame.groupby("patient")["day"].transform("min")).to_numpy()
     assert (table["past_days"].to_numpy()[first_days] == 0).all() and (table["past_days"][~first_days] <= 1).all()
     # without a patient column, a patient starts wherever the day does not increase (the sheet's rule)

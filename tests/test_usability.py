@@ -42,4 +42,9 @@ def test_hydra_writes_its_run_folder_under_paths_output_dir(tmp_path, monkeypatc
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert list((tmp_path / "out" / "runs").glob("*/*/summary.json"))  # the folder asked for
-    assert not any(work.iterdir())  # nothing in the current folder
+    assert not any(work.iterdir())  # nothing in the current folder, no MLflow artifacts either
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    names = [e.name for e in mlflow.search_experiments()]
+    assert "main" in names and len({n.lower() for n in names}) == len(names), names  # one casing each

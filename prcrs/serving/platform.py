@@ -227,8 +227,8 @@ class Platform:
     def predict_table(self, raw: pd.DataFrame, horizons=HORIZONS, strict: bool = False) -> tuple[pd.DataFrame,
                                                                                                   list[str]]:
         """A frame of input rows (any accepted column names, cells as read; the index is the file
-        row) -> one output row per input row and horizon (OUTPUT_COLUMNS; probabilities rounded to
-        4 decimals), and the unknown input columns (ignored). `strict`: see `inputs.read_values`."""
+        row) -> one output row per input row and horizon (OUTPUT_COLUMNS; probabilities to 4
+        significant digits), and the unknown input columns (ignored). `strict`: see `inputs.read_values`."""
         mapping, ignored, unknown = resolve_columns(raw.columns)
         ids = {name_lookup().get(normal_name(c)): c for c in raw.columns}
         read = [*mapping, *ignored]
@@ -246,7 +246,8 @@ class Platform:
                                 "top_factors": factors_text(res.get("top_factors")),
                                 "warnings": "; ".join(res["warnings"])})
         table = pd.DataFrame(records).reindex(columns=list(OUTPUT_COLUMNS))
-        table[list(PROBABILITIES)] = table[list(PROBABILITIES)].astype(float).round(4)
+        table[list(PROBABILITIES)] = table[list(PROBABILITIES)].astype(float).map(
+            lambda v: float(f"{v:.4g}") if np.isfinite(v) else v)  # 4 significant digits: 0.00108, 0.1116
         table["cv_auroc"] = table["cv_auroc"].astype(float).round(3)
         return table, unknown
 
