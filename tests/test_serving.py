@@ -287,6 +287,7 @@ def test_contributions_add_up_to_the_calibrated_probability(platform):
     calibrated = model.predict(rows)["calibrated_probability"].to_numpy()
     np.testing.assert_allclose(values.sum(axis=1).to_numpy() + reference, calibrated, atol=1e-6)  # float32 nets
     assert list(values.columns) == list(model.features) and values.abs().to_numpy().max() > 0
+    assert (values["chloride"] == 0).all()  # never read by the platform: missing in the reference day too
 
 
 def test_predict_reads_the_published_sheet_layout_from_xlsx(store, platform, tmp_path, capsys):
@@ -388,6 +389,10 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(platform):
     """The app under uvicorn on a loopback port, in a thread."""
+    yield from _served(platform)
+
+
+def _served(platform):
     import uvicorn
 
     from prcrs.serving.web import create_app
@@ -403,6 +408,57 @@ def server(platform):
     yield f"http://127.0.0.1:{port}"
     srv.should_exit = True
     thread.join(10)
+
+
+def _browser(found):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = found[0]
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1100,900"):
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service(found[1]), options=options)
+
+
+SCREENSHOTS = Path(tempfile.gettempdir()) / "prcrs-screenshots"  # the pages as the tests saw them
+
+
+@pytest.mark.slow
+def test_the_page_of_a_model_trained_on_the_real_sheet_says_so(real_dir, tmp_path, monkeypatch):
+    """A platform trained on the real sheet (logistic regression, horizon 1: quick) shows no
+    synthetic banner and names its real data in every result."""
+    found, why = _chromium()
+    if found is None:
+        pytest.skip(why)
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from prcrs.serving.registry import load_platform
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert cli.main(["train-final", "model=logreg", "cv.n_jobs=1", "--horizon", "1"]) == 0
+    platform = load_platform(uri, horizons=(1,))
+    assert platform.data_sources == {"real"}
+    served = _served(platform)
+    url = next(served)
+    driver = _browser(found)
+    try:
+        driver.get(url)
+        assert not driver.find_elements(By.ID, "synthetic-banner")
+        driver.find_element(By.ID, "example").click()
+        WebDriverWait(driver, 10).until(lambda d: d.find_element(By.NAME, "il6").get_attribute("value") != "")
+        driver.find_element(By.ID, "submit").click()
+        WebDriverWait(driver, 20).until(ec.presence_of_element_located((By.CLASS_NAME, "prediction")))
+        assert "trained on real data" in driver.find_element(By.ID, "result").text
+        SCREENSHOTS.mkdir(exist_ok=True)
+        driver.execute_script("document.getElementById('result').scrollIntoView()")
+        driver.save_screenshot(str(SCREENSHOTS / "page-real-model.png"))
+    finally:
+        driver.quit()
+        next(served, None)
 
 
 @pytest.mark.slow
@@ -437,17 +493,11 @@ def test_page_works_in_headless_chromium(server):
     found, why = _chromium()
     if found is None:
         pytest.skip(why)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = found[0]
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(found[1]), options=options)
+    driver = _browser(found)
     try:
         driver.get(server)
         assert "Severe CRS risk" in driver.title + driver.page_source
@@ -467,9 +517,9 @@ def test_page_works_in_headless_chromium(server):
         widths = [b.size["width"] for b in bars]
         assert len(bars) == 5 and widths == sorted(widths, reverse=True)  # largest first, drawn to one scale
         assert "reference day" in driver.find_element(By.CLASS_NAME, "factors-caption").text
-        driver.set_window_size(1100, 900)
         driver.execute_script("document.getElementById('result').scrollIntoView()")
-        driver.save_screenshot(str(Path(tempfile.gettempdir()) / "prcrs-page-explained.png"))
+        SCREENSHOTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(SCREENSHOTS / "page-synthetic-model.png"))
         field = driver.find_element(By.NAME, "ferritin")
         field.clear()
         field.send_keys("-5")

@@ -115,11 +115,13 @@ class CombinationModel:
 
     def explain(self, X: pd.DataFrame, patient=None, day=None, rows=None) -> tuple[pd.DataFrame, float]:
         """Each factor's contribution to the calibrated probability of `rows` of X (default all),
-        against the reference day (`prcrs.explain.contributions`), and the reference day's
-        calibrated probability: a row's contributions sum to its probability minus it."""
+        against the reference day (`prcrs.explain.contributions`; the factors the platform never
+        reads are missing there too, as in every input), and the reference day's calibrated
+        probability: a row's contributions sum to its probability minus it."""
         inputs = self.inputs(X, patient, day)
         inputs = inputs if rows is None else inputs.iloc[rows]
         reference = pd.Series(self.reference, dtype=float).reindex(inputs.columns)
+        reference[[c for c in inputs.columns if explain.factor_of(c) in IGNORED]] = np.nan  # never read: missing
         return (explain.contributions(self.calibrated, inputs, reference),
                 float(self.calibrated(reference.to_frame().T)[0]))
 
