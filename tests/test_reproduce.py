@@ -52,7 +52,8 @@ def test_quick_reproduction_builds_every_table_and_figure_with_numbers(quick_sto
     assert "synthetic" in readme and len(re.findall(r"^\d+\. \*\*", readme, re.M)) >= 5
     assert "warns" in readme and "false alarms per patient-week" in readme  # the clinical claim
     clinical = (tmp / "reports" / "clinical.md").read_text()
-    for part in ("### Calibration", "### Decision curves", "### Warning time", "### Subgroups", "### Explanations"):
+    for part in ("### Calibration", "### Decision curves", "### Warning time", "### Subgroups", "### Uncertainty",
+                 "### Explanations"):
         assert part in clinical
     assert "teachey" not in clinical and "cytokine model (Teachey-style)" in clinical and "m-EASIX" in clinical
     card = (tmp / "reports" / "model_card.md").read_text()
