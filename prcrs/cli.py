@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import warnings
@@ -258,15 +259,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Stderr(logging.StreamHandler):
+    """A handler writing to whatever `sys.stderr` is when a line is said."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _):
+        pass
+
+
 def _say_progress() -> None:
     """The project's progress lines (`prcrs.progress`) on stderr, without other libraries' INFO."""
-    import logging
-
     logger = logging.getLogger("prcrs")
-    if not any(getattr(h, "prcrs_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _Stderr) for h in logger.handlers):
+        handler = _Stderr()
         handler.setFormatter(logging.Formatter("%(message)s"))
-        handler.prcrs_cli = True
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         logger.propagate = False

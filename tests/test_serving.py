@@ -238,6 +238,8 @@ def test_predict_takes_the_pages_labels_from_its_own_template(store, platform, t
     table = pd.read_csv(__import__("io").StringIO(captured.out), comment="#")
     assert table["error"].isna().all() and (table["combination"] == 1234).all() and "unknown column" not in captured.err
     assert "Neutrophils 70 read as 70 %" in table["warnings"].item()
+    assert "loading the platform's registered models: done in" in captured.err  # not silent while it works
+    assert "combination 1234, 1 day(s) ahead: 1 row(s) predicted and explained" in captured.err
     nothing = tmp_path / "nothing.csv"
     nothing.write_text("IL-6,CRP\n30,12\n40,15\n")
     assert cli.main(["predict", str(nothing), "--horizon", "1"]) == 1  # no row predicted: not a success
