@@ -241,11 +241,8 @@ class CVResult:
         out["diverged_folds"] = float(sum(f.get("diverged", 0) for f in self.folds))
         if self.oof is not None:
             pooled = self.oof.dropna(subset=["probability"])
-            both = pooled["label"].nunique() == 2
-            out["pooled_test_auroc"] = fold_metrics(pooled["label"], pooled["probability"], 0.5)["auroc"] if both \
-                else float("nan")
-            out["pooled_test_auprc"] = fold_metrics(pooled["label"], pooled["probability"], 0.5)["auprc"] if both \
-                else float("nan")
+            scores = fold_metrics(pooled["label"], pooled["probability"], 0.5)  # NaN AUROC/AUPRC with one class
+            out["pooled_test_auroc"], out["pooled_test_auprc"] = scores["auroc"], scores["auprc"]
         for key in dict.fromkeys(k for f in self.folds for k in f if k.startswith("importance_")):
             out[f"mean_{key}"] = float(np.nanmean([f.get(key, np.nan) for f in self.folds]))
         if any("val_auroc" in f for f in self.folds):  # a diverged fold has none
