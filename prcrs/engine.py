@@ -240,8 +240,9 @@ class CVResult:
             out[f"std_test_{m}"] = float(np.nanstd(values))
         out["diverged_folds"] = float(sum(f.get("diverged", 0) for f in self.folds))
         if self.oof is not None:
-            pooled = self.oof.dropna(subset=["probability"])
-            scores = fold_metrics(pooled["label"], pooled["probability"], 0.5)  # NaN AUROC/AUPRC with one class
+            pooled = self.oof.dropna(subset=["probability"])  # every fold diverged: none left
+            scores = fold_metrics(pooled["label"], pooled["probability"], 0.5) if pooled["label"].nunique() == 2 \
+                else {"auroc": float("nan"), "auprc": float("nan")}
             out["pooled_test_auroc"], out["pooled_test_auprc"] = scores["auroc"], scores["auprc"]
         for key in dict.fromkeys(k for f in self.folds for k in f if k.startswith("importance_")):
             out[f"mean_{key}"] = float(np.nanmean([f.get(key, np.nan) for f in self.folds]))
