@@ -34,4 +34,7 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt as interrupted:  # Ctrl-C while Hydra composes (before main's own try): one line
+        sys.exit(say(interrupted))

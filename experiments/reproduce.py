@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ARTEFACTS = ("table2", "table3", "fig8", "fig8_paper", "transfer", "audit", "history", "history_networks",
              "clinical")
 QUICK = ["data=synthetic", "data.n_patients=80", "cv.folds=2", "trainer.max_epochs=2", "trainer.patience=1",
+         "cv.explain_rows=20",
          "trainer.min_epochs=1"]
 # Quick mode (the tests) sweeps fewer values so that every table and figure is still drawn.
 QUICK_SWEEPS: dict[str, list[str]] = {

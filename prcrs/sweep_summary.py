@@ -10,7 +10,6 @@ import json
 import logging
 from pathlib import Path
 
-import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
@@ -18,9 +17,11 @@ log = logging.getLogger("prcrs")
 SHOWN = ("auroc", "auprc")
 
 
-def sweep_table(sweep_dir: Path) -> pd.DataFrame:
+def sweep_table(sweep_dir: Path):
     """One row per job of the sweep in `sweep_dir` that wrote its summary: the job number, its
     overrides and mean ± sd of each SHOWN metric, sorted by mean AUROC (best first)."""
+    import pandas as pd  # here, not at start-up: Hydra builds this callback before every run
+
     rows = []
     for summary in sorted(sweep_dir.glob("*/summary.json")):
         job = summary.parent
@@ -36,7 +37,7 @@ def sweep_table(sweep_dir: Path) -> pd.DataFrame:
     return frame.sort_values("mean_test_auroc", ascending=False, na_position="last") if rows else frame
 
 
-def markdown(table: pd.DataFrame) -> str:
+def markdown(table) -> str:
     lines = ["| rank | config | AUROC (mean ± sd over folds) | AUPRC (mean ± sd over folds) | job |",
              "|---|---|---|---|---|"]
     for rank, row in enumerate(table.itertuples(), 1):

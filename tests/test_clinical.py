@@ -10,7 +10,7 @@ from prcrs import alarms, calibration, decision, explain
 from prcrs.conformal import RiskBand
 from prcrs.engine import compose_config, cross_validate, horizon_data, load_cart_for
 
-FAST = ["data=synthetic", "cv.folds=3", "cv.n_jobs=1"]
+FAST = ["data=synthetic", "cv.folds=3", "cv.n_jobs=1", "cv.explain_rows=20"]
 
 
 def test_calibration_measures_see_risks_too_low_and_too_extreme():
@@ -62,6 +62,7 @@ def test_warning_time_counts_days_before_the_first_severe_day_one_day_ahead():
     assert summary["false_alarms_per_patient_week"] == pytest.approx(1 / 4 * 7)
 
 
+@pytest.mark.slow  # shap's import compiles with numba (about 10 s)
 def test_factor_shapley_values_equal_shaps_exact_ones():
     shap = pytest.importorskip("shap")
     rng = np.random.default_rng(2)
@@ -108,7 +109,7 @@ def test_the_risk_band_covers_each_outcome_on_held_out_patients():
     """Fitted on the out-of-fold scores of half the patients, the 90 % band contains the true
     outcome of at least 90 % of the other half's severe days and of their other days (within
     sampling error, averaged over 20 random halves), and it is informative."""
-    cfg = compose_config(["model=logreg", "data=synthetic", "cv.n_jobs=1"])
+    cfg = compose_config(["model=logreg", "data=synthetic", "cv.n_jobs=1", "cv.explain_rows=0"])
     data = horizon_data(cfg, load_cart_for(cfg))
     oof = cross_validate(cfg, data).oof
     rng = np.random.default_rng(0)

@@ -214,6 +214,7 @@ def test_cli_prints_one_line_error_and_exit_2(tmp_path, capsys):
     assert err.startswith("error:") and "\n" not in err
 
 
+@pytest.mark.slow  # over 7 s: the inner loop stays under 3 minutes
 def test_cli_audits_a_cart_file_by_path(tmp_path, capsys):
     import json
 

@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = str(ROOT / "conf")
 GROUPS = {g.name: sorted(p.stem for p in g.glob("*.yaml")) for g in (ROOT / "conf").iterdir() if g.is_dir()
           and g.name not in {"hydra", "experiment"}}
-FAST = ["data=synthetic", "cv.folds=2", "trainer.max_epochs=2", "trainer.patience=1", "trainer.min_epochs=1"]
+FAST = ["data=synthetic", "cv.folds=2", "trainer.max_epochs=2", "trainer.patience=1", "trainer.min_epochs=1",
+        "cv.explain_rows=20"]
 
 
 def _compose(overrides=()):
@@ -76,6 +77,7 @@ def _runs(uri, study):
     return mlflow.search_runs([exp.experiment_id], output_format="list") if exp else []
 
 
+@pytest.mark.slow  # over 7 s: the inner loop stays under 3 minutes
 def test_fast_multirun_logs_parents_children_and_artifacts(tmp_path, monkeypatch):
     uri = _mlflow_env(tmp_path, monkeypatch)
     cmd = [sys.executable, str(ROOT / "run.py"), "-m", *FAST, "model=logreg,cnn", "study=e2e",

@@ -76,6 +76,7 @@ def _hgb_same_day_auroc(cohort, unimpute: str) -> float:
     return cross_validate(cfg, make_horizon(cohort, 0)).summary()["mean_test_auroc"]
 
 
+@pytest.mark.slow  # over 7 s: the inner loop stays under 3 minutes
 def test_honest_protocol_brings_a_tree_back_to_the_no_fill_cohort():
     """The mechanism, end to end: label fill lifts a tree's AUROC (0.877 -> 0.959 on this cohort);
     un-imputation brings it back (0.870); the old rule-based masker left 0.916. Masking the sheet's

@@ -130,7 +130,7 @@ def test_every_model_fits_history_features():
     cohort = synthetic_cart(seed=0, n_patients=40)
     for model in ("logreg", "cnn"):
         cfg = engine.compose_config(["data=synthetic", f"model={model}", "history=trends", "cv.folds=2",
-                                     "cv.n_jobs=1", "trainer.max_epochs=1"])
+                                     "cv.n_jobs=1", "trainer.max_epochs=1", "cv.explain_rows=20"])
         data = engine.horizon_data(cfg, cohort)
         assert data.X.shape[1] > len(schema.FEATURE_KEYS) * 4
         result = engine.cross_validate(cfg, data)

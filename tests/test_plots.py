@@ -20,10 +20,10 @@ def test_run_curves_carry_the_pooled_scores_and_skip_diverged_rows():
     roc, pr = (figures[k].axes[0] for k in ("roc_curve", "pr_curve"))
     assert roc.get_title() == "ROC prcrs h1 honest" and pr.get_title() == "PR prcrs h1 honest"
     labels = [t.get_text() for t in roc.get_legend().get_texts()]
-    assert labels == [f"AUROC {roc_auc_score(oof['label'], oof['probability']):.3f}"]
+    assert labels == [f"out-of-fold (pooled AUROC {roc_auc_score(oof['label'], oof['probability']):.3f})"]
     labels = [t.get_text() for t in pr.get_legend().get_texts()]
-    assert labels == [f"AUPRC {average_precision_score(oof['label'], oof['probability']):.3f}",
-                      f"prevalence {oof['label'].mean():.3f}"]
+    assert labels == [f"out-of-fold (pooled AUPRC {average_precision_score(oof['label'], oof['probability']):.3f})",
+                      f"no skill: prevalence {oof['label'].mean():.3f}"]
 
 
 def test_nothing_is_drawn_for_a_single_class():

@@ -25,7 +25,7 @@ from prcrs.serving.registry import PREDICTIONS
 from prcrs.serving.train_final import fit_calibrators
 
 HORIZONS = (1, 2)
-TRAIN = ["data=synthetic", "model=logreg", "cv.folds=3"]
+TRAIN = ["data=synthetic", "model=logreg", "cv.folds=3", "cv.explain_rows=20"]
 
 
 def _groups(*groups, drop_one_short: int | None = None) -> set[str]:
@@ -442,6 +442,7 @@ def test_the_page_of_a_model_trained_on_the_real_sheet_says_so(real_dir, tmp_pat
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("PRCRS_DATA_DIR", str(real_dir))  # the module's `store` fixture hides it
     assert cli.main(["train-final", "model=logreg", "cv.n_jobs=1", "--horizon", "1"]) == 0
     platform = load_platform(uri, horizons=(1,))
     assert platform.data_sources == {"real"}
@@ -525,10 +526,14 @@ def test_page_works_in_headless_chromium(server):
         driver.save_screenshot(str(SCREENSHOTS / "page-synthetic-model.png"))
         field = driver.find_element(By.NAME, "ferritin")
         field.clear()
-        field.send_keys("-5")
+        field.send_keys("-5")  # implausible: left out, the day predicted, and the page says so
+        driver.find_element(By.ID, "submit").click()
+        WebDriverWait(driver, 20).until(lambda d: "Ferritin left out" in d.find_element(By.ID, "result").text)
+        field.clear()
+        field.send_keys("lots")  # not a number: refused, the field named and marked
         driver.find_element(By.ID, "submit").click()
         error = WebDriverWait(driver, 20).until(ec.presence_of_element_located((By.ID, "error")))
-        assert "ferritin" in error.text and "impossible" in error.text
+        assert "ferritin" in error.text and "non-numeric" in error.text
         assert "bad" in field.get_attribute("class")
         field.clear()
         field.send_keys("300")
@@ -580,6 +585,7 @@ def test_mlflow_models_serve_answers(store, platform):
         proc.wait(20)
 
 
+@pytest.mark.slow  # over 7 s: the inner loop stays under 3 minutes
 def test_a_model_not_registered_by_train_final_is_refused_before_loading(tmp_path):
     """The store is the trust boundary: a foreign model under a platform name is never unpickled."""
     import mlflow

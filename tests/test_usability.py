@@ -12,6 +12,7 @@ from prcrs import cli
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_run_py_help_lists_the_groups_their_options_and_examples():
     done = subprocess.run([sys.executable, str(ROOT / "run.py"), "--help"], capture_output=True, text=True,
                           timeout=120)
@@ -33,6 +34,7 @@ def test_each_prcrs_command_has_a_description_and_an_example(command, capsys):
     assert len(description) > 80 and "examples:" in text and f"prcrs {command}" in text.split("examples:")[1]
 
 
+@pytest.mark.slow
 def test_hydra_writes_its_run_folder_under_paths_output_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     work = tmp_path / "work"

@@ -80,8 +80,10 @@ def calibration_part(horizons: dict[int, tuple[pd.Series, pd.DataFrame, str]], r
         for name in CONVERSION_ORDER:
             q = frame[name].to_numpy(float)
             cal = calibration.calibration_stats(q, y)
-            citl = _boot(frame, lambda f, n=name: calibration.calibration_stats(f[n], f["label"])["citl"])
-            slope = _boot(frame, lambda f, n=name: calibration.calibration_stats(f[n], f["label"])["slope"])
+            citl, slope = (cal["citl"], np.nan, np.nan), (cal["slope"], np.nan, np.nan)
+            if name in ("raw model output", served):  # intervals for what is served and what it starts from
+                citl = _boot(frame, lambda f, n=name: calibration.calibration_stats(f[n], f["label"])["citl"])
+                slope = _boot(frame, lambda f, n=name: calibration.calibration_stats(f[n], f["label"])["slope"])
             rows.append([h, _label(run), name + (" (served)" if name == served else ""), _cell(*citl, 2),
                          _cell(*slope, 2), f"{cal['ece']:.4f}", f"{cal['brier']:.4f}"])
             if name in ("raw model output", "paper_window", served):
@@ -97,7 +99,8 @@ def calibration_part(horizons: dict[int, tuple[pd.Series, pd.DataFrame, str]], r
             "offset: 0 is right on average, above 0 the risks are too low) and calibration slope (1 is right, below "
             "1 the risks are too extreme), Steyerberg's measures, with ECE (10 equal-count bins) and the Brier "
             "score. Each conversion is cross-fitted by patient (5 folds) on the run's out-of-fold predictions; "
-            "'served' is the one the platform serves (lower Brier of isotonic and Platt). Reliability diagram: "
+            "'served' is the one the platform serves (lower Brier of isotonic and Platt); intervals (patient "
+            "bootstrap) for it and the raw output. Reliability diagram: "
             "8 equal-count bins, log axes, so that the rare high-risk days are visible.\n\n"
             + md_table(["horizon", "model", "conversion", "CITL (95 % CI)", "slope (95 % CI)", "ECE", "Brier"], rows)
             + "\n\n![Calibration](clinical_calibration.png)")
@@ -203,7 +206,7 @@ def subgroup_part(horizons, covariates: pd.DataFrame) -> tuple[str, list[str]]:
     return text, small
 
 
-def band_part(horizons, splits: int = 50, seed: int = 0) -> str:
+def band_part(horizons, splits: int = 20, seed: int = 0) -> str:
     """The conformal risk band's coverage on held-out patients: fitted on the out-of-fold rows of
     a random half of the patients, checked on the other half, `splits` times."""
     from prcrs.conformal import BAND_CONFIDENCE, RiskBand

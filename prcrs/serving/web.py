@@ -26,7 +26,6 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr, field_validator
-from swagger_ui_bundle import swagger_ui_path
 
 from prcrs import schema
 from prcrs.errors import DataError
@@ -150,16 +149,17 @@ def create_app(platform: Platform) -> FastAPI:
                   description="Risk of severe cytokine release syndrome (grade >= 3) 1-3 days ahead from a patient-"
                               "day's labs, with a conformal risk band, the factors behind it and where the model came "
                               "from. " + NOTE)
-    app.mount("/static/swagger", StaticFiles(directory=swagger_ui_path), name="swagger")
+    app.mount("/static/swagger", StaticFiles(directory=str(files("fastapi_offline") / "static")), name="swagger")
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
-        """Swagger UI from the installed swagger-ui-bundle package: no CDN, works offline."""
+        """Swagger UI 5 (it reads OpenAPI 3.1) from the installed fastapi-offline package's
+        assets: no CDN, works offline."""
         assets = "static/swagger"
         return get_swagger_ui_html(openapi_url="openapi.json", title=app.title,
                                    swagger_js_url=f"{assets}/swagger-ui-bundle.js",
                                    swagger_css_url=f"{assets}/swagger-ui.css",
-                                   swagger_favicon_url=f"{assets}/favicon-32x32.png")
+                                   swagger_favicon_url=f"{assets}/favicon.png")
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
