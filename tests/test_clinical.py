@@ -95,7 +95,7 @@ def test_explanations_rank_the_synthetic_cohorts_signal_first(model):
     strength `synthetic._LABS` gives: IL-6, CRP, IFN-gamma, IL-10, ferritin and D-dimer most, the
     percentages and tumour burden not at all. The importance the CV logs (mean |contribution|
     over 100 test rows per fold, `engine._importance`) must find that order."""
-    cfg = compose_config([f"model={model}", "data=synthetic", "cv.n_jobs=1", "horizon=0"])
+    cfg = compose_config([f"model={model}", "data=synthetic", "cv.n_jobs=1", "horizon=0", "cv.explain_rows=100"])
     summary = cross_validate(cfg, horizon_data(cfg, load_cart_for(cfg))).summary()
     importance = {k.removeprefix("mean_importance_"): v for k, v in summary.items()
                   if k.startswith("mean_importance_")}
