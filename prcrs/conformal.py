@@ -46,7 +46,6 @@ class RiskBand:
         keep = np.isfinite(scores)
         scores, labels = scores[keep], labels[keep]
         self.classifier_ = ConformalClassifier().fit(np.where(labels == 1, 1 - scores, scores), bins=labels)
-        self.calibration_rows_ = {int(c): int(np.sum(labels == c)) for c in (0, 1)}
         return self
 
     def p_values(self, scores) -> np.ndarray:

@@ -40,7 +40,8 @@ def _label(run: pd.Series) -> str:
     return f"{run['model']}{history}"
 
 
-def _cell(value: float, low: float, high: float, digits: int = 3) -> str:
+def span(value: float, low: float, high: float, digits: int = 3) -> str:
+    """'0.76 (0.63–0.87)'; the value alone without an interval, '–' without a value."""
     if not np.isfinite(value):
         return "–"
     if not np.isfinite(low):
@@ -84,8 +85,8 @@ def calibration_part(horizons: dict[int, tuple[pd.Series, pd.DataFrame, str]], r
             if name in ("raw model output", served):  # intervals for what is served and what it starts from
                 citl = _boot(frame, lambda f, n=name: calibration.calibration_stats(f[n], f["label"])["citl"])
                 slope = _boot(frame, lambda f, n=name: calibration.calibration_stats(f[n], f["label"])["slope"])
-            rows.append([h, _label(run), name + (" (served)" if name == served else ""), _cell(*citl, 2),
-                         _cell(*slope, 2), f"{cal['ece']:.4f}", f"{cal['brier']:.4f}"])
+            rows.append([h, _label(run), name + (" (served)" if name == served else ""), span(*citl, 2),
+                         span(*slope, 2), f"{cal['ece']:.4f}", f"{cal['brier']:.4f}"])
             if name in ("raw model output", "paper_window", served):
                 observed, predicted = calibration_curve(y, np.clip(q, 1e-4, 1), n_bins=8, strategy="quantile")
                 ax.plot(predicted, observed, "o-", label=name)
@@ -125,7 +126,7 @@ def decision_part(horizons, bedside, seed: int, report: Report) -> tuple[str, di
         for t in decision.REPORTED:
             for name, (f, column) in curves.items():
                 value = _boot(f, lambda g, c=column, tt=t: decision.net_benefit(g["label"], g[c], [tt])[0])
-                rows.append([h, f"{t:.0%}", name, _cell(*value, 4), f"{decision.treat_all(f['label'], [t])[0]:.4f}"])
+                rows.append([h, f"{t:.0%}", name, span(*value, 4), f"{decision.treat_all(f['label'], [t])[0]:.4f}"])
                 if name == _label(run):
                     headline.setdefault(h, {})[t] = value
     report.save(fig, "clinical_decision_curves.png")
@@ -150,8 +151,8 @@ def _warning_cells(frame: pd.DataFrame) -> tuple[list[str], dict]:
 
     shown = {k: boot(k) for k in ("median_warning_days", "warned_share", "false_alarms_per_patient_week")}
     cells = [f"{summary['severe_patients']:.0f} / {summary['warnable_patients']:.0f}",
-             _cell(*shown["median_warning_days"], 1), _cell(*shown["warned_share"], 2),
-             f"{summary['detected_share']:.2f}", _cell(*shown["false_alarms_per_patient_week"], 2),
+             span(*shown["median_warning_days"], 1), span(*shown["warned_share"], 2),
+             f"{summary['detected_share']:.2f}", span(*shown["false_alarms_per_patient_week"], 2),
              f"{np.nanmedian(frame['alarm_threshold']):.3f}"]
     return cells, shown
 
@@ -194,7 +195,7 @@ def subgroup_part(horizons, covariates: pd.DataFrame) -> tuple[str, list[str]]:
             if flag:
                 small.append(f"h{h} {record['subgroup']}")
             rows.append([h, _label(run), record["subgroup"], record["patients"], record["severe_patients"],
-                         _cell(*auroc), _cell(*auprc), f"{record['citl']:+.2f}", f"{record['oe']:.2f}", flag])
+                         span(*auroc), span(*auprc), f"{record['citl']:+.2f}", f"{record['oe']:.2f}", flag])
     text = ("### Subgroups\n\nThe paper's younger group (its \"0–25\": under 25 years) against older patients, and "
             "sex, from the "
             "covariates at infusion. AUROC and AUPRC of the raw output with 95 % patient-bootstrap intervals; "
@@ -326,10 +327,10 @@ def clinical_section(report: Report, runs: pd.DataFrame, t2: pd.DataFrame, t3: p
     if w and nb:
         report.claims.append(
             f"**Beyond the paper: is it useful at the bedside (reports/clinical.md)?** At horizon {h1} the platform's "
-            f"model ({_label(one_day['run'])}) warns {_cell(*w['warned_share'], 2)} of the warnable severe patients "
-            f"at least a day ahead (median {_cell(*w['median_warning_days'], 1)} days), at "
-            f"{_cell(*w['false_alarms_per_patient_week'], 2)} false alarms per patient-week; its net benefit at a "
-            f"10 % risk threshold is {_cell(*nb[0.10], 4)} severe days caught per patient-day. "
+            f"model ({_label(one_day['run'])}) warns {span(*w['warned_share'], 2)} of the warnable severe patients "
+            f"at least a day ahead (median {span(*w['median_warning_days'], 1)} days), at "
+            f"{span(*w['false_alarms_per_patient_week'], 2)} false alarms per patient-week; its net benefit at a "
+            f"10 % risk threshold is {span(*nb[0.10], 4)} severe days caught per patient-day. "
             + (f"Subgroups too small to say anything: {', '.join(small)}. " if small else "")
             + agreement)
     return headline

@@ -7,6 +7,7 @@ from __future__ import annotations
 from prcrs import subgroups
 from prcrs.conformal import BAND_CONFIDENCE
 from prcrs.data.cohort import Cohort
+from prcrs.report.clinical import span
 from prcrs.report.tables import Report, ci_cell, md_table
 
 # (item, topic, where it is covered or why not applicable)
@@ -77,14 +78,10 @@ def model_card(report: Report, headline: dict, cohort: Cohort) -> None:
         models.append([h, run["model"], run.get("history", "none"), f"`{run['run_id']}`",
                        f"conf/model/{run['model']}.yaml", run.get("study", "")])
 
-        def cell(triple, digits):
-            value, low, high = triple
-            return f"{value:.{digits}f} ({low:.{digits}f}–{high:.{digits}f})"
-
         perf.append([h, ci_cell(run, "auroc"), ci_cell(run, "auprc"), ci_cell(run, "brier"),
-                     cell(nb[0.10], 4) if 0.10 in nb else "–",
-                     cell(w["warned_share"], 2) if w else "–", cell(w["median_warning_days"], 1) if w else "–",
-                     cell(w["false_alarms_per_patient_week"], 2) if w else "–"])
+                     span(*nb[0.10], 4) if 0.10 in nb else "–",
+                     span(*w["warned_share"], 2) if w else "–", span(*w["median_warning_days"], 1) if w else "–",
+                     span(*w["false_alarms_per_patient_week"], 2) if w else "–"])
     groups = list(subgroups.subgroup_patients(subgroups.patient_covariates(cohort.frame)))
     text = ("# Model card: prcrs platform models\n\n"
             "## Intended use\n\nDecision support for clinicians caring for patients after CAR-T cell therapy: the "
