@@ -77,7 +77,7 @@ def brief_platform():
     from prcrs.serving.train_final import train_final
 
     with tempfile.TemporaryDirectory() as tmp:
-        trained = train_final(["model=prcrs", "cv.folds=2", "trainer.max_epochs=2", "study=latency"], horizons=(1,),
+        _, trained = train_final(["model=prcrs", "cv.folds=2", "trainer.max_epochs=2", "study=latency"], horizons=(1,),
                               combinations=("1234",), tracking_uri=f"sqlite:///{tmp}/latency.db")
     return Platform({(m.combination, m.horizon): m for _, _, m in trained})
 

@@ -41,22 +41,50 @@ class WindowConversion:
         return (cumulative[hi] - cumulative[lo]) / (hi - lo)
 
 
+class EvidenceBounds:
+    """The floor and ceiling of a calibrated risk: the severe share among the lowest- and the
+    highest-scoring out-of-fold rows (`BIN_SHARE` of them, at least `BIN_ROWS`). A calibrator
+    clipped to them is never more extreme than the out-of-fold evidence behind it: no '> 99 %'
+    from a top bin where 80 % of days were severe. Where the two cross (a score that does not
+    rank), both are the overall share."""
+
+    BIN_SHARE, BIN_ROWS = 0.05, 30
+
+    def fit(self, scores, labels) -> EvidenceBounds:
+        order = np.argsort(np.asarray(scores, float), kind="stable")
+        labels = np.asarray(labels, float)[order]
+        n = min(len(labels), max(self.BIN_ROWS, int(np.ceil(self.BIN_SHARE * len(labels)))))
+        self.floor_, self.ceiling_ = float(labels[:n].mean()), float(labels[-n:].mean())
+        if self.floor_ > self.ceiling_:
+            self.floor_ = self.ceiling_ = float(labels.mean())
+        return self
+
+    def clip(self, probabilities) -> np.ndarray:
+        return np.clip(probabilities, self.floor_, self.ceiling_)
+
+
 class IsotonicConversion:
+    """Isotonic regression, clipped to its `EvidenceBounds`."""
+
     def fit(self, scores, labels) -> IsotonicConversion:
         self.model_ = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(scores, labels)
+        self.bounds_ = EvidenceBounds().fit(scores, labels)
         return self
 
     def predict(self, scores) -> np.ndarray:
-        return self.model_.predict(np.asarray(scores, float))
+        return self.bounds_.clip(self.model_.predict(np.asarray(scores, float)))
 
 
 class PlattConversion:
+    """Logistic regression on the score's log-odds, clipped to its `EvidenceBounds`."""
+
     def fit(self, scores, labels) -> PlattConversion:
         self.model_ = LogisticRegression().fit(_logit(scores), labels)
+        self.bounds_ = EvidenceBounds().fit(scores, labels)
         return self
 
     def predict(self, scores) -> np.ndarray:
-        return self.model_.predict_proba(_logit(scores))[:, 1]
+        return self.bounds_.clip(self.model_.predict_proba(_logit(scores))[:, 1])
 
 
 def _logit(p) -> np.ndarray:

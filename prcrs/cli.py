@@ -46,21 +46,35 @@ def cmd_report(args) -> int:
 def cmd_train_final(args) -> int:
     from prcrs.serving.train_final import train_final
 
-    trained = train_final(args.overrides, horizons=args.horizon, combinations=args.combinations,
-                          tracking_uri=args.tracking_uri)
+    release, trained = train_final(args.overrides, horizons=args.horizon, combinations=args.combinations,
+                                   tracking_uri=args.tracking_uri)
     for name, version, model in trained:
         print(f"registered {name} version {version}: {model.info['model']}, CV AUROC "
               f"{model.info['mean_test_auroc']:.3f}, calibrator {model.calibrator_name}")
+    print(f"release {release}: {len(trained)} model(s), served from now on by predict, serve and the pyfunc")
     return 0
 
 
-def read_input(path: str):
+def read_input(path: str, sheet: str | None = None):
     """A csv/xlsx/parquet file of patient-days; the header row is the first with a factor name
-    (any accepted name: `prcrs.serving.inputs.name_lookup`)."""
+    (any accepted name: `prcrs.serving.inputs.name_lookup`); `sheet` of a workbook."""
     from prcrs.data.io import read_table
     from prcrs.serving.inputs import name_lookup, normal_name
 
-    return read_table(path, header_markers=(tuple(name_lookup()),), normalize=normal_name)
+    return read_table(path, header_markers=(tuple(name_lookup()),), normalize=normal_name, sheet=sheet)
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # OWASP: what a spreadsheet may run as a formula
+
+
+def spreadsheet_safe(table):
+    """`table` with every text cell that a spreadsheet would read as a formula prefixed with "'"
+    (OWASP's rule for CSV injection): a patient id '=HYPERLINK(...)' stays text."""
+    def safe(value):
+        return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+    text = table.select_dtypes(include=["object", "string"]).columns
+    return table.assign(**{c: table[c].map(safe) for c in text})
 
 
 def write_template(path: Path) -> None:
@@ -70,19 +84,21 @@ def write_template(path: Path) -> None:
     from prcrs.serving.inputs import IGNORED, PERCENT_KEYS
 
     def unit(f):
-        return "% or fraction" if f.key in PERCENT_KEYS else f.unit
+        return "%" if f.key in PERCENT_KEYS else f.unit
 
     header = ["patient", "Relative date"] + [f"{f.name} ({unit(f)})" for f in schema.FEATURES if f.key not in IGNORED]
+    # percentages in %: 0.8 is then 0.8 %, said by the header, not guessed
     path.write_text(",".join(f'"{h}"' if "," in h else h for h in header) + "\n")
 
 
-def notes_lines() -> list[str]:
-    """The '# ' lines above the predictions: what each number means (read with
-    pandas.read_csv(path, comment='#'))."""
+def notes_lines(reading: list[str] = ()) -> list[str]:
+    """The '# ' lines above the predictions: what each number means, then how the input was read
+    (`reading`: units, percentages, encoding); read with pandas.read_csv(path, comment='#')."""
     from prcrs.serving.platform import MEANINGS
 
     return ["# prcrs predictions: one row per input row and horizon. Read with pandas.read_csv(path, comment='#')."] + [
-        f"# {column}: {meaning}" for column, meaning in MEANINGS.items()]
+        f"# {column}: {meaning}" for column, meaning in MEANINGS.items()] + [
+        f"# input read: {note}".replace("\n", " ") for note in reading]
 
 
 def check_writable(out: Path, source: Path) -> None:
@@ -93,6 +109,8 @@ def check_writable(out: Path, source: Path) -> None:
         raise DataError(f"output folder not found: {out.parent}")
     if out.is_dir():
         raise DataError(f"--out {out} is a folder: give a file name (.csv or .xlsx)")
+    if out.suffix.lower() not in {".csv", ".xlsx"}:
+        raise DataError(f"--out {out}: write .csv or .xlsx (the suffix says the format)")
     if not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
         raise DataError(f"--out {out} cannot be written (permission denied)")
 
@@ -102,7 +120,8 @@ def cmd_predict(args) -> int:
 
     from prcrs.data.cohort import check_one_name_per_factor
     from prcrs.progress import stage
-    from prcrs.serving.inputs import resolve_columns
+    from prcrs.serving.inputs import name_lookup, normal_name, read_columns, resolve_columns
+    from prcrs.serving.platform import patients_and_days
     from prcrs.serving.registry import load_platform
 
     if args.template:
@@ -116,19 +135,27 @@ def cmd_predict(args) -> int:
     if args.out:
         check_writable(Path(args.out), Path(args.input))
     with stage(f"reading {Path(args.input).name}"):
-        raw = read_input(args.input)
+        raw = read_input(args.input, args.sheet)
     check_one_name_per_factor(resolve_columns(raw.columns)[0], Path(args.input).name)  # before any model loads
+    columns = read_columns(raw.columns, {c: raw[c].tolist() for c in raw.columns})  # a unit it cannot read: stop
+    patients_and_days(raw, {name_lookup().get(normal_name(c)): c for c in raw.columns}, history=False)
     with stage("loading the platform's registered models"):
-        platform = load_platform(args.tracking_uri, horizons=tuple(sorted(set(args.horizon))))
+        platform = load_platform(args.tracking_uri, horizons=None if args.horizon is None else
+                                 tuple(sorted(set(args.horizon))), release=args.release)
     if "synthetic" in platform.data_sources:
         print("warning: the platform's models were trained on SYNTHETIC data: their numbers are not risks of real "
               "patients", file=sys.stderr)
-    table, unknown = platform.predict_table(raw, args.horizon, strict=args.strict)
-    if unknown:
-        print(f"warning: unknown column(s) ignored: {', '.join(unknown)}", file=sys.stderr)
+    reading = [*raw.attrs.get("notes", []), *columns.notes]
+    for note in reading:
+        print(f"note: {note}", file=sys.stderr)
+    table, _ = platform.predict_table(raw, args.horizon or platform.horizons, strict=args.strict, columns=columns)
+    if columns.unknown:
+        print(f"warning: unknown column(s) ignored: {', '.join(columns.unknown)}", file=sys.stderr)
     failed = table.drop_duplicates("row").dropna(subset=["error"])
     for row in failed.itertuples():
         print(f"error: row {row.row}: {row.error}", file=sys.stderr)
+    table = spreadsheet_safe(table)
+    lines = notes_lines(reading)
     if args.out:
         out = Path(args.out)
         partial = out.with_name(f".{out.name}.{os.getpid()}.partial{out.suffix}")  # no half-written file, ever
@@ -136,17 +163,17 @@ def cmd_predict(args) -> int:
             if out.suffix.lower() == ".xlsx":
                 with pd.ExcelWriter(partial) as book:
                     table.to_excel(book, sheet_name="predictions", index=False)
-                    pd.DataFrame({"notes": [line[2:] for line in notes_lines()]}).to_excel(book, sheet_name="notes",
-                                                                                         index=False)
+                    pd.DataFrame({"notes": [line[2:] for line in lines]}).pipe(spreadsheet_safe).to_excel(
+                        book, sheet_name="notes", index=False)
             else:
-                partial.write_text("\n".join(notes_lines()) + "\n" + table.to_csv(index=False))
+                partial.write_text("\n".join(lines) + "\n" + table.to_csv(index=False))
             os.replace(partial, out)
         finally:
             partial.unlink(missing_ok=True)
         print(f"wrote {len(table)} predictions for {table['row'].nunique()} rows to {out} "
               f"({len(failed)} row(s) with errors)", file=sys.stderr)
     else:
-        sys.stdout.write("\n".join(notes_lines()) + "\n" + table.to_csv(index=False))
+        sys.stdout.write("\n".join(lines) + "\n" + table.to_csv(index=False))
     if len(failed) == table["row"].nunique():
         print("error: no row could be predicted (see the errors above)", file=sys.stderr)
         return 1
@@ -157,11 +184,11 @@ def cmd_serve(args) -> int:
     import uvicorn
 
     from prcrs.serving.registry import load_platform
-    from prcrs.serving.web import create_app
+    from prcrs.serving.web import create_app, server_config
 
-    app = create_app(load_platform(args.tracking_uri))
-    print(f"serving on http://{args.host}:{args.port}/", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    platform = load_platform(args.tracking_uri, horizons=None, release=args.release)
+    print(f"serving release {platform.release} on http://{args.host}:{args.port}/", file=sys.stderr)
+    uvicorn.Server(server_config(create_app(platform), args.host, args.port)).run()
     return 0
 
 
@@ -240,8 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
                   "prcrs predict days.xlsx --strict         # refuse a row with an implausible value"])
     p.add_argument("input", nargs="?", help="csv, xlsx or parquet file: one row per patient-day; column names as "
                                             "the sheet, the page or the project's keys")
-    p.add_argument("--horizon", nargs="+", type=_horizons, default=[1, 2, 3], help="days ahead (default: 1 2 3)")
+    p.add_argument("--horizon", nargs="+", type=_horizons, default=None,
+                   help="days ahead (default: every horizon of the release)")
     p.add_argument("--out", default=None, help="output csv or xlsx (default: csv on standard output)")
+    p.add_argument("--sheet", default=None, metavar="NAME|INDEX",
+                   help="the sheet of a workbook to read (needed when more than one holds rows; 0 = the first)")
+    p.add_argument("--release", default=None, help="the platform release to use (default: the newest recorded)")
     p.add_argument("--template", default=None, metavar="PATH",
                    help="write an empty input CSV (the accepted columns, with units) to PATH and stop")
     p.add_argument("--strict", action="store_true",
@@ -254,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
                  ["prcrs serve", "prcrs serve --host 0.0.0.0 --port 8080   # reachable from other machines"])
     p.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1 (loopback)")
     p.add_argument("--port", type=_port, default=8000, help="default: 8000")
+    p.add_argument("--release", default=None, help="the platform release to serve (default: the newest recorded)")
     p.add_argument("--tracking-uri", default=None, help=uri_help)
     p.set_defaults(func=cmd_serve)
     return parser

@@ -1,40 +1,40 @@
-"""A risk band with a coverage guarantee: label-conditional (Mondrian) split-conformal
-classification (Vovk et al. 2005) by `crepes`, fitted on out-of-fold scores of held-out patients.
+"""A rule-out band with a coverage guarantee: split-conformal p-values of severe CRS (Vovk et al.
+2005, by `crepes`, label-conditional), fitted on out-of-fold scores of held-out patients.
 
-Why this and not a bootstrap over fold models: the band's promise is checkable. Among days that
-turn out severe, at least `confidence` (90 %) get a band that contains "severe"; among days that
-do not, at least 90 % get one that contains "not severe" (if patients are exchangeable with those
-the scores came from). A bootstrap interval of a probability promises nothing that can be checked
-on held-out patients. Each class is covered on its own (Mondrian), as severe days are rare: a
-plain conformal set would reach 90 % by covering the common class alone.
+The band says one of two things, and neither can contradict the risk beside it:
 
-The band of a day is its prediction set: {severe} "high", {not severe} "low", both "uncertain",
-neither "atypical" (unlike either class at this confidence). The scores are the model's raw
-probabilities; a monotone calibration would not change the band.
+- "ruled out": severe CRS is ruled out at 90 %. The day's score is below the scores of at least
+  90 % of the days that turned out severe, and its calibrated risk is below the base rate (the
+  share of severe days in training). A day at or above the base rate is never ruled out.
+- "not ruled out": severe CRS cannot be ruled out at 90 %.
+
+The promise, checkable on held-out patients: at least `confidence` (90 %) of the days that turn
+out severe are "not ruled out" (if patients are exchangeable with those the scores came from);
+the risk condition only makes the band more cautious. Ruling out is about the severe class
+alone, which is rare: a plain conformal set would reach 90 % by covering the common class. The
+band is no verdict that a day will be severe: most "not ruled out" days are not.
 
     >>> import numpy as np
     >>> scores = np.r_[np.linspace(0, 0.5, 90), np.linspace(0.4, 1, 10)]
     >>> band = RiskBand(0.9).fit(scores, np.r_[np.zeros(90), np.ones(10)])
-    >>> band.predict([0.05, 0.45, 0.95]).tolist()
-    ['low', 'uncertain', 'high']
+    >>> band.predict([0.05, 0.45, 0.95], [0.01, 0.05, 0.6]).tolist()
+    ['ruled out', 'not ruled out', 'not ruled out']
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-BAND_CONFIDENCE = 0.9  # the platform's: 90 % of severe days get a band containing "severe"
-BANDS = {(False, True): "high", (True, False): "low", (True, True): "uncertain", (False, False): "atypical"}
-MEANING = {"high": "only severe CRS fits this day at the stated confidence",
-           "low": "only no severe CRS fits this day at the stated confidence",
-           "uncertain": "both outcomes fit: the model cannot tell at the stated confidence",
-           "atypical": "neither outcome fits well: the day is unlike the training days"}
+BAND_CONFIDENCE = 0.9  # the platform's: 90 % of severe days are "not ruled out"
+RULED_OUT, NOT_RULED_OUT = "ruled out", "not ruled out"
+MEANING = {RULED_OUT: "severe CRS ruled out at 90 %: at least 9 in 10 days that turned severe scored higher, and the "
+                      "risk is below the base rate",
+           NOT_RULED_OUT: "severe CRS cannot be ruled out at 90 %"}
 
 
 class RiskBand:
-    """Label-conditional split-conformal classifier on P(severe) scores. Non-conformity of a
-    class: 1 - its probability (hinge), so severe is refused for low scores and not severe for
-    high ones. Not smoothed: deterministic and conservative."""
+    """Split-conformal p-values of the severe class on P(severe) scores (non-conformity of severe:
+    1 - score), not smoothed: deterministic and conservative; `base_rate_` the severe share."""
 
     def __init__(self, confidence: float = 0.9):
         self.confidence = confidence
@@ -46,19 +46,20 @@ class RiskBand:
         keep = np.isfinite(scores)
         scores, labels = scores[keep], labels[keep]
         self.classifier_ = ConformalClassifier().fit(np.where(labels == 1, 1 - scores, scores), bins=labels)
+        self.base_rate_ = float(labels.mean())
         return self
 
-    def p_values(self, scores) -> np.ndarray:
-        """(n, 2) conformal p-values of "not severe" and "severe" for each score."""
+    def p_severe(self, scores) -> np.ndarray:
+        """(n,) conformal p-values of "severe" for each score."""
         scores = np.asarray(scores, float)
         alphas = np.column_stack([scores, 1 - scores])
-        return np.column_stack([self.classifier_.predict_p(alphas, np.full(len(scores), c), smoothing=False)[:, c]
-                                for c in (0, 1)])
+        return self.classifier_.predict_p(alphas, np.ones(len(scores), int), smoothing=False)[:, 1]
 
-    def sets(self, scores) -> np.ndarray:
-        """(n, 2) bool: whether "not severe" and "severe" are in each day's prediction set."""
-        return self.p_values(scores) > 1 - self.confidence
+    def ruled_out(self, scores, risks) -> np.ndarray:
+        """(n,) bool: severe CRS ruled out (see the module): p-value at most 1 - confidence and the
+        calibrated risk below the base rate."""
+        return (self.p_severe(scores) <= 1 - self.confidence) & (np.asarray(risks, float) < self.base_rate_)
 
-    def predict(self, scores) -> np.ndarray:
-        """The band of each score: 'low', 'uncertain', 'high' or 'atypical' (see `MEANING`)."""
-        return np.array([BANDS[bool(a), bool(b)] for a, b in self.sets(scores)])
+    def predict(self, scores, risks) -> np.ndarray:
+        """The band of each day from its score and calibrated risk: 'ruled out' or 'not ruled out'."""
+        return np.where(self.ruled_out(scores, risks), RULED_OUT, NOT_RULED_OUT)

@@ -31,6 +31,7 @@ from prcrs import schema
 
 EXACT_UP_TO = 6  # factors; above, permutations are sampled
 CHUNK_ROWS = 50_000  # model inputs evaluated per call
+NOT_MEASURED = "not measured"  # the player of a row's factors with no value: their imputation's effect
 
 
 def factor_of(column: str) -> str:
@@ -49,12 +50,15 @@ def reference_row(model, X: pd.DataFrame) -> pd.Series:
 
 
 def contributions(predict, X: pd.DataFrame, reference: pd.Series, n_permutations: int = 8,
-                  seed: int = 0) -> pd.DataFrame:
-    """(n rows, factors) contributions of each factor to `predict(X)` against `reference`:
-    each row sums to predict(row) - predict(reference). `predict`: frame -> (n,) probabilities."""
+                  seed: int = 0, players: dict[str, str | None] | None = None) -> pd.DataFrame:
+    """(n rows, players) contributions of each player to `predict(X)` against `reference`:
+    each row sums to predict(row) - predict(reference with the unplayed columns at the row's).
+    `predict`: frame -> (n,) probabilities. `players`: column -> its player (default
+    `factor_of`); None: the column is no player and keeps the row's value throughout."""
     columns = list(X.columns)
-    factors = list(dict.fromkeys(factor_of(c) for c in columns))
-    member = np.array([[factor_of(c) == f for c in columns] for f in factors])  # (F, C)
+    players = {c: factor_of(c) for c in columns} if players is None else players
+    factors = list(dict.fromkeys(p for p in (players[c] for c in columns) if p is not None))
+    member = np.array([[players[c] == f for c in columns] for f in factors]).reshape(len(factors), len(columns))
     if len(factors) <= EXACT_UP_TO:
         orders = [list(p) for p in itertools.permutations(range(len(factors)))]
     else:
@@ -63,6 +67,7 @@ def contributions(predict, X: pd.DataFrame, reference: pd.Series, n_permutations
         orders = [list(o) for p in half for o in (p, p[::-1])]
     n_factors, n_orders = len(factors), len(orders)
     present = np.zeros((n_orders, n_factors + 1, len(columns)), bool)  # states along each order
+    present[:, :, [players[c] is None for c in columns]] = True
     for j, order in enumerate(orders):
         for k, f in enumerate(order):
             present[j, k + 1:] |= member[f]
@@ -78,11 +83,33 @@ def contributions(predict, X: pd.DataFrame, reference: pd.Series, n_permutations
     return pd.DataFrame(values / n_orders, columns=factors, index=X.index)
 
 
+def contributions_by_measured(predict, X: pd.DataFrame, reference: pd.Series, never: set[str] = frozenset(),
+                              **options) -> pd.DataFrame:
+    """`contributions` where, in each row, the factors with no value in any of their columns (day t,
+    lags, changes: NaN throughout) play together as one player, `NOT_MEASURED`: a factor that was
+    not given never appears as if it had been. Factors in `never` (never read) are no players.
+    Rows are explained in groups of one pattern of unmeasured factors; (n, players), 0 where a
+    row lacks a player."""
+    columns = list(X.columns)
+    factor = {c: factor_of(c) for c in columns}
+    given = pd.DataFrame(X.notna().to_numpy(), columns=[factor[c] for c in columns]).T.groupby(level=0).any().T
+    parts = []
+    for pattern, rows in given.groupby(list(given.columns), sort=False).groups.items():
+        absent = {f for f, present in zip(given.columns, np.atleast_1d(pattern), strict=True) if not present}
+        players = {c: None if factor[c] in never else NOT_MEASURED if factor[c] in absent else factor[c]
+                   for c in columns}
+        parts.append(contributions(predict, X.iloc[list(rows)], reference, players=players, **options))
+    return pd.concat(parts).fillna(0.0).loc[X.index] if parts else pd.DataFrame(index=X.index)
+
+
 def top_factors(row: pd.Series, values: dict, k: int = 5) -> list[dict]:
-    """The `k` largest contributions of one row (`row`: factor -> contribution), largest
-    magnitude first: factor key, its name, the value read (None: not measured) and the contribution."""
+    """The `k` largest non-zero contributions of one row (`row`: player -> contribution), largest
+    magnitude first: factor key, its name, the value read (None: not measured on the day) and the
+    contribution; `NOT_MEASURED` is the factors not given, together."""
+    row = row[row != 0]
     biggest = row.abs().sort_values(ascending=False, kind="stable").index[:k]
     read = {f: values.get(f) for f in biggest}
-    return [{"factor": f, "name": schema.BY_KEY[f].name if f in schema.BY_KEY else f,
+    return [{"factor": f, "name": schema.BY_KEY[f].name if f in schema.BY_KEY else
+             "factors not measured (imputed)" if f == NOT_MEASURED else f,
              "value": float(read[f]) if read[f] is not None and np.isfinite(read[f]) else None,
              "contribution": float(row[f])} for f in biggest]

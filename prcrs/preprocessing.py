@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -76,6 +78,14 @@ class FoldPreprocessor(BaseEstimator, TransformerMixin):
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
         return self.transform_with_missing(X)[0]
+
+    def measured(self) -> FoldPreprocessor:
+        """A copy of this fitted preprocessing that masks no fill value: for new patients, whose
+        values are measurements. The fill values are a property of the published training sheet
+        (its missing cells were filled with them), not of a new patient's labs."""
+        out = copy.copy(self)
+        out.masker_ = None
+        return out
 
 
 def _skewed(column: str) -> bool:

@@ -167,28 +167,7 @@ COVID_SHARED: tuple[str, ...] = (
 COVID_ALIASES: dict[str, str] = {"erythrocyte": "rbc", "neutrophil": "neutrophil_count"}
 
 
-@dataclass(frozen=True)
-class UnitConversion:
-    """COVID-19 value x factor = CAR-T value."""
-
-    key: str
-    covid_unit: str
-    factor: float
-    note: str
-
-
-# US units of the Mount Sinai COVID-19 sheet converted to the CAR-T sheet's SI units.
-# Every other shared column is already in the CAR-T unit (checked by `alignment_report`).
-COVID_UNIT_CONVERSIONS: dict[str, UnitConversion] = {
-    c.key: c
-    for c in (
-        UnitConversion("calcium", "mg/dL", 1 / 4.008, "Ca molar mass 40.08 g/mol"),
-        UnitConversion("glucose", "mg/dL", 1 / 18.016, "glucose molar mass 180.16 g/mol"),
-        UnitConversion("creatinine", "mg/dL", 88.42, "creatinine molar mass 113.12 g/mol"),
-        UnitConversion("albumin", "g/dL", 10.0, "g/dL -> g/L"),
-        UnitConversion("fibrinogen", "mg/dL", 0.01, "mg/dL -> g/L"),
-    )
-}
+# The COVID-19 sheet's US units and their factors are in `prcrs.units` (COVID_UNITS, covid_factor).
 
 # Shared by name but not the same quantity: the CAR-T 'chlorine' column holds values around
 # 15 on 89 % of days (chloride is 95-110 mmol/L), so it cannot be aligned with COVID chloride.

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prcrs import schema
+from prcrs import schema, units
 from prcrs.data import load_cart, load_cohort, load_covid
 from prcrs.data.cohort import segment_patients
 from prcrs.data.synthetic import synthetic_cart, to_sheet
@@ -35,7 +35,7 @@ def test_real_alignment_every_shared_column_consistent_only_after_conversion(rea
 
     report = alignment_report(real_cart, load_covid(real_dir / "COVID-19.xlsx", convert_units=False))
     assert len(report) == 27 and report["consistent"].all()
-    for key in schema.COVID_UNIT_CONVERSIONS:
+    for key in units.COVID_UNITS:
         assert report.at[key, "in_range_raw"] < 0.5, key  # unconverted US units would not fit
 
 

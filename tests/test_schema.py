@@ -1,6 +1,6 @@
 import pytest
 
-from prcrs import schema
+from prcrs import schema, units
 
 
 def test_42_factors_in_four_groups_of_9_10_16_7():
@@ -31,5 +31,5 @@ def test_unknown_ablation_or_combination_is_named(bad):
 
 def test_covid_shared_columns():
     assert len(schema.COVID_SHARED) == 27
-    assert set(schema.COVID_UNIT_CONVERSIONS) <= set(schema.COVID_SHARED)
+    assert set(units.COVID_UNITS) <= set(schema.COVID_SHARED)
     assert not set(schema.COVID_EXCLUDED) & set(schema.COVID_SHARED)

@@ -19,8 +19,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prcrs import cli, schema, tracking
-from prcrs.serving.inputs import MIN_PRESENT, check_row, choose_combination, model_frame
+from prcrs import cli, explain, schema, tracking, units
+from prcrs.errors import DataError
+from prcrs.serving.inputs import MIN_PRESENT, PERCENT_KEYS, Cell, check_row, choose_combination, model_frame, \
+    parse_cell
+from prcrs.serving.platform import OUTPUT_COLUMNS
 from prcrs.serving.registry import PREDICTIONS
 from prcrs.serving.train_final import fit_calibrators
 
@@ -52,18 +55,24 @@ def test_a_group_needs_half_of_its_factors():
 
 def test_rows_are_checked_with_errors_that_name_the_column():
     full = {f.column: f.low + (f.high - f.low) / 4 for f in schema.FEATURES if f.key != "chloride"}
-    assert check_row(full).combination == "1234" and not check_row(full).warnings
+    full |= {f.column: 0.25 for f in schema.FEATURES if f.key in PERCENT_KEYS}
+    said = " ".join(check_row(full).warnings)  # one value of 0.25 cannot say whether it is a fraction or a percent
+    assert check_row(full).combination == "1234" and "'Tumor burden' (Tumour burden): every value is at most 1" in said
     chlorine = check_row({**full, "chlorine": 15})
-    assert chlorine.error is None and "chloride" not in chlorine.values and "chlorine: not used" in chlorine.warnings[0]
-    assert "non-numeric value 'high'" in check_row({**full, "IL6": "high"}).error
-    assert "IL6" in check_row({**full, "IL6": "high"}).error
-    percent = check_row({**full, "Neutrophil percentage": 75})  # typed as a percentage: read as one, and said
+    assert chlorine.error is None and "chloride" not in chlorine.values and any("chlorine: not used" in w
+                                                                                for w in chlorine.warnings)
+    unreadable = check_row({**full, "IL6": "high"})  # a cell that cannot be read: that factor left out, said
+    assert unreadable.error is None and "il6" not in unreadable.values
+    assert any("IL-6 left out" in w and "non-numeric value 'high'" in w for w in unreadable.warnings)
+    assert "non-numeric value 'high'" in check_row({**full, "IL6": "high"}, unreadable="error").error
+    percent = check_row({**full, "Neutrophil percentage": 75})  # typed as a percentage: read as one
     assert percent.error is None and percent.values["neutrophil_pct"] == 0.75
-    assert "Neutrophils 75 read as 75 % (0.75 as a fraction)" in percent.warnings
     assert check_row({**full, "Neutrophil percentage": 0.75}).values["neutrophil_pct"] == 0.75
+    in_percent = {**{k: v for k, v in full.items() if k != "Neutrophil percentage"}, "Neutrophil percentage (%)": 0.75}
+    assert check_row(in_percent).values["neutrophil_pct"] == 0.0075  # the header says %: 0.75 % it is
     dropped = check_row({**full, "ferritin": -1})  # one implausible value: that factor left out, the day kept
     assert dropped.error is None and "ferritin" not in dropped.values and dropped.combination == "1234"
-    assert "Ferritin left out (read as not measured): impossible value -1" in dropped.warnings[0]
+    assert any("Ferritin left out (read as not measured): impossible value -1" in w for w in dropped.warnings)
     assert "impossible value -1" in check_row({**full, "ferritin": -1}, strict=True).error
     unit = check_row({**full, "hemoglobin": 15, "albumin": 4.4, "sodium": 14.6, "Neutrophil percentage": 170})
     said = " | ".join(unit.warnings)
@@ -78,6 +87,22 @@ def test_rows_are_checked_with_errors_that_name_the_column():
     partial = check_row({**full, "D-dimer": None, "fibrinogen": ""})
     assert partial.combination == "1234"
     assert any("D-dimer" in w and "Fibrinogen" in w for w in partial.warnings)
+
+
+def test_cells_read_units_censoring_and_decimal_commas():
+    assert parse_cell("<5") == Cell(5.0, "<") and parse_cell("≥ 1000") == Cell(1000.0, ">")
+    assert parse_cell("35 pg/mL") == Cell(35.0, None, "pg/mL") and parse_cell("5,2") == Cell(5.2)
+    assert parse_cell("1,234.5") == Cell(1234.5) and parse_cell(" ") == Cell(None) and parse_cell(7) == Cell(7.0)
+    for bad in ("1,000", "high", "5..2", True):
+        with pytest.raises(ValueError):
+            parse_cell(bad)
+    assert units.factor("il6", "ng/mL") == 1000 and units.factor("wbc", "×10⁹/L") == 1
+    assert units.factor("creatinine", "mg/dL") == pytest.approx(88.42)
+    with pytest.raises(DataError, match="unknown unit 'mmol/L' for IL-6"):
+        units.factor("il6", "mmol/L")
+    for key, table in units.OTHER.items():  # every alternative unit parses to itself, not to another's
+        for unit, value in table.items():
+            assert units.factor(key, unit) == value, (key, unit)
 
 
 def test_calibrators_are_increasing_and_fitted_on_oof_predictions():
@@ -144,11 +169,14 @@ def test_train_final_registers_calibrated_pyfunc_models_with_a_signature(store, 
     model = platform.models[("123", 1)]
     assert model.calibrator_name in {"isotonic", "platt"} and model.info["cv_run_id"]
     example = pd.DataFrame([{k: model.medians[k] for k in model.features}])
-    out = pyfunc.predict(example)
-    assert list(out.columns) == ["probability", "calibrated_probability", "paper_probability", "risk_band"]
+    out = pyfunc.predict(example)  # the columns of `prcrs predict`, provenance and the synthetic flag included
+    assert list(out.columns) == [*OUTPUT_COLUMNS, "synthetic"] and out["synthetic"].all()
     assert ((out[list(PREDICTIONS)] >= 0) & (out[list(PREDICTIONS)] <= 1)).all().all()
-    assert out["risk_band"].isin(["low", "uncertain", "high", "atypical"]).all()
-    pd.testing.assert_frame_equal(out, model.predict(example))  # the registered model is the trained one
+    assert out["risk_band"].isin(["ruled out", "not ruled out"]).all() and out["release"].iloc[0] == platform.release
+    assert out["data_source"].iloc[0] == "synthetic" and out["cv_run_id"].iloc[0] == model.info["cv_run_id"]
+    expected = model.predict(example.assign(chloride=np.nan))  # the registered model is the trained one (chloride:
+    # never read)
+    np.testing.assert_allclose(out["calibrated_probability"], expected["calibrated_probability"], rtol=1e-3)
     with pytest.raises(Exception, match="d_dimer: impossible value -5"):
         pyfunc.predict(example.assign(d_dimer=-5.0))
 
@@ -194,7 +222,9 @@ def test_predict_cli_keeps_going_past_bad_rows(store, platform, tmp_path, capsys
     out = tmp_path / "pred.csv"
     assert cli.main(["predict", str(path), "--horizon", "1", "2", "--out", str(out)]) == 0
     err = capsys.readouterr().err
-    assert out.read_text().startswith("# prcrs predictions") and "# calibrated_probability: USE THIS" in out.read_text()
+    text = out.read_text()
+    assert text.startswith("# prcrs predictions") and "# calibrated_probability: THE RISK" in text
+    assert text.count("THE RISK") == 1 and "USE THIS" not in text  # one column is the risk
     table = pd.read_csv(out, comment="#")
     assert len(table) == 12 and set(table["horizon"]) == {1, 2}
     first = table[table["row"] == 2]
@@ -208,16 +238,19 @@ def test_predict_cli_keeps_going_past_bad_rows(store, platform, tmp_path, capsys
     assert first["warnings"].str.contains("chlorine: not used").all()
     assert table.loc[table["row"] == 3, "warnings"].str.contains("combination 123 used").all()
     errors = table.drop_duplicates("row").set_index("row")["error"]
-    assert "non-numeric value 'lots'" in errors[4] and "IL6" in errors[4]
+    assert pd.isna(errors[4])  # 'lots' cannot be read: IL-6 left out, the day predicted, and said
+    assert table.loc[table["row"] == 4, "warnings"].str.contains("IL-6 left out .*non-numeric value 'lots'").all()
+    assert (table["predicted_day"] == table["day"] + table["horizon"]).all()
     assert pd.isna(errors[5])  # an implausible haemoglobin: left out, the day predicted, and said
     said = table.loc[table["row"] == 5, "warnings"]
     assert said.str.contains("Haemoglobin left out .* impossible value 1e\\+06").all()
     assert errors[6].startswith("nothing usable")
     assert pd.isna(errors[7]) and "unknown column(s) ignored: comment" in err
-    assert "error: row 4" in err and "error: row 6" in err
+    assert "error: row 6" in err and "error: row 4" not in err
     predicted = table[table["error"].isna()]  # every prediction says its band and what moved it
-    assert predicted["risk_band"].isin(["low", "uncertain", "high", "atypical"]).all()
-    assert predicted["top_factors"].str.count(" pp").eq(5).all()
+    assert predicted["risk_band"].isin(["ruled out", "not ruled out"]).all()
+    assert predicted["top_factors"].str.count(" pp").between(1, 5).all()
+    assert (predicted["release"] == platform.release).all()
     assert predicted["reference_probability"].between(0, 1).all()
 
 
@@ -226,20 +259,22 @@ def test_predict_takes_the_pages_labels_from_its_own_template(store, platform, t
     assert cli.main(["predict", "--template", str(template)]) == 0
     header = pd.read_csv(template).columns.tolist()
     assert header[:2] == ["patient", "Relative date"] and "IL-6 (pg/mL)" in header
-    assert "Neutrophils (% or fraction)" in header and "IFN-gamma (pg/mL)" in header and len(header) == 2 + 41
+    assert "Neutrophils (%)" in header and "IFN-gamma (pg/mL)" in header and len(header) == 2 + 41
     medians = platform.models[("1234", 1)].medians
     by_label = {f"{f.name} (": f.key for f in schema.FEATURES}
     row = {h: medians[next(k for lab, k in by_label.items() if h.startswith(lab))] for h in header[2:]}
-    row["Neutrophils (% or fraction)"] = 70  # as typed on the page: a percentage
+    for f in schema.FEATURES:  # the template asks for percentages
+        if f"{f.name} (%)" in row:
+            row[f"{f.name} (%)"] = 100 * row[f"{f.name} (%)"]
     filled = tmp_path / "filled.csv"
     pd.DataFrame([{"patient": "a", "Relative date": 1, **row}]).to_csv(filled, index=False)
     assert cli.main(["predict", str(filled), "--horizon", "1"]) == 0
     captured = capsys.readouterr()
     table = pd.read_csv(__import__("io").StringIO(captured.out), comment="#")
     assert table["error"].isna().all() and (table["combination"] == 1234).all() and "unknown column" not in captured.err
-    assert "Neutrophils 70 read as 70 %" in table["warnings"].item()
+    assert "read as" not in str(table["warnings"].item())  # the header said the unit: nothing to guess
     assert "loading the platform's registered models: done in" in captured.err  # not silent while it works
-    assert "combination 1234, 1 day(s) ahead: 1 row(s) predicted and explained" in captured.err
+    assert "combination 1234, 1 day(s) ahead: 1 of 1 row(s) predicted and explained" in captured.err
     nothing = tmp_path / "nothing.csv"
     nothing.write_text("IL-6,CRP\n30,12\n40,15\n")
     assert cli.main(["predict", str(nothing), "--horizon", "1"]) == 1  # no row predicted: not a success
@@ -277,8 +312,10 @@ def test_the_api_docs_work_offline_and_say_what_each_number_is(client):
     assert client.get("/static/swagger/swagger-ui-bundle.js").status_code == 200
     schema_ = client.get("/openapi.json").json()
     prediction = schema_["components"]["schemas"]["Prediction"]["properties"]
-    assert prediction["calibrated_probability"]["description"].startswith("USE THIS")
+    assert prediction["calibrated_probability"]["description"].startswith("THE RISK")
+    assert sum("THE RISK" in p.get("description", "") for p in prediction.values()) == 1
     assert "not a probability" in prediction["probability"]["description"] and "risk_band" in prediction
+    assert "predicted_day" in prediction and "release" in prediction
     assert "422" in schema_["paths"]["/predict"]["post"]["responses"]
 
 
@@ -289,8 +326,16 @@ def test_contributions_add_up_to_the_calibrated_probability(platform):
     values, reference = model.explain(rows)
     calibrated = model.predict(rows)["calibrated_probability"].to_numpy()
     np.testing.assert_allclose(values.sum(axis=1).to_numpy() + reference, calibrated, atol=1e-6)  # float32 nets
-    assert list(values.columns) == list(model.features) and values.abs().to_numpy().max() > 0
-    assert (values["chloride"] == 0).all()  # never read by the platform: missing in the reference day too
+    assert set(values.columns) == set(model.features) - {"chloride"} and values.abs().to_numpy().max() > 0
+    # a factor not measured never appears as if it had been: those of a row play as one, "not measured"
+    gaps = rows.assign(hemoglobin=np.nan, monocyte_count=np.nan, lymphocyte_count=np.nan)
+    values, reference = model.explain(gaps)
+    np.testing.assert_allclose(values.sum(axis=1).to_numpy() + reference, model.predict(gaps)["calibrated_probability"],
+                               atol=1e-6)
+    assert {"hemoglobin", "monocyte_count", "lymphocyte_count"}.isdisjoint(values.columns)
+    assert values["not measured"].abs().max() > 0
+    top = explain.top_factors(values.iloc[0], {}, 50)
+    assert {t["factor"] for t in top}.isdisjoint({"hemoglobin", "monocyte_count", "lymphocyte_count", "chloride"})
 
 
 def test_predict_reads_the_published_sheet_layout_from_xlsx(store, platform, tmp_path, capsys):
@@ -311,7 +356,7 @@ def test_predict_says_what_is_missing(tmp_path, capsys):
     path = tmp_path / "x.csv"
     path.write_text("IL6\n3\n")
     assert cli.main(["predict", str(path), "--tracking-uri", f"sqlite:///{empty}"]) == 2
-    assert "no registered model prcrs-f1234-h1" in capsys.readouterr().err  # the store asked for, not $MLFLOW_...
+    assert "no platform release in" in capsys.readouterr().err  # the store asked for, not $MLFLOW_...
     assert cli.main(["predict", str(path), "--out", str(tmp_path / "no" / "such" / "out.csv")]) == 2
     assert "output folder not found" in capsys.readouterr().err
     path.write_text("IL6,il6\n3,90000\n")  # two columns of one factor: one line, before any model loads
@@ -350,11 +395,12 @@ def test_api_predicts_and_names_bad_fields_in_a_422(client):
     assert [r["horizon"] for r in results] == [1, 2] and results[0]["combination"] == "1234"
     assert 0 <= results[0]["calibrated_probability"] <= 1 and "severe CRS" in ok.json()["note"]
     for r in results:  # a band and the factors that moved the calibrated probability, largest first
-        assert r["risk_band"] in {"low", "uncertain", "high", "atypical"} and "conformal" in ok.json()["note"]
+        assert r["risk_band"] in {"ruled out", "not ruled out"} and "ruled out at 90 %" in ok.json()["note"]
         sizes = [abs(f["contribution"]) for f in r["top_factors"]]
         assert len(sizes) == 5 and sizes == sorted(sizes, reverse=True) and 0 <= r["reference_probability"] <= 1
         assert all(f["name"] == schema.BY_KEY[f["factor"]].name for f in r["top_factors"])
-    odd = {**{k: v for k, v in values.items() if k != "neutrophil_pct"}, "Neutrophil percentage": 180}
+        assert r["release"] == client.get("/health").json()["release"] and r["predicted_day"] is None
+    odd = {**{k: v for k, v in values.items() if k != "neutrophil_pct (%)"}, "Neutrophil percentage": 180}
     cases = {"foo": ({**values, "foo": 1}, False), "il6": ({**values, "il6": "abc"}, False),
              "Neutrophil percentage": (odd, True)}
     for name, (bad, strict) in cases.items():
@@ -378,8 +424,9 @@ def test_api_predicts_and_names_bad_fields_in_a_422(client):
     assert client.post("/predict", json={"values": values, "horizons": [7]}).status_code == 422
     assert client.post("/predict", json={"horizons": [1]}).status_code == 422
     page = client.get("/").text
-    for f in schema.FEATURES:
-        assert (f'name="{f.key}"' in page) == (f.key != "chloride")  # the sheet's chlorine is not read
+    for f in schema.FEATURES:  # the sheet's chlorine is not read; percentages are asked for in %
+        name = f"{f.key} (%)" if f.key in PERCENT_KEYS else f.key
+        assert (f'name="{name}"' in page) == (f.key != "chloride")
     assert "mmol/L" in page and "pg/mL" in page and 'id="example"' in page and 'id="horizon"' in page
 
 
@@ -592,7 +639,7 @@ def test_a_model_not_registered_by_train_final_is_refused_before_loading(tmp_pat
     from sklearn.linear_model import LogisticRegression
 
     from prcrs.errors import PrcrsError
-    from prcrs.serving.registry import load_platform
+    from prcrs.serving.registry import load_platform, record_release
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracking.use_store(uri)
@@ -600,24 +647,30 @@ def test_a_model_not_registered_by_train_final_is_refused_before_loading(tmp_pat
     with mlflow.start_run(experiment_id=experiment):
         mlflow.sklearn.log_model(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), name="m",
                                  registered_model_name="prcrs-f1234-h1")
+    with pytest.raises(PrcrsError, match="no platform release"):  # in no release: never served
+        load_platform(uri, horizons=(1,))
+    record_release("r-foreign", [("prcrs-f1234-h1", "1")], "foreign", "real", uri)  # a manifest naming it
     with pytest.raises(PrcrsError, match="refusing to load prcrs-f1234-h1 version 1: it was not registered"):
         load_platform(uri, horizons=(1,))
 
 
-def test_a_value_equal_to_a_fill_value_is_said_to_be_read_as_missing(platform, client):
-    """The model masks the training sheet's fill values, as in training; the user is told."""
+def test_a_value_equal_to_a_training_fill_value_is_read_as_measured(platform, client):
+    """The fill values are a property of the published training sheet, not of a new patient's
+    labs: a value equal to one is a measurement, read as given and never said to be missing."""
+    from prcrs.data.synthetic import synthetic_cart
+
     model = platform.models[("1234", 1)]
-    fills = model.estimator.preprocessor_.masker_.fill_values_
-    key = next(k for k in ("il6", "crp", "ferritin", "d_dimer") if fills.get(k))
-    values = {**client.get("/example").json()["values"], key: fills[key][0]}
-    res = client.post("/predict", json={"values": values, "horizons": [1]})
-    assert res.status_code == 200, res.text
-    warnings = " ".join(res.json()["results"][0]["warnings"])
-    assert "read as not measured" in warnings and schema.BY_KEY[key].name in warnings
-    plain = {**values, key: fills[key][0] * 1.01 + 0.01}  # a value no grade was filled with
-    assert fills[key][0] * 1.01 + 0.01 not in fills[key]
-    said = " ".join(client.post("/predict", json={"values": plain}).json()["results"][0]["warnings"])
-    assert schema.BY_KEY[key].name not in said
+    assert model.estimator.preprocessor_.masker_ is None  # served without the training sheet's mask
+    fills = synthetic_cart(seed=0).fill_values  # the cohort the store's platform was trained on
+    example = client.get("/example").json()["values"]
+    for key in ("il6", "crp", "ferritin", "d_dimer"):
+        for value in fills.get(key, ()):
+            risks = []
+            for v in (value, value * 1.001):
+                res = client.post("/predict", json={"values": {**example, key: v}, "horizons": [1]})
+                assert res.status_code == 200 and "not measured" not in " ".join(res.json()["results"][0]["warnings"])
+                risks.append(res.json()["results"][0]["calibrated_probability"])
+            assert risks[0] == pytest.approx(risks[1], abs=0.005), (key, value, risks)
 
 
 @pytest.fixture(scope="module")
@@ -652,10 +705,8 @@ def test_a_history_model_reads_each_patients_earlier_days_by_day(history_store, 
     cohort.frame["chloride"] = np.nan  # the platform never reads it (IGNORED)
     sheet = to_sheet(cohort.frame)
     table, _ = platform.predict_table(sheet.assign(patient=cohort.frame["patient"].astype(str)), [1])
-    # what the model sees is what training made of the same days (masking the training sheet's fill
-    # values, as the model does): the predictions match
-    cohort.__dict__["fill_values"] = model.estimator.preprocessor_.masker_.fill_values_
-    data = make_horizon(cohort, 0, model.features, model.history, mask_history=True)
+    # what the model sees is what training made of the same days, every value read as measured
+    data = make_horizon(cohort, 0, model.features, model.history, mask_history=False)
     expected = model.estimator.predict_proba(data.X)
     np.testing.assert_allclose(table["probability"].to_numpy(float), expected, rtol=1e-3)  # 4 significant digits
     first_days = (cohort.frame["day"] == cohort.frame.groupby("patient")["day"].transform("min")).to_numpy()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from prcrs import schema
+from prcrs import schema, units
 from prcrs.data.cohort import Cohort
 
 
@@ -24,13 +24,12 @@ def alignment_report(cart: Cohort, covid_raw: Cohort) -> pd.DataFrame:
     rows = []
     for key in schema.COVID_SHARED:
         f = schema.BY_KEY[key]
-        conv = schema.COVID_UNIT_CONVERSIONS.get(key)
-        factor = conv.factor if conv else 1.0
+        factor = units.covid_factor(key)
         raw = covid_raw.frame[key].dropna().to_numpy(float)
         converted = raw * factor
         cart_values = cart.frame[key].dropna().to_numpy(float)
         rows.append({
-            "factor": key, "cart_unit": f.unit, "covid_unit": conv.covid_unit if conv else f.unit,
+            "factor": key, "cart_unit": f.unit, "covid_unit": units.COVID_UNITS.get(key, f.unit),
             "conversion": factor, "cart_median": float(np.median(cart_values)),
             "covid_median_raw": float(np.median(raw)), "covid_median": float(np.median(converted)),
             "in_range_raw": _in_range(raw, f), "in_range": _in_range(converted, f),

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from prcrs import schema
+from prcrs import schema, units
 from prcrs.data.fingerprint import fill_values
 from prcrs.data.io import read_table, to_numeric
 from prcrs.errors import DataError
@@ -221,7 +221,7 @@ def load_covid(path: str | Path, convert_units: bool = True) -> Cohort:
     The frame carries all 42 factor columns in CAR-T position; columns the COVID sheet lacks,
     and shared-by-name columns that are not the same quantity (`schema.COVID_EXCLUDED`), are
     NaN. With `convert_units`, US units are converted to CAR-T units
-    (`schema.COVID_UNIT_CONVERSIONS`).
+    (`prcrs.units.COVID_UNITS`).
     """
     path = Path(path)
     return tidy_covid(read_table(path, header_markers=((COVID_SUBJECT,), (COVID_TARGET,))), path, convert_units)
@@ -260,7 +260,7 @@ def tidy_covid(raw: pd.DataFrame, path: Path, convert_units: bool = True) -> Coh
     for key in set(schema.FEATURE_KEYS) - set(schema.COVID_SHARED):
         out[key] = np.nan
     if convert_units:
-        for key, conv in schema.COVID_UNIT_CONVERSIONS.items():
-            out[key] = out[key] * conv.factor
+        for key in units.COVID_UNITS:
+            out[key] = out[key] * units.covid_factor(key)
     out["severity"] = raw[COVID_TARGET].astype(int)
     return Cohort(out.reset_index(drop=True), "covid", str(path))

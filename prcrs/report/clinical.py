@@ -208,36 +208,34 @@ def subgroup_part(horizons, covariates: pd.DataFrame) -> tuple[str, list[str]]:
 
 
 def band_part(horizons, splits: int = 20, seed: int = 0) -> str:
-    """The conformal risk band's coverage on held-out patients: fitted on the out-of-fold rows of
-    a random half of the patients, checked on the other half, `splits` times."""
+    """The rule-out band's coverage on held-out patients: fitted on the out-of-fold rows of a
+    random half of the patients, checked on the other half, `splits` times."""
     from prcrs.conformal import BAND_CONFIDENCE, RiskBand
 
     rows = []
     for h, (run, frame, _) in horizons.items():
         rng = np.random.default_rng(seed)
         patients = frame["patient"].unique()
-        covered = {0: [], 1: []}
+        covered, ruled_out = [], []
         for _ in range(splits):
             half = frame["patient"].isin(rng.permutation(patients)[: len(patients) // 2])
             band = RiskBand(BAND_CONFIDENCE).fit(frame.loc[half, "probability"], frame.loc[half, "label"])
             held = frame[~half]
-            sets = band.sets(held["probability"].to_numpy())
-            for c in (0, 1):
-                covered[c].append(sets[held["label"].to_numpy() == c, c].mean())
-        bands = RiskBand(BAND_CONFIDENCE).fit(frame["probability"], frame["label"]).predict(frame["probability"])
-        rows.append([h, _label(run), f"{np.mean(covered[1]):.3f} ({np.min(covered[1]):.3f})",
-                     f"{np.mean(covered[0]):.3f} ({np.min(covered[0]):.3f})",
-                     *[f"{np.mean(bands == b):.3f}" for b in ("low", "uncertain", "high", "atypical")]])
-    return ("### Uncertainty: the risk band\n\nEach platform prediction carries a 90 % label-conditional conformal "
-            "band (`prcrs/conformal.py`): 'high' when only severe CRS fits the day at 90 %, 'low' when only no severe "
-            "CRS does, 'uncertain' when both do, 'atypical' when neither does. Its promise: at least 90 % of severe "
-            "days get a band containing severe CRS, and at least 90 % of the other days one containing no severe "
-            f"CRS. Checked here on held-out patients: fitted on the out-of-fold rows of a random half of the "
-            f"patients, scored on the other half, {splits} random halves (mean, and the worst half in brackets). "
-            "'high' is not a prediction that the day will be severe: about 10 % of the days that are not severe "
-            "get it too, by design.\n\n"
-            + md_table(["horizon", "model", "severe days covered (worst)", "other days covered (worst)",
-                        "share low", "share uncertain", "share high", "share atypical"], rows))
+            out = band.ruled_out(held["probability"].to_numpy(), held["calibrated"].to_numpy())
+            severe = held["label"].to_numpy() == 1
+            covered.append(1 - out[severe].mean())
+            ruled_out.append(out[~severe].mean())
+        rows.append([h, _label(run), f"{np.mean(covered):.3f} ({np.min(covered):.3f})",
+                     f"{np.mean(ruled_out):.3f} ({np.min(ruled_out):.3f})"])
+    return ("### Uncertainty: the rule-out band\n\nEach platform prediction says whether severe CRS is ruled out "
+            "at 90 % (`prcrs/conformal.py`): 'ruled out' when the day's score is below those of at least 90 % of "
+            "the days that turned severe (a split-conformal p-value) and its calibrated risk is below the base "
+            "rate; 'not ruled out' otherwise. Its promise: at least 90 % of severe days are 'not ruled out'. "
+            f"Checked here on held-out patients: fitted on the out-of-fold rows of a random half of the patients, "
+            f"scored on the other half, {splits} random halves (mean, and the worst half in brackets). 'not ruled "
+            "out' is not a prediction that the day will be severe: most such days are not.\n\n"
+            + md_table(["horizon", "model", "severe days not ruled out (worst)",
+                        "other days ruled out (worst)"], rows))
 
 
 def importance_part(t2: pd.DataFrame, t3: pd.DataFrame, horizons, report: Report) -> tuple[str, str]:

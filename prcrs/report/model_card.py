@@ -34,7 +34,7 @@ TRIPOD_AI = (
     ("12g", "Fairness-related methods", "Subgroups (age, sex) in reports/clinical.md"),
     ("13", "Class imbalance", "No resampling; AUPRC reported; thresholds chosen on inner validation rows"),
     ("14", "Fairness", "Subgroups (below; reports/clinical.md)"),
-    ("15", "Model output", "Outputs (below): calibrated probability, risk band, top factors"),
+    ("15", "Model output", "Outputs (below): calibrated risk, rule-out band, top factors"),
     ("16", "Training versus evaluation", "Validation design: the test fold is never used for fitting, thresholds, "
      "early stopping or calibration"),
     ("17", "Ethical approval", "Not applicable here: public de-identified data published with the paper"),
@@ -115,9 +115,11 @@ def model_card(report: Report, headline: dict, cohort: Cohort) -> None:
             "and ECE per conversion and reliability diagrams in reports/clinical.md.\n"
             f"- Subgroups: {', '.join(groups)}; groups with fewer than {subgroups.MIN_SEVERE_PATIENTS} severe "
             "patients are flagged there.\n"
-            f"- Uncertainty: each prediction carries a {BAND_CONFIDENCE:.0%} label-conditional conformal risk band "
-            "(low / uncertain / high / atypical), fitted on out-of-fold predictions of held-out patients; its "
-            "coverage is checked on held-out patients in tests/test_clinical.py.\n"
+            f"- Uncertainty: each prediction says whether severe CRS is ruled out at {BAND_CONFIDENCE:.0%} (a "
+            "split-conformal p-value of the severe class, and a risk below the base rate), fitted on out-of-fold "
+            "predictions of held-out patients; the calibrated risk is never more extreme than the out-of-fold "
+            "share of severe days among the 5 % highest- or lowest-scoring days. The band's coverage is checked "
+            "on held-out patients in reports/clinical.md and tests/test_clinical.py.\n"
             "- Explanations: each prediction lists the factors that moved its calibrated probability against the "
             "training rows' median day (factor Shapley values); global importance in reports/clinical.md.\n\n"
             "## Known limits\n\n"

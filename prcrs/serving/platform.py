@@ -3,12 +3,17 @@ choice of combination per row.
 
 A `CombinationModel` predicts P(severe CRS, grade >= 3, on day t + horizon) from day t's labs
 (and, for a model trained with a `history`, the same patient's earlier days in the input, matched
-by day since infusion) with three numbers per row: `probability` (the model's raw output), `calibrated_probability`
-(the better-scoring standard calibrator, isotonic or Platt, fitted on patient-grouped
-out-of-fold predictions) and `paper_probability` (the paper's windowed conversion of the same
-out-of-fold predictions); a `risk_band` with a coverage guarantee (`prcrs.conformal`, fitted on the
-same out-of-fold predictions); and the factors that pushed the calibrated probability up or down
-against the reference day (`prcrs.explain`: the training rows' medians), in probability units.
+by day since infusion) with three numbers per row: `calibrated_probability`, the risk (the
+better-scoring standard calibrator, isotonic or Platt, fitted on patient-grouped out-of-fold
+predictions and never more extreme than their evidence: `calibration.EvidenceBounds`),
+`probability` (the model's raw score) and `paper_probability` (the paper's windowed conversion);
+a rule-out band with a coverage guarantee (`prcrs.conformal`); and the factors that pushed the
+risk up or down against the reference day (`prcrs.explain`: the training rows' medians), in
+probability units, with the factors not measured on the day as one player, "not measured".
+
+A new patient's values are measurements: none is read as missing because it equals one of the
+training sheet's label-imputation fill values (`train_final` serves the fitted preprocessing
+without its fill-value mask, `FoldPreprocessor.measured`).
 """
 
 from __future__ import annotations
@@ -18,33 +23,48 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from prcrs import explain, schema
+from prcrs import explain
+from prcrs.conformal import MEANING as BAND_MEANING
 from prcrs.conformal import RiskBand
 from prcrs.data.cohort import segment_patients
-from prcrs.data.history import HistorySpec, history_features
+from prcrs.data.history import HistorySpec
 from prcrs.errors import DataError, PrcrsError
 from prcrs.progress import Steps
-from prcrs.serving.inputs import IGNORED, RowInput, check_row, model_frame, name_lookup, normal_name, resolve_columns
+from prcrs.serving.inputs import (
+    IGNORED,
+    Columns,
+    RowInput,
+    check_row,
+    model_frame,
+    name_lookup,
+    normal_name,
+    read_columns,
+)
 
 HORIZONS = (1, 2, 3)
-OUTPUT_COLUMNS = ("row", "patient", "day", "horizon", "combination", "past_days", "calibrated_risk",
-                  "calibrated_probability", "probability", "paper_probability", "risk_band", "reference_probability",
-                  "top_factors", "warnings", "error", "model", "registered_model", "model_version", "cv_run_id",
-                  "cv_auroc", "data_source", "data_content")
+OUTPUT_COLUMNS = ("row", "patient", "day", "horizon", "predicted_day", "combination", "past_days",
+                  "calibrated_probability", "calibrated_risk", "risk_band", "probability", "paper_probability",
+                  "reference_probability", "top_factors", "warnings", "error", "release", "model", "registered_model",
+                  "model_version", "cv_run_id", "cv_auroc", "data_source", "data_content")
 PROBABILITIES = ("calibrated_probability", "probability", "paper_probability", "reference_probability")
-# What each number is, for every output (CSV notes, API schema, page).
+# What each number is, for every output (CSV notes, API schema, page): one of them is the risk.
 MEANINGS = {
-    "calibrated_risk": "the calibrated probability as shown on the page ('< 1 %' below 1 %): use this one",
-    "calibrated_probability": "USE THIS: P(severe CRS, grade >= 3, on the day predicted), calibrated on out-of-fold "
-                              "predictions of held-out patients (isotonic or Platt)",
-    "probability": "the model's raw score: ranks days but is not a probability to act on",
-    "paper_probability": "the paper's windowed conversion of the score (kept to reproduce the paper's platform)",
-    "risk_band": "90 % conformal band from held-out patients: high, low, uncertain (both fit) or atypical",
-    "reference_probability": "the calibrated probability of the reference day (training medians): top_factors are "
-                             "contributions against it, in percentage points (pp)",
+    "calibrated_probability": "THE RISK: P(severe CRS, grade >= 3, on predicted_day), calibrated on out-of-fold "
+                              "predictions of held-out patients and never more extreme than their evidence",
+    "calibrated_risk": "the same risk as text, as the page shows it ('< 1 %' below 1 %)",
+    "risk_band": f"'{BAND_MEANING['ruled out']}' or '{BAND_MEANING['not ruled out']}' (split-conformal, "
+                 "from held-out patients)",
+    "predicted_day": "the day the risk is for: day + horizon (days since infusion)",
+    "probability": "the model's raw score: ranks days, not a probability; do not read it as a risk",
+    "paper_probability": "the paper's windowed conversion of the score, kept to reproduce the paper's platform; not "
+                         "the risk",
+    "reference_probability": "the risk of the reference day (training medians): top_factors are contributions "
+                             "against it, in percentage points (pp); 'not measured' groups the factors not given",
+    "release": "the platform release that made the number: every model of one release was trained together",
     "cv_auroc": "the model config's honest cross-validated AUROC, mean over folds",
 }
 TOP_FACTORS = 5  # contributions shown per prediction
+EXPLAIN_ROWS = 256  # rows explained per batch: bounded memory (each row is evaluated ~350 times)
 
 
 def registered_name(combination: str, horizon: int) -> str:
@@ -69,27 +89,18 @@ class CombinationModel:
     reference: dict[str, float] = field(default_factory=dict)  # the reference day of explanations, per input column
     band: RiskBand | None = None  # the conformal risk band, fitted on out-of-fold predictions
 
-    def fill_value_inputs(self, values: dict[str, float]) -> list[str]:
-        """Keys of the values that equal one of the training sheet's label-imputation fill values:
-        the model reads them as not measured, as it did in training (`prcrs.data.fingerprint`)."""
-        fills = self._fill_values()
-        return [k for k, v in values.items() if k in self.features and v in fills.get(k, ())]
-
-    def _fill_values(self) -> dict[str, tuple[float, ...]]:
-        masker = getattr(getattr(self.estimator, "preprocessor_", None), "masker_", None)
-        return masker.fill_values_ if masker is not None else {}
-
     def inputs(self, X: pd.DataFrame, patient=None, day=None) -> pd.DataFrame:
         """The estimator's input: day t's factors, then the history columns computed from the
-        rows of the same `patient` on earlier `day`s (fill values masked first, as in training)."""
+        rows of the same `patient` on earlier `day`s (every value read as measured)."""
+        from prcrs.data.history import history_features
+
         X = X[list(self.features)].reset_index(drop=True)
         if not self.history.any:
             return X
         if patient is None or day is None:
             raise DataError("this model reads a patient's earlier days: give each row a patient and a 'Relative date'")
         frame = pd.concat([pd.DataFrame({"patient": np.asarray(patient), "day": np.asarray(day)}), X], axis=1)
-        masked = self._fill_values() if self.estimator.preprocessor.unimpute == "sheet" else None
-        return pd.concat([X, history_features(frame, self.features, self.history, masked)], axis=1)
+        return pd.concat([X, history_features(frame, self.features, self.history)], axis=1)
 
     def past_days(self, patient, day) -> np.ndarray:
         """Per row, how many of the same patient's earlier days its history read: those within
@@ -101,29 +112,44 @@ class CombinationModel:
         return np.array([int(np.sum((patient == p) & (day < t) & (day >= t - reach))) for p, t in zip(patient, day,
                                                                                                      strict=True)])
 
+    def predict_inputs(self, inputs: pd.DataFrame) -> pd.DataFrame:
+        """Estimator inputs (`inputs`) -> (n, 4): the raw score, the risk, the paper's conversion and
+        the rule-out band."""
+        raw = np.asarray(self.estimator.predict_proba(inputs), float)
+        risk = self.calibrator.predict(raw)
+        return pd.DataFrame({"probability": raw, "calibrated_probability": risk,
+                             "paper_probability": self.paper_conversion.predict(raw),
+                             "risk_band": self.band.predict(raw, risk) if self.band is not None else "not fitted"})
+
     def predict(self, X: pd.DataFrame, patient=None, day=None) -> pd.DataFrame:
         """X: (n, features) in schema units, NaN where missing (with `patient` and `day` per row
-        for a history model) -> (n, 4): the three probabilities and the risk band."""
-        raw = np.asarray(self.estimator.predict_proba(self.inputs(X, patient, day)), float)
-        return pd.DataFrame({"probability": raw, "calibrated_probability": self.calibrator.predict(raw),
-                             "paper_probability": self.paper_conversion.predict(raw),
-                             "risk_band": self.band.predict(raw) if self.band is not None else "not fitted"})
+        for a history model) -> (n, 4) (`predict_inputs`)."""
+        return self.predict_inputs(self.inputs(X, patient, day))
 
     def calibrated(self, inputs: pd.DataFrame) -> np.ndarray:
         """The calibrated probability of estimator inputs (`inputs`' frame)."""
         return self.calibrator.predict(np.asarray(self.estimator.predict_proba(inputs), float))
 
-    def explain(self, X: pd.DataFrame, patient=None, day=None, rows=None) -> tuple[pd.DataFrame, float]:
-        """Each factor's contribution to the calibrated probability of `rows` of X (default all),
-        against the reference day (`prcrs.explain.contributions`; the factors the platform never
-        reads are missing there too, as in every input), and the reference day's calibrated
-        probability: a row's contributions sum to its probability minus it."""
-        inputs = self.inputs(X, patient, day)
-        inputs = inputs if rows is None else inputs.iloc[rows]
-        reference = pd.Series(self.reference, dtype=float).reindex(inputs.columns)
-        reference[[c for c in inputs.columns if explain.factor_of(c) in IGNORED]] = np.nan  # never read: missing
-        return (explain.contributions(self.calibrated, inputs, reference),
+    def reference_inputs(self, columns) -> pd.Series:
+        """The reference day as estimator inputs: the training medians; the factors the platform
+        never reads are missing there too, as in every input."""
+        reference = pd.Series(self.reference, dtype=float).reindex(columns)
+        reference[[c for c in columns if explain.factor_of(c) in IGNORED]] = np.nan
+        return reference
+
+    def explain_inputs(self, inputs: pd.DataFrame) -> tuple[pd.DataFrame, float]:
+        """Each factor's contribution to the calibrated probability of estimator inputs against the
+        reference day, the factors with no value in a row (day t or earlier) together as one
+        player, `explain.NOT_MEASURED` (`explain.contributions`); and the reference day's
+        calibrated probability: a row's contributions sum to its probability minus it."""
+        reference = self.reference_inputs(inputs.columns)
+        return (explain.contributions_by_measured(self.calibrated, inputs, reference, never=set(IGNORED)),
                 float(self.calibrated(reference.to_frame().T)[0]))
+
+    def explain(self, X: pd.DataFrame, patient=None, day=None, rows=None) -> tuple[pd.DataFrame, float]:
+        """`explain_inputs` of `rows` of X (default all)."""
+        inputs = self.inputs(X, patient, day)
+        return self.explain_inputs(inputs if rows is None else inputs.iloc[rows])
 
 
 def shown_risk(probability: float | None) -> str | None:
@@ -142,7 +168,8 @@ def provenance(model: CombinationModel) -> dict:
     its registered name, version and CV run, and the honest CV AUROC (mean over folds) it earned."""
     info = model.info
     history = info.get("history", "none")
-    return {"model": info.get("model", "?") + ("" if history in ("none", None) else f" + {history}"),
+    return {"release": info.get("release"),
+            "model": info.get("model", "?") + ("" if history in ("none", None) else f" + {history}"),
             "registered_model": registered_name(model.combination, model.horizon),
             "model_version": info.get("registered_version"), "cv_run_id": info.get("cv_run_id"),
             "cv_auroc": info.get("mean_test_auroc"), "data_source": info.get("data_source", "unknown"),
@@ -174,16 +201,22 @@ class Platform:
         return {m.info.get("data_source", "unknown") for m in self.models.values()}
 
     @property
+    def release(self) -> str:
+        """The release the models come from (`registry`): one id, or the ids joined when mixed."""
+        return ", ".join(sorted({str(m.info.get("release")) for m in self.models.values()}))
+
+    @property
     def reads_history(self) -> bool:
         return any(m.history.any for m in self.models.values())
 
     def predict_rows(self, rows: list[RowInput], horizons, patient=None, day=None,
                      steps: Steps | None = None) -> list[list[dict]]:
-        """Per row, one result dict per horizon (combination, probabilities and the calibrated
-        risk as shown, risk band, top factors, past days used, the model's `provenance`,
+        """Per row, one result dict per horizon (combination, the risk and the day it is for, the
+        risk as shown, the rule-out band, top factors, past days used, the model's `provenance`,
         warnings, error). `patient` and `day` (one each per row) line up a patient's days for
         history models: a history reads every value a row gave (not only its combination's), and
-        a row with a bad value is nobody's history."""
+        a row with a bad value is nobody's history. Explanations run `EXPLAIN_ROWS` rows at a time
+        (`steps` counts those batches: `explain_batches`)."""
         horizons = self.check_horizons(horizons)
         out = [[{"horizon": h, "combination": r.combination, "past_days": 0, "warnings": list(r.warnings),
                  "error": r.error} for h in horizons] for r in rows]
@@ -194,7 +227,7 @@ class Platform:
             for i in valid:
                 for res in out[i]:
                     res["warnings"].append("no patient and 'Relative date' given: no earlier day was read")
-        for code in {r.combination for r in rows if r.error is None}:
+        for code in sorted({r.combination for r in rows if r.error is None}):
             idx = [i for i, r in enumerate(rows) if r.error is None and r.combination == code]
             for j, h in enumerate(horizons):
                 model = self.models.get((code, h))
@@ -206,52 +239,59 @@ class Platform:
                     who, when = np.asarray(patient)[parsed], np.asarray(day)[parsed]
                     X = pd.DataFrame([rows[i].read for i in parsed], columns=list(model.features), dtype=float)
                     keep = [parsed.index(i) for i in idx]
-                    pred, used = model.predict(X, who, when).iloc[keep], model.past_days(who, when)[keep]
-                    contributions, reference = model.explain(X, who, when, keep)
+                    inputs, used = model.inputs(X, who, when).iloc[keep], model.past_days(who, when)[keep]
                 else:
-                    X, used = model_frame([rows[i] for i in idx], model.features), [0] * len(idx)
-                    pred, (contributions, reference) = model.predict(X), model.explain(X)
-                if steps is not None:
-                    steps.done(f"combination {code}, {h} day(s) ahead: {len(idx)} row(s) predicted and explained")
-                for i, values, n_past, (_, row) in zip(idx, pred.to_dict("records"), used, contributions.iterrows(),
-                                                       strict=True):
-                    out[i][j].update(values, past_days=int(n_past), reference_probability=reference,
-                                     calibrated_risk=shown_risk(values["calibrated_probability"]),
-                                     top_factors=explain.top_factors(row, rows[i].values, TOP_FACTORS),
-                                     **provenance(model))
-                    masked = model.fill_value_inputs(rows[i].values)
-                    if masked:
-                        names = ", ".join(f"{schema.BY_KEY[k].name} {rows[i].values[k]:g}" for k in masked)
-                        out[i][j]["warnings"].append(f"read as not measured, as in training: {names} equal(s) a "
-                                                     "label-imputation fill value of the training sheet")
+                    inputs, used = model.inputs(model_frame([rows[i] for i in idx], model.features)), [0] * len(idx)
+                pred = model.predict_inputs(inputs).to_dict("records")
+                for start in range(0, len(idx), EXPLAIN_ROWS):
+                    contributions, reference = model.explain_inputs(inputs.iloc[start:start + EXPLAIN_ROWS])
+                    for k, (_, row) in enumerate(contributions.iterrows(), start):
+                        i, values = idx[k], pred[k]
+                        out[i][j].update(values, past_days=int(used[k]), reference_probability=reference,
+                                         calibrated_risk=shown_risk(values["calibrated_probability"]),
+                                         top_factors=explain.top_factors(row, rows[i].values, TOP_FACTORS),
+                                         **provenance(model))
+                    if steps is not None:
+                        steps.done(f"combination {code}, {h} day(s) ahead: {min(start + EXPLAIN_ROWS, len(idx))} of "
+                                   f"{len(idx)} row(s) predicted and explained")
         return out
 
-    def predict_table(self, raw: pd.DataFrame, horizons=HORIZONS, strict: bool = False) -> tuple[pd.DataFrame,
-                                                                                                  list[str]]:
+    def explain_batches(self, rows: list[RowInput], horizons) -> int:
+        """How many explanation batches `predict_rows` runs for `rows` (a progress total)."""
+        counts = pd.Series([r.combination for r in rows if r.error is None]).value_counts()
+        return int(sum(-(-n // EXPLAIN_ROWS) for code, n in counts.items() for h in horizons
+                       if (code, h) in self.models))
+
+    def predict_table(self, raw: pd.DataFrame, horizons=HORIZONS, strict: bool = False,
+                      columns: Columns | None = None) -> tuple[pd.DataFrame, Columns]:
         """A frame of input rows (any accepted column names, cells as read; the index is the file
         row) -> one output row per input row and horizon (OUTPUT_COLUMNS; probabilities to 4
-        significant digits), and the unknown input columns (ignored). `strict`: see `inputs.read_values`."""
-        mapping, ignored, unknown = resolve_columns(raw.columns)
+        significant digits), and how its columns were read (`inputs.read_columns`: units, the
+        percentage convention of each column, notes, unknown columns). `strict`: see
+        `inputs.read_values`."""
+        columns = read_columns(raw.columns, {c: raw[c].tolist() for c in raw.columns}) if columns is None else columns
         ids = {name_lookup().get(normal_name(c)): c for c in raw.columns}
-        read = [*mapping, *ignored]
-        rows = [check_row(cells, strict) for cells in raw[read].to_dict("records")] if mapping else \
+        cells = raw[[*columns.readings, *columns.ignored]].to_dict("records")
+        rows = [check_row(row, strict, columns) for row in cells] if columns.readings else \
             [RowInput(error="nothing usable: no factor column") for _ in range(len(raw))]
-        patient, day = patients_and_days(raw, ids) if self.reads_history else (None, None)
-        groups = len({r.combination for r in rows if r.error is None}) * len(horizons)
-        results = self.predict_rows(rows, horizons, patient, day, Steps(groups, "predicting") if groups else None)
+        patient, day = patients_and_days(raw, ids, self.reads_history)
+        batches = self.explain_batches(rows, horizons)
+        results = self.predict_rows(rows, horizons, patient, day, Steps(batches, "predicting") if batches else None)
         records = []
-        for (index, source), per_horizon in zip(raw.iterrows(), results, strict=True):
-            patient = source[ids["patient"]] if "patient" in ids else None
-            day = source[ids["day"]] if "day" in ids else None
+        days = pd.to_numeric(raw[ids["day"]], errors="coerce").to_numpy(float) if "day" in ids else None
+        for n, ((index, source), per_horizon) in enumerate(zip(raw.iterrows(), results, strict=True)):
+            who = source[ids["patient"]] if "patient" in ids else None
+            when = None if days is None or not np.isfinite(days[n]) else days[n]
             for res in per_horizon:
-                records.append({"row": index, "patient": patient, "day": day, **res,
+                records.append({"row": index, "patient": who, "day": when, **res,
+                                "predicted_day": None if when is None else when + res["horizon"],
                                 "top_factors": factors_text(res.get("top_factors")),
                                 "warnings": "; ".join(res["warnings"])})
         table = pd.DataFrame(records).reindex(columns=list(OUTPUT_COLUMNS))
         table[list(PROBABILITIES)] = table[list(PROBABILITIES)].astype(float).map(
             lambda v: float(f"{v:.4g}") if np.isfinite(v) else v)  # 4 significant digits: 0.00108, 0.1116
         table["cv_auroc"] = table["cv_auroc"].astype(float).round(3)
-        return table, unknown
+        return table, columns
 
 
 def factors_text(top: list[dict] | None) -> str | None:
@@ -262,11 +302,21 @@ def factors_text(top: list[dict] | None) -> str | None:
     return "; ".join(f"{t['name']} {100 * t['contribution']:+.1f} pp" for t in top)
 
 
-def patients_and_days(raw: pd.DataFrame, ids: dict[str | None, str]) -> tuple[np.ndarray | None, np.ndarray | None]:
+def patients_and_days(raw: pd.DataFrame, ids: dict[str | None, str],
+                      history: bool = True) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Per input row, its patient and day since infusion, for history models: the patient column,
     or (as in the published sheet) a new patient wherever 'Relative date' does not increase;
-    (None, None) without a 'Relative date' column. `ids`: project key -> input column."""
-    if "day" not in ids:
+    (None, None) without a 'Relative date' column or, with `history` False, when nothing reads
+    them. A blank patient cell is refused, naming the rows (merged cells read as blank: filling
+    them down could hand one patient's days to another). `ids`: project key -> input column."""
+    if "patient" in ids:
+        blank = raw[ids["patient"]].isna() | raw[ids["patient"]].astype(str).str.strip().isin({"", "nan", "None"})
+        if blank.any():
+            rows = [str(r) for r in raw.index[blank.to_numpy()]]
+            raise DataError(f"the patient column {ids['patient']!r} is blank on row(s) {', '.join(rows[:10])}"
+                            f"{' ...' if len(rows) > 10 else ''}: write the patient on every row (a patient written "
+                            "once over merged cells reads as blank)")
+    if "day" not in ids or not history:
         return None, None
     day = pd.to_numeric(raw[ids["day"]], errors="coerce").to_numpy(float)
     if np.isnan(day).any():

@@ -2,8 +2,14 @@
 
 Each (combination, horizon) is registered as `prcrs-f<combination>-h<horizon>`: a pyfunc whose
 input is a frame of that combination's factor keys (doubles, each optional, schema units) and
-whose output holds `probability`, `calibrated_probability`, `paper_probability` and `risk_band`. It serves
-with `mlflow models serve -m models:/prcrs-f1234-h1/latest --env-manager local`.
+whose output has the columns of `prcrs predict` (`platform.OUTPUT_COLUMNS`: the risk, the day it
+is for, the band, the factors, the release and where the model came from, with `synthetic`). It
+serves with `mlflow models serve -m models:/prcrs-f1234-h1/latest --env-manager local`.
+
+The models `train-final` trains together are one release: each version is tagged with the
+release id, and a run tagged `role=release` holds the manifest (`release.json`: every name and
+version), written last. `load_platform` serves the newest release with a manifest, or the one
+asked for, and nothing else: a half-registered release is never served.
 
 Loading a model unpickles it, which runs code: the MLflow store is the trust boundary. Point
 `predict` and `serve` only at a store you trust. A version is loaded only when `train-final`
@@ -13,9 +19,12 @@ else in the store is refused before it is unpickled.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import mlflow
@@ -23,15 +32,18 @@ import pandas as pd
 
 from prcrs import schema, tracking
 from prcrs.errors import DataError, PrcrsError
-from prcrs.serving.inputs import field_errors, resolve_columns
-from prcrs.serving.platform import HORIZONS, CombinationModel, Platform, registered_name
+from prcrs.serving.inputs import field_errors, read_columns
+from prcrs.serving.platform import HORIZONS, OUTPUT_COLUMNS, PROBABILITIES, CombinationModel, Platform, registered_name
 
 PREDICTIONS = ("probability", "calibrated_probability", "paper_probability")
 TAG = "prcrs_model"  # model version tag set by `register`: "<combination>/h<horizon>"
+RELEASE_TAG = "prcrs_release"  # model version tag: the release id
+MANIFEST = "release.json"  # the release run's artifact: {"release", "models": [{"name", "version"}], ...}
 
 
 class CRSPyfunc(mlflow.pyfunc.PythonModel):
-    """Wraps a `CombinationModel` (joblib artifact "model"); checks values like `prcrs predict`."""
+    """Wraps a `CombinationModel` (joblib artifact "model"); reads values like `prcrs predict` and
+    returns its columns (`platform.OUTPUT_COLUMNS`) and `synthetic` (trained on synthetic data)."""
 
     def load_context(self, context):
         import joblib
@@ -40,16 +52,15 @@ class CRSPyfunc(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         frame = pd.DataFrame(model_input)  # MLflow has dropped columns outside the signature (it warns)
-        mapping = resolve_columns(frame.columns)[0]
-        for i, cells in enumerate(frame[list(mapping)].to_dict("records")):
-            errors = field_errors(cells, mapping)
+        columns = read_columns(frame.columns, {c: frame[c].tolist() for c in frame.columns})
+        for i, cells in enumerate(frame[list(columns.readings)].to_dict("records")):
+            errors = field_errors(cells, columns)
             if errors:
                 raise DataError(f"row {i}: " + "; ".join(f"{c}: {m}" for c, m in errors.items()))
-        X = frame.rename(columns=mapping).reindex(columns=list(self.model.features)).apply(pd.to_numeric)
-        if not self.model.history.any:
-            return self.model.predict(X)
-        return self.model.predict(X, frame["patient"].astype(str).to_numpy(),
-                                  pd.to_numeric(frame["day"]).to_numpy(float))
+        model = self.model
+        table, _ = Platform({(model.combination, model.horizon): model}).predict_table(frame, [model.horizon],
+                                                                                       columns=columns)
+        return table.assign(synthetic=model.info.get("data_source") == "synthetic")
 
 
 def _history_ids(history: bool) -> list[tuple[str, str]]:
@@ -63,7 +74,9 @@ def _signature(model: CombinationModel):
 
     inputs = Schema([ColSpec("double", k, required=False) for k in model.features]
                     + [ColSpec(kind, name) for kind, name in _history_ids(model.history.any)])
-    outputs = Schema([ColSpec("double", name) for name in PREDICTIONS] + [ColSpec("string", "risk_band")])
+    numbers = {"row", "day", "horizon", "predicted_day", "past_days", "cv_auroc", *PROBABILITIES}
+    outputs = Schema([ColSpec("double" if name in numbers else "string", name, required=False)
+                      for name in OUTPUT_COLUMNS] + [ColSpec("boolean", "synthetic")])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
@@ -91,8 +104,40 @@ def register(model: CombinationModel) -> str:
                                        signature=_signature(model), input_example=example,
                                        pip_requirements=_requirements(), registered_model_name=name)
     version = str(info.registered_model_version)
-    mlflow.MlflowClient().set_model_version_tag(name, version, TAG, f"{model.combination}/h{model.horizon}")
+    client = mlflow.MlflowClient()
+    client.set_model_version_tag(name, version, TAG, f"{model.combination}/h{model.horizon}")
+    client.set_model_version_tag(name, version, RELEASE_TAG, model.info["release"])
     return version
+
+
+def new_release_id() -> str:
+    """A release id: its UTC time and a random suffix, e.g. 'r20261201T1942-3fa9c1'."""
+    return f"r{datetime.now(UTC):%Y%m%dT%H%M}-{uuid.uuid4().hex[:6]}"
+
+
+def record_release(release: str, members: list[tuple[str, str]], study: str, data_source: str,
+                   tracking_uri: str | None = None) -> str:
+    """The release run (`role=release`): its manifest of every (name, version), written after all
+    were registered; returns its run id."""
+    experiment_id = tracking.setup(study, tracking_uri)
+    manifest = {"release": release, "data_source": data_source, "created": datetime.now(UTC).isoformat(),
+                "models": [{"name": name, "version": version} for name, version in members]}
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"release {release}",
+                          tags={"role": "release", "release": release, "data_source": data_source,
+                                "git_sha": tracking.git_sha()}) as run:
+        mlflow.log_dict(manifest, MANIFEST)
+    return run.info.run_id
+
+
+def releases(tracking_uri: str | None = None) -> pd.DataFrame:
+    """The recorded releases, newest first: release, run_id, start_time (finished runs only)."""
+    tracking.use_store(tracking_uri)
+    runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.role = 'release'",
+                              order_by=["attributes.start_time DESC"])
+    if runs.empty:
+        return pd.DataFrame(columns=["release", "run_id", "start_time"])
+    runs = runs[runs["status"] == "FINISHED"]
+    return runs.rename(columns={"tags.release": "release"})[["release", "run_id", "start_time"]]
 
 
 def check_trusted(version, code: str, horizon: int) -> None:
@@ -114,26 +159,40 @@ def check_trusted(version, code: str, horizon: int) -> None:
         raise PrcrsError(f"refusing to load {where}: its signature is not the factors of combination {code}")
 
 
-def load_platform(tracking_uri: str | None = None, horizons=HORIZONS) -> Platform:
-    """The latest registered version of every combination at `horizons`."""
+def load_platform(tracking_uri: str | None = None, horizons=HORIZONS, release: str | None = None) -> Platform:
+    """The models of one release at `horizons` (None: all of its horizons): the newest recorded
+    release, or `release`."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    tracking.use_store(tracking_uri)
+    found = releases(tracking_uri)
+    uri = tracking.tracking_uri(tracking_uri)
+    if release is not None:
+        found = found[found["release"] == release]
+        if found.empty:
+            raise PrcrsError(f"no recorded release {release!r} in {uri}: `prcrs train-final` records one when every "
+                             "model of it is registered")
+    if found.empty:
+        raise PrcrsError(f"no platform release in {uri}: run `prcrs train-final` first (a release is recorded once "
+                         "every model of it is registered)")
+    chosen = found.iloc[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=chosen["run_id"], artifact_path=MANIFEST,
+                                                                      dst_path=tmp)).read_text())
     client = mlflow.MlflowClient()
-    models, missing = {}, []
-    for code in schema.COMBINATIONS:
-        for h in horizons:
-            name = registered_name(code, h)
-            versions = client.search_model_versions(f"name = '{name}'")
-            if not versions:
-                missing.append(name)
-                continue
-            latest = max(versions, key=lambda v: int(v.version))
-            check_trusted(latest, code, h)
-            loaded = mlflow.pyfunc.load_model(f"models:/{name}/{latest.version}")
-            model = loaded.unwrap_python_model().model
-            model.info["registered_version"] = str(latest.version)
-            models[(code, h)] = model
+    models = {}
+    for member in manifest["models"]:
+        version = client.get_model_version(member["name"], member["version"])
+        code, _, h = version.tags.get(TAG, "/").partition("/h")
+        if not h.isdigit() or (horizons is not None and int(h) not in horizons):
+            continue
+        check_trusted(version, code, int(h))
+        if version.tags.get(RELEASE_TAG) != manifest["release"]:
+            raise PrcrsError(f"refusing {member['name']} version {member['version']}: it is not of release "
+                             f"{manifest['release']}")
+        model = mlflow.pyfunc.load_model(f"models:/{member['name']}/{member['version']}").unwrap_python_model().model
+        model.info["registered_version"] = str(member["version"])
+        models[(code, int(h))] = model
+    missing = sorted(set(horizons or ()) - {h for _, h in models})
     if missing:
-        raise PrcrsError(f"no registered model {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''} in "
-                         f"{tracking.tracking_uri(tracking_uri)}: run `prcrs train-final` first")
+        raise PrcrsError(f"release {manifest['release']} has no model at horizon(s) {missing}: it was trained for "
+                         f"{sorted({h for _, h in models}) or 'other horizons'}")
     return Platform(models)

@@ -5,6 +5,11 @@ For each (combination, horizon): the honest-protocol cross-validation through th
 patient-grouped out-of-fold predictions, then the same config fitted on every row (early
 stopping on an inner patient-grouped split) and registered as a pyfunc model.
 
+The models of one call are one **release** (`registry.Release`): every model is trained first,
+then each is registered with the release's id, and last a release run records them all
+(`registry.record_release`). `predict`, `serve` and the pyfunc serve only a release so recorded:
+a `train-final` stopped half-way leaves the previous release in service.
+
 The config is, for each horizon, that of the best honest run with all factors among the finished
 runs on the same data in the MLflow store at that horizon (see `best_honest_config`), unless
 `model=` is given; with no such run, the config default (PrCRS).
@@ -24,7 +29,7 @@ from prcrs.errors import ConfigError, PrcrsError
 from prcrs.evaluate import evaluate
 from prcrs.results import cv_design, oof, parent_runs, platform_run
 from prcrs.serving.platform import HORIZONS, CombinationModel, registered_name
-from prcrs.serving.registry import register
+from prcrs.serving.registry import new_release_id, record_release, register
 
 log = logging.getLogger("prcrs")
 STUDY = "platform"
@@ -92,6 +97,8 @@ def train_one(cfg: DictConfig, cohort, overrides: list[str]) -> CombinationModel
     X = cohort.frame[list(schema.FEATURE_KEYS)]
     masker = estimator.preprocessor_.masker_  # the page's example: medians of what the model reads
     medians = (X if masker is None else masker.transform(X)).median().dropna().to_dict()
+    reference = explain.reference_row(estimator, data.X).to_dict()
+    estimator.preprocessor_ = estimator.preprocessor_.measured()  # a new patient's values are measurements
     metrics = evaluation.summary
     info = {"model": cfg.model.name, "history": cfg.history.name, "cv_run_id": evaluation.run_id,
             "data_source": cohort.data_source, "data_content": cohort.content_id,
@@ -99,12 +106,13 @@ def train_one(cfg: DictConfig, cohort, overrides: list[str]) -> CombinationModel
             "mean_test_auprc": metrics["mean_test_auprc"], **{f"brier_{k}": v for k, v in brier.items()}}
     info["risk_band_confidence"] = BAND_CONFIDENCE
     return CombinationModel(str(cfg.factors), int(cfg.horizon), features, estimator, paper, name, calibrator,
-                            medians, info, history, explain.reference_row(estimator, data.X).to_dict(), band)
+                            medians, info, history, reference, band)
 
 
 def train_final(overrides: list[str], horizons=HORIZONS, combinations=None,
-                tracking_uri: str | None = None) -> list[tuple[str, str, CombinationModel]]:
-    """Train, calibrate and register every combination x horizon; returns (name, version, model)."""
+                tracking_uri: str | None = None) -> tuple[str, list[tuple[str, str, CombinationModel]]]:
+    """Train, calibrate and register every combination x horizon as one release; returns (the
+    release id, [(name, version, model)])."""
     import mlflow
 
     overrides = list(overrides)
@@ -116,7 +124,8 @@ def train_final(overrides: list[str], horizons=HORIZONS, combinations=None,
     if base.protocol.name != "honest":
         raise ConfigError("train-final fits the platform under protocol=honest only (the paper protocol leaks)")
     cohort = engine.load_cart_for(base)
-    out = []
+    release = new_release_id()
+    trained = []  # every model first: nothing is registered until all are trained
     for h in horizons:
         chosen = overrides if any(o.startswith("model=") for o in overrides) else \
             _chosen_config(cohort, base, h) + overrides
@@ -124,18 +133,24 @@ def train_final(overrides: list[str], horizons=HORIZONS, combinations=None,
             run_overrides = [*chosen, f"factors={code}", f"horizon={h}"]
             cfg = engine.compose_config(run_overrides)
             model = train_one(cfg, cohort, run_overrides)
-            name = registered_name(code, h)
-            experiment_id = tracking.setup(cfg.study, cfg.logger.tracking_uri)
-            with mlflow.start_run(experiment_id=experiment_id, run_name=f"final {name}",
-                                  tags={"role": "final_model", "model": cfg.model.name, "history": cfg.history.name,
-                                        "factors": code, "horizon": str(h), "protocol": "honest",
-                                        "data_source": cohort.data_source, "git_sha": tracking.git_sha(),
-                                        "study": cfg.study,
-                                        "calibrator": model.calibrator_name}):
-                mlflow.log_metrics({k: float(v) for k, v in model.info.items() if isinstance(v, (int, float))})
-                version = register(model)
-            log.info(f"{name} v{version}: {cfg.model.name}, CV AUROC {model.info['mean_test_auroc']:.3f}, "
-                     f"calibrator {model.calibrator_name} (Brier {model.info[f'brier_{model.calibrator_name}']:.4f}"
-                     f" vs paper window {model.info['brier_paper_window']:.4f})")
-            out.append((name, version, model))
-    return out
+            model.info["release"] = release
+            trained.append((cfg, model))
+    out = []
+    for cfg, model in trained:
+        name = registered_name(model.combination, model.horizon)
+        experiment_id = tracking.setup(cfg.study, cfg.logger.tracking_uri)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"final {name}",
+                              tags={"role": "final_model", "model": cfg.model.name, "history": cfg.history.name,
+                                    "factors": model.combination, "horizon": str(model.horizon), "protocol": "honest",
+                                    "data_source": cohort.data_source, "git_sha": tracking.git_sha(),
+                                    "study": cfg.study, "release": release, "calibrator": model.calibrator_name}):
+            mlflow.log_metrics({k: float(v) for k, v in model.info.items() if isinstance(v, (int, float))})
+            version = register(model)
+        log.info(f"{name} v{version}: {cfg.model.name}, CV AUROC {model.info['mean_test_auroc']:.3f}, "
+                 f"calibrator {model.calibrator_name} (Brier {model.info[f'brier_{model.calibrator_name}']:.4f}"
+                 f" vs paper window {model.info['brier_paper_window']:.4f})")
+        out.append((name, version, model))
+    record_release(release, [(name, version) for name, version, _ in out], base.study, cohort.data_source,
+                   base.logger.tracking_uri)
+    log.info(f"release {release}: {len(out)} model(s), now the one served")
+    return release, out

@@ -26,21 +26,25 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr, field_validator
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from prcrs import schema
 from prcrs.errors import DataError
-from prcrs.serving.inputs import IGNORED, MIN_PRESENT, check_row, resolve_columns
+from prcrs.serving.inputs import IGNORED, MIN_PRESENT, PERCENT_KEYS, check_row, resolve_columns
 from prcrs.serving.platform import MEANINGS, Platform, example_values, provenance
 
-NOTE = ("Use the calibrated probability (shown as the risk): it is the share of past patient-days with a "
-        "similar model score (out-of-fold, patient-grouped) that had severe CRS (grade 3 or above) on the day "
-        "predicted. The model score ranks days but is not a probability; the paper's conversion is kept to compare "
-        "with the paper. It is a risk estimate from a small cohort (202 patients), not a diagnosis. The risk band "
-        "is a 90 % conformal prediction set from held-out patients: 'high' (only severe CRS fits), 'low' (only no "
-        "severe CRS fits), 'uncertain' (both fit) or 'atypical' (neither fits); at least 90 % of severe days get a "
-        "band containing severe CRS. The factors are those that moved this calibrated probability most, in "
-        "percentage points, against a reference day (the training medians), whose probability is given; they "
-        "explain the model, not the patient's biology.")
+NOTE = ("The risk is the calibrated probability of severe CRS (grade 3 or above) on the day predicted (the day "
+        "of the values + the horizon): the share of past patient-days with a similar model score (out-of-fold, "
+        "patient-grouped) that had severe CRS, never more extreme than the out-of-fold evidence (the share among "
+        "the 5 % highest- or lowest-scoring days). It is a risk estimate from a small cohort (202 patients), not a "
+        "diagnosis. The band says whether severe CRS is ruled out at 90 % (the day scores below at least 90 % of "
+        "the days that turned severe, and its risk is below the base rate) or cannot be ruled out; at least 90 % "
+        "of severe days are not ruled out. The factors are those that moved this risk most, in percentage points, "
+        "against a reference day (the training medians), whose risk is given; factors not measured are one entry, "
+        "'factors not measured (imputed)'. They explain the model, not the patient's biology. The model score "
+        "ranks days but is not a probability; the paper's conversion is kept to compare with the paper.")
+REQUEST_SECONDS = 10  # a request's headers and body must arrive whole within this (slow clients are closed)
+KEEP_ALIVE_SECONDS = 5  # an idle kept-alive connection is closed after this
 
 
 MAX_BODY_BYTES = 64 * 1024  # one patient-day is about 2 KB of JSON
@@ -63,6 +67,7 @@ class Factor(BaseModel):
 
 class Prediction(BaseModel):
     horizon: int = Field(description="days ahead: the day predicted is the day of `values` + horizon")
+    predicted_day: float | None = Field(None, description=MEANINGS["predicted_day"] + "; null when `day` is not given")
     combination: str | None = Field(description="the factor combination the row used (1234 > 123 > 4 > 23 > 3 > 2)")
     past_days: int = Field(description="earlier days of the patient a history model read (0: one-day model)")
     calibrated_risk: str | None = Field(None, description=MEANINGS["calibrated_risk"])
@@ -72,6 +77,7 @@ class Prediction(BaseModel):
     risk_band: str | None = Field(None, description=MEANINGS["risk_band"])
     reference_probability: float | None = Field(None, description=MEANINGS["reference_probability"])
     top_factors: list[Factor] = Field(default=[], description="the factors that moved the risk most, largest first")
+    release: str | None = Field(None, description=MEANINGS["release"])
     model: str | None = Field(None, description="the model (and history) behind this number")
     registered_model: str | None = Field(None, description="its name in the MLflow model registry")
     model_version: str | None = Field(None, description="its registered version")
@@ -91,6 +97,7 @@ class PredictResponse(BaseModel):
 class Provenance(BaseModel):
     combination: str
     horizon: int
+    release: str | None
     model: str
     registered_model: str
     model_version: str | None
@@ -102,6 +109,7 @@ class Provenance(BaseModel):
 
 class Health(BaseModel):
     status: str = Field(description="ok")
+    release: str = Field(description="the platform release served: every model of it was trained together")
     models: int = Field(description="models loaded")
     horizons: list[int]
     data_sources: list[str] = Field(description="the data the models were trained on")
@@ -175,7 +183,7 @@ def create_app(platform: Platform) -> FastAPI:
         if declared is None and request.method == "POST":
             return JSONResponse({"detail": "a POST needs a Content-Length header"}, status_code=411)
         return await call_next(request)
-    example = example_values(platform.models[(schema.COMBINATIONS[0], platform.horizons[0])])
+    example = page_example(example_values(platform.models[(schema.COMBINATIONS[0], platform.horizons[0])]))
     page = render_page(platform.horizons, "synthetic" in platform.data_sources)
 
     @app.get("/", response_class=HTMLResponse)
@@ -185,7 +193,8 @@ def create_app(platform: Platform) -> FastAPI:
     @app.get("/health", response_model=Health)
     def health() -> dict:
         """Whether the platform is up, and where each of its models came from."""
-        return {"status": "ok", "models": len(platform.models), "horizons": list(platform.horizons),
+        return {"status": "ok", "release": platform.release, "models": len(platform.models),
+                "horizons": list(platform.horizons),
                 "data_sources": sorted(platform.data_sources), "synthetic": "synthetic" in platform.data_sources,
                 "provenance": [{"combination": code, "horizon": h, **provenance(m)}
                                for (code, h), m in sorted(platform.models.items())]}
@@ -201,7 +210,10 @@ def create_app(platform: Platform) -> FastAPI:
         """The risk of severe CRS at each horizon asked, for one patient-day (and, for history
         models, the same patient's earlier days)."""
         unknown = resolve_columns(request.values)[2]
-        row = check_row(request.values, request.strict)
+        try:
+            row = check_row(request.values, request.strict, unreadable="error")
+        except DataError as exc:  # a unit in a name that its factor does not have
+            raise _unprocessable({("values",): str(exc)}) from None
         errors = {name: "unknown factor name" for name in unknown} | row.field_errors
         if errors:
             raise _unprocessable({("values", name): msg for name, msg in errors.items()})
@@ -213,15 +225,19 @@ def create_app(platform: Platform) -> FastAPI:
             raise _unprocessable({("values",): row.error})
         if not request.past_days:
             day = None if request.day is None else [request.day]
-            return {"results": platform.predict_rows([row], horizons, None if day is None else ["patient"], day)[0],
-                    "note": NOTE}
+            results = platform.predict_rows([row], horizons, None if day is None else ["patient"], day)[0]
+            return {"results": _dated(results, request.day), "note": NOTE}
         if request.day is None:
             raise _unprocessable({("day",): "give the day since infusion of `values` with past_days"})
         past, errors = [], {}
         for i, earlier in enumerate(request.past_days):
             if earlier.day >= request.day:
                 errors[("past_days", str(i), "day")] = f"day {earlier.day:g} is not before day {request.day:g}"
-            checked = check_row(earlier.values, request.strict)
+            try:
+                checked = check_row(earlier.values, request.strict, unreadable="error")
+            except DataError as exc:
+                errors[("past_days", str(i), "values")] = str(exc)
+                continue
             unknown = resolve_columns(earlier.values)[2]
             errors |= {("past_days", str(i), "values", n): m for n, m in
                        ({n: "unknown factor name" for n in unknown} | checked.field_errors).items()}
@@ -230,9 +246,62 @@ def create_app(platform: Platform) -> FastAPI:
             raise _unprocessable(errors)
         days = [p.day for p in request.past_days] + [request.day]
         results = platform.predict_rows([*past, row], horizons, ["patient"] * len(days), days)[-1]
-        return {"results": results, "note": NOTE}
+        said = [f"earlier day {d:g}: {w}" for d, p in zip(days, past, strict=False) for w in p.read_warnings]
+        for result in results:
+            result["warnings"] = said + result["warnings"]
+        return {"results": _dated(results, request.day), "note": NOTE}
 
     return app
+
+
+def _dated(results: list[dict], day: float | None) -> list[dict]:
+    """Each result with the day it is for (`predicted_day`: day + horizon; None without a day)."""
+    return [{**r, "predicted_day": None if day is None else day + r["horizon"]} for r in results]
+
+
+class DeadlineH11(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, closing a connection whose request has not arrived whole
+    (headers and body) within `REQUEST_SECONDS` of the connection opening or of the previous
+    response: a client that drips its headers or body holds no connection for long. The app's
+    own time is not counted (the request has arrived)."""
+
+    request_seconds: float = REQUEST_SECONDS
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._arm()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm()
+
+    def connection_lost(self, exc) -> None:
+        deadline = getattr(self, "_deadline", None)
+        if deadline is not None:
+            deadline.cancel()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        deadline = getattr(self, "_deadline", None)
+        if deadline is not None:
+            deadline.cancel()
+        self._deadline = self.loop.call_later(self.request_seconds, self._expire)
+
+    def _expire(self) -> None:
+        import h11
+
+        if self.conn.their_state is not h11.DONE and not self.transport.is_closing():
+            self.transport.close()
+
+
+def server_config(app, host: str, port: int, request_seconds: float = REQUEST_SECONDS):
+    """The uvicorn config `prcrs serve` runs: `DeadlineH11` with `request_seconds`, idle
+    connections closed after `KEEP_ALIVE_SECONDS`, warnings only in the log."""
+    import uvicorn
+
+    protocol = type("Deadline", (DeadlineH11,), {"request_seconds": request_seconds})
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", http=protocol,
+                          timeout_keep_alive=KEEP_ALIVE_SECONDS)
 
 
 SYNTHETIC_BANNER = ('<div id="synthetic-banner" role="alert">SYNTHETIC DATA: these models were trained on the '
@@ -240,12 +309,28 @@ SYNTHETIC_BANNER = ('<div id="synthetic-banner" role="alert">SYNTHETIC DATA: the
                     "care.</div>")
 
 
+def page_unit(key: str) -> str:
+    """The unit the page asks for: the schema's, percentages in %."""
+    return "%" if key in PERCENT_KEYS else schema.BY_KEY[key].unit
+
+
+def page_field(key: str) -> str:
+    """The page's input name of a factor: its key, with '(%)' for a percentage, so that the API
+    reads 0.8 typed there as 0.8 %, as the page's label says."""
+    return f"{key} (%)" if key in PERCENT_KEYS else key
+
+
+def page_example(example: dict[str, float]) -> dict[str, float]:
+    """The example day by the page's input names and units (`page_field`, `page_unit`)."""
+    return {page_field(k): float(f"{100 * v:.3g}") if k in PERCENT_KEYS else v for k, v in example.items()}
+
+
 def render_page(horizons: tuple[int, ...], synthetic: bool = False) -> str:
     groups = []
     for g, title in schema.GROUP_NAMES.items():
         fields = "".join(
-            f'<label>{html.escape(f.name)} <small>{html.escape(f.unit)}</small>'
-            f'<input name="{f.key}" inputmode="decimal" autocomplete="off"></label>'
+            f'<label>{html.escape(f.name)} <small>{html.escape(page_unit(f.key))}</small>'
+            f'<input name="{html.escape(page_field(f.key))}" inputmode="decimal" autocomplete="off"></label>'
             for f in schema.FEATURES if f.group == g and f.key not in IGNORED)
         groups.append(f'<fieldset><legend>{g}. {html.escape(title)} <small>(needs {MIN_PRESENT[g]} of '
                       f'{len(schema.group_features(g))})</small></legend>{fields}</fieldset>')
