@@ -11,6 +11,14 @@ import pandas as pd  # noqa: E402
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve  # noqa: E402
 
 
+def perfect_calibration(ax, low: float = 1e-4, label: str = "perfect calibration") -> None:
+    """The line y = x on `ax`, right on any axis scales (a log x axis beside a linear y axis
+    included): drawn through 400 points spaced evenly in log, not as one straight segment between
+    its ends, which a log x axis would bend away from y = x."""
+    x = np.geomspace(low, 1, 400)
+    ax.plot(x, x, ls=":", c="grey", label=label)
+
+
 def _scored(curves: dict[str, pd.DataFrame]):
     """(label, y, p) of each curve that can be drawn: rows of diverged folds (no probability)
     dropped, both classes present."""

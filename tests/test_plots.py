@@ -33,3 +33,39 @@ def test_nothing_is_drawn_for_a_single_class():
     roc_axes(ax, {"one class": oof, "both": _oof(seed=1)}, "t")
     assert [t.get_text().split()[0] for t in ax.get_legend().get_texts()] == ["both"]
     plt.close(fig)
+
+
+def _on_identity(ax, line, x: float) -> bool:
+    """Whether `line`, as drawn on `ax`'s scales, passes through (x, x): its display path
+    interpolated at x's display position sits at x's display height."""
+    display = ax.transData.transform(line.get_xydata())
+    target = ax.transData.transform([(x, x)])[0]
+    return abs(np.interp(target[0], display[:, 0], display[:, 1]) - target[1]) < 1.0  # under a pixel
+
+
+def test_the_perfect_calibration_line_is_y_equals_x_on_the_figures_scales(tmp_path, monkeypatch):
+    from prcrs.clinical import calibrated_oof
+    from prcrs.plots import perfect_calibration
+    from prcrs.report import clinical
+    from prcrs.report.tables import Report
+
+    for yscale in ("linear", "symlog"):  # fig5_calibration.png; clinical_calibration.png
+        fig, ax = plt.subplots()
+        perfect_calibration(ax)
+        ax.set(xscale="log", yscale=yscale, xlim=(1e-3, 1), ylim=(0, 1))
+        line = ax.get_lines()[0]
+        assert all(_on_identity(ax, line, x) for x in (0.003, 0.01, 0.1, 0.5, 0.9)), yscale
+        naive = ax.plot([1e-4, 1], [1e-4, 1])[0]  # the two-point line this replaced: off y = x at 0.1
+        assert not _on_identity(ax, naive, 0.1)
+        plt.close(fig)
+    rng = np.random.default_rng(0)  # the clinical section's figure as the report draws it
+    frame = _oof(400).assign(patient=rng.integers(0, 40, 400))
+    served, converted = calibrated_oof(frame)
+    frame = frame.assign(**converted, calibrated=converted[served])
+    figures = []
+    monkeypatch.setattr(Report, "save", lambda self, fig, name: figures.append(fig) or name)
+    run = pd.Series({"model": "logreg", "history": "none", "run_id": "x"})
+    clinical.calibration_part({1: (run, frame, served)}, Report(tmp_path))
+    ax = figures[0].axes[0]
+    perfect = next(line for line in ax.get_lines() if line.get_label() == "perfect")
+    assert all(_on_identity(ax, perfect, x) for x in (0.003, 0.01, 0.1, 0.5, 0.9))

@@ -21,8 +21,7 @@ import pytest
 
 from prcrs import cli, explain, schema, tracking, units
 from prcrs.errors import DataError
-from prcrs.serving.inputs import MIN_PRESENT, PERCENT_KEYS, Cell, check_row, choose_combination, model_frame, \
-    parse_cell
+from prcrs.serving.inputs import MIN_PRESENT, PERCENT_KEYS, Cell, check_row, choose_combination, model_frame, parse_cell
 from prcrs.serving.platform import OUTPUT_COLUMNS
 from prcrs.serving.registry import PREDICTIONS
 from prcrs.serving.train_final import fit_calibrators

@@ -36,15 +36,24 @@ def test_each_prcrs_command_has_a_description_and_an_example(command, capsys):
 
 @pytest.mark.slow
 def test_hydra_writes_its_run_folder_under_paths_output_dir(tmp_path, monkeypatch):
+    """... and keeps no input path there (a file may be named after a patient): .hydra/*.yaml
+    hold the placeholder MLflow logs."""
+    from prcrs.data.synthetic import synthetic_cart, to_sheet
+
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     work = tmp_path / "work"
     work.mkdir()
-    done = subprocess.run([sys.executable, str(ROOT / "run.py"), "model=logreg", "data=synthetic", "cv.folds=2",
+    named = tmp_path / "named_after_someone.csv"
+    to_sheet(synthetic_cart(seed=1).frame).to_csv(named, index=False)
+    done = subprocess.run([sys.executable, str(ROOT / "run.py"), "model=logreg", f"data.path={named}", "cv.folds=2",
                            f"paths.output_dir={tmp_path / 'out'}"], cwd=work, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert list((tmp_path / "out" / "runs").glob("*/*/summary.json"))  # the folder asked for
     assert not any(work.iterdir())  # nothing in the current folder, no MLflow artifacts either
+    written = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert any(p.name == "overrides.yaml" for p in written)
+    assert not [p for p in written if "named_after_someone" in p.read_text(errors="replace")]
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")

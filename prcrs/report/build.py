@@ -16,7 +16,7 @@ from sklearn.calibration import calibration_curve
 from prcrs import calibration
 from prcrs.errors import PrcrsError
 from prcrs.models import DEEP, PAPER_NETWORKS, TABULAR
-from prcrs.plots import plt, pr_axes, roc_axes
+from prcrs.plots import perfect_calibration, plt, pr_axes, roc_axes
 from prcrs.progress import Steps
 from prcrs.report import published, stats
 from prcrs.report.clinical import clinical_section
@@ -167,7 +167,7 @@ def fig5_calibration(report: Report, t2: pd.DataFrame) -> None:
     for name, q in converted.items():
         observed, predicted = calibration_curve(y, np.clip(q, 1e-4, 1), n_bins=10, strategy="quantile")
         ax.plot(predicted, observed, marker="o", label=f"{name} (Brier {brier[name]:.4f})")
-    ax.plot([1e-4, 1], [1e-4, 1], ls=":", c="grey", label="perfect calibration")
+    perfect_calibration(ax, label="perfect calibration")
     ax.set(xscale="log", xlim=(1e-3, 1), ylim=(0, 1), xlabel="predicted probability (log scale; 10 equal-count bins)",
            ylabel="observed frequency of severe CRS", title="Reliability (PrCRS, honest, out-of-fold)")
     ax.legend(fontsize=8)

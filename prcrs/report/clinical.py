@@ -25,7 +25,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from prcrs import alarms, calibration, decision, schema, subgroups
 from prcrs.clinical import calibrated_oof
 from prcrs.models import BEDSIDE
-from prcrs.plots import plt
+from prcrs.plots import perfect_calibration, plt
 from prcrs.report import stats
 from prcrs.report.tables import N_BOOT, Report, md_table
 from prcrs.results import oof, platform_run, select
@@ -90,7 +90,7 @@ def calibration_part(horizons: dict[int, tuple[pd.Series, pd.DataFrame, str]], r
             if name in ("raw model output", "paper_window", served):
                 observed, predicted = calibration_curve(y, np.clip(q, 1e-4, 1), n_bins=8, strategy="quantile")
                 ax.plot(predicted, observed, "o-", label=name)
-        ax.plot([1e-4, 1], [1e-4, 1], ls=":", c="grey", label="perfect")
+        perfect_calibration(ax, label="perfect")
         ax.set(xscale="log", yscale="symlog", xlim=(1e-3, 1), ylim=(0, 1), xlabel="predicted P(severe), log scale",
                ylabel="observed share of severe days", title=f"{h} day(s) ahead: {_label(run)}")
         ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.2g}"))

@@ -170,7 +170,7 @@ def parse_cell(raw) -> Cell:
         raise ValueError(f"non-numeric value {raw!r}")
     number = found["number"]
     if "," in number:
-        if "." in number or re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+", number):
+        if "." in number or re.fullmatch(r"[+-]?[1-9]\d{0,2}(,\d{3})+", number):
             if "." not in number:
                 raise ValueError(f"ambiguous value {raw!r}: a decimal comma or a thousands separator? write "
                                  f"{number.replace(',', '.')} or {number.replace(',', '')}")

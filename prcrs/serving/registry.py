@@ -33,7 +33,7 @@ import pandas as pd
 from prcrs import schema, tracking
 from prcrs.errors import DataError, PrcrsError
 from prcrs.serving.inputs import field_errors, read_columns
-from prcrs.serving.platform import HORIZONS, OUTPUT_COLUMNS, PROBABILITIES, CombinationModel, Platform, registered_name
+from prcrs.serving.platform import OUTPUT_COLUMNS, PROBABILITIES, CombinationModel, Platform, registered_name
 
 PREDICTIONS = ("probability", "calibrated_probability", "paper_probability")
 TAG = "prcrs_model"  # model version tag set by `register`: "<combination>/h<horizon>"
@@ -159,7 +159,7 @@ def check_trusted(version, code: str, horizon: int) -> None:
         raise PrcrsError(f"refusing to load {where}: its signature is not the factors of combination {code}")
 
 
-def load_platform(tracking_uri: str | None = None, horizons=HORIZONS, release: str | None = None) -> Platform:
+def load_platform(tracking_uri: str | None = None, horizons=None, release: str | None = None) -> Platform:
     """The models of one release at `horizons` (None: all of its horizons): the newest recorded
     release, or `release`."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
