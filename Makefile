@@ -35,9 +35,10 @@ audit: $(BIN)/prcrs ## audit the CAR-T data (real when found, synthetic otherwis
 ui: $(BIN)/prcrs ## MLflow UI on the project's store, on loopback (http://127.0.0.1:5000)
 	$(BIN)/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlruns/mlflow.db} --host 127.0.0.1 --port 5000
 
-bench: $(BIN)/prcrs ## time 5-fold CV (prcrs, prcrs_paper) vs a plain PyTorch loop, and prediction latency; writes bench.json
+bench: $(BIN)/prcrs ## time 5-fold CV (prcrs, prcrs_paper) vs a plain PyTorch loop, prediction latency and a 50,000-row prediction; writes bench.json
 	$(BIN)/python benchmarks/cv_speed.py
 	$(BIN)/python benchmarks/predict_latency.py
+	$(BIN)/python benchmarks/predict_scale.py
 
 reproduce: $(BIN)/prcrs ## every run behind the paper's tables and figures (resumable), then the report
 	$(BIN)/python experiments/reproduce.py

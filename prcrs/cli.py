@@ -148,7 +148,8 @@ def cmd_predict(args) -> int:
     reading = [*raw.attrs.get("notes", []), *columns.notes]
     for note in reading:
         print(f"note: {note}", file=sys.stderr)
-    table, _ = platform.predict_table(raw, args.horizon or platform.horizons, strict=args.strict, columns=columns)
+    table, _ = platform.predict_table(raw, args.horizon or platform.horizons, strict=args.strict, columns=columns,
+                                      explain_rows=not args.no_explain)
     if columns.unknown:
         print(f"warning: unknown column(s) ignored: {', '.join(columns.unknown)}", file=sys.stderr)
     failed = table.drop_duplicates("row").dropna(subset=["error"])
@@ -273,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sheet", default=None, metavar="NAME|INDEX",
                    help="the sheet of a workbook to read (needed when more than one holds rows; 0 = the first)")
     p.add_argument("--release", default=None, help="the platform release to use (default: the newest recorded)")
+    p.add_argument("--no-explain", action="store_true",
+                   help="leave out the top factors (each row's explanation costs about 350 model evaluations; "
+                        "for files of many thousand rows)")
     p.add_argument("--template", default=None, metavar="PATH",
                    help="write an empty input CSV (the accepted columns, with units) to PATH and stop")
     p.add_argument("--strict", action="store_true",

@@ -210,13 +210,14 @@ class Platform:
         return any(m.history.any for m in self.models.values())
 
     def predict_rows(self, rows: list[RowInput], horizons, patient=None, day=None,
-                     steps: Steps | None = None) -> list[list[dict]]:
+                     steps: Steps | None = None, explain_rows: bool = True) -> list[list[dict]]:
         """Per row, one result dict per horizon (combination, the risk and the day it is for, the
         risk as shown, the rule-out band, top factors, past days used, the model's `provenance`,
         warnings, error). `patient` and `day` (one each per row) line up a patient's days for
         history models: a history reads every value a row gave (not only its combination's), and
         a row with a bad value is nobody's history. Explanations run `EXPLAIN_ROWS` rows at a time
-        (`steps` counts those batches: `explain_batches`)."""
+        (`steps` counts those batches: `explain_batches`); `explain_rows=False` leaves them out
+        (top factors and reference None: about 350 model evaluations a row saved)."""
         horizons = self.check_horizons(horizons)
         out = [[{"horizon": h, "combination": r.combination, "past_days": 0, "warnings": list(r.warnings),
                  "error": r.error} for h in horizons] for r in rows]
@@ -244,13 +245,15 @@ class Platform:
                     inputs, used = model.inputs(model_frame([rows[i] for i in idx], model.features)), [0] * len(idx)
                 pred = model.predict_inputs(inputs).to_dict("records")
                 for start in range(0, len(idx), EXPLAIN_ROWS):
-                    contributions, reference = model.explain_inputs(inputs.iloc[start:start + EXPLAIN_ROWS])
+                    batch = inputs.iloc[start:start + EXPLAIN_ROWS]
+                    contributions, reference = model.explain_inputs(batch) if explain_rows else \
+                        (pd.DataFrame(index=batch.index), None)
                     for k, (_, row) in enumerate(contributions.iterrows(), start):
                         i, values = idx[k], pred[k]
                         out[i][j].update(values, past_days=int(used[k]), reference_probability=reference,
                                          calibrated_risk=shown_risk(values["calibrated_probability"]),
-                                         top_factors=explain.top_factors(row, rows[i].values, TOP_FACTORS),
-                                         **provenance(model))
+                                         top_factors=explain.top_factors(row, rows[i].values, TOP_FACTORS)
+                                         if explain_rows else None, **provenance(model))
                     if steps is not None:
                         steps.done(f"combination {code}, {h} day(s) ahead: {min(start + EXPLAIN_ROWS, len(idx))} of "
                                    f"{len(idx)} row(s) predicted and explained")
@@ -263,12 +266,12 @@ class Platform:
                        if (code, h) in self.models))
 
     def predict_table(self, raw: pd.DataFrame, horizons=HORIZONS, strict: bool = False,
-                      columns: Columns | None = None) -> tuple[pd.DataFrame, Columns]:
+                      columns: Columns | None = None, explain_rows: bool = True) -> tuple[pd.DataFrame, Columns]:
         """A frame of input rows (any accepted column names, cells as read; the index is the file
         row) -> one output row per input row and horizon (OUTPUT_COLUMNS; probabilities to 4
         significant digits), and how its columns were read (`inputs.read_columns`: units, the
         percentage convention of each column, notes, unknown columns). `strict`: see
-        `inputs.read_values`."""
+        `inputs.read_values`; `explain_rows`: see `predict_rows`."""
         columns = read_columns(raw.columns, {c: raw[c].tolist() for c in raw.columns}) if columns is None else columns
         ids = {name_lookup().get(normal_name(c)): c for c in raw.columns}
         cells = raw[[*columns.readings, *columns.ignored]].to_dict("records")
@@ -276,7 +279,8 @@ class Platform:
             [RowInput(error="nothing usable: no factor column") for _ in range(len(raw))]
         patient, day = patients_and_days(raw, ids, self.reads_history)
         batches = self.explain_batches(rows, horizons)
-        results = self.predict_rows(rows, horizons, patient, day, Steps(batches, "predicting") if batches else None)
+        results = self.predict_rows(rows, horizons, patient, day, Steps(batches, "predicting") if batches else None,
+                                    explain_rows)
         records = []
         days = pd.to_numeric(raw[ids["day"]], errors="coerce").to_numpy(float) if "day" in ids else None
         for n, ((index, source), per_horizon) in enumerate(zip(raw.iterrows(), results, strict=True)):
