@@ -44,6 +44,25 @@ def synthetic():
     return synthetic_cart(seed=0)
 
 
+PLATFORM_TRAIN = ["data=synthetic", "model=logreg", "cv.folds=3", "cv.explain_rows=20"]
+
+
+@pytest.fixture(scope="session")
+def platform_store(tmp_path_factory):
+    """A store with one platform release: every combination at horizons 1 and 2, trained on the
+    synthetic cohort (logistic regression), whatever the environment's data folder."""
+    from prcrs import cli
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('platform') / 'mlflow.db'}"
+    real = os.environ.pop("PRCRS_DATA_DIR", None)
+    try:
+        assert cli.main(["train-final", *PLATFORM_TRAIN, "--horizon", "1", "2", "--tracking-uri", uri]) == 0
+    finally:
+        if real is not None:
+            os.environ["PRCRS_DATA_DIR"] = real
+    return uri
+
+
 @pytest.fixture(autouse=True)
 def _no_real_data_leak(monkeypatch, request):
     """Unit tests on synthetic data must not pick up real data from the environment by accident."""

@@ -27,7 +27,7 @@ from prcrs.serving.registry import PREDICTIONS
 from prcrs.serving.train_final import fit_calibrators
 
 HORIZONS = (1, 2)
-TRAIN = ["data=synthetic", "model=logreg", "cv.folds=3", "cv.explain_rows=20"]
+from conftest import PLATFORM_TRAIN as TRAIN  # noqa: E402
 
 
 def _groups(*groups, drop_one_short: int | None = None) -> set[str]:
@@ -121,20 +121,12 @@ def test_calibrators_are_increasing_and_fitted_on_oof_predictions():
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    """A registry with every combination at horizons 1 and 2 (synthetic data, logistic regression)."""
-    folder = tmp_path_factory.mktemp("platform")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    old = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "PRCRS_DATA_DIR")}
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    os.environ.pop("PRCRS_DATA_DIR", None)
-    assert cli.main(["train-final", *TRAIN, "--horizon", *map(str, HORIZONS)]) == 0
-    yield uri
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+def store(platform_store):
+    """A release of every combination at horizons 1 and 2 (synthetic data, logistic regression)."""
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = platform_store
+    yield platform_store
+    os.environ.pop("MLFLOW_TRACKING_URI") if old is None else os.environ.update(MLFLOW_TRACKING_URI=old)
 
 
 @pytest.fixture(scope="module")
@@ -557,12 +549,12 @@ def test_page_works_in_headless_chromium(server):
         driver.find_element(By.ID, "submit").click()
         assert "SYNTHETIC DATA" in driver.find_element(By.ID, "synthetic-banner").text  # unmistakable
         result = WebDriverWait(driver, 20).until(ec.presence_of_element_located((By.CLASS_NAME, "prediction")))
-        assert "2 day(s) ahead" in result.text and "combination 1234" in result.text and "%" in result.text
-        assert "risk of severe CRS" in result.text and " 0.0 %" not in driver.find_element(By.ID, "result").text
+        assert "2 day(s) ahead" in result.text and "Combination 1234" in result.text and "%" in result.text
+        assert "Risk of severe CRS" in result.text and " 0.0 %" not in driver.find_element(By.ID, "result").text
         assert "trained on synthetic data" in driver.find_element(By.ID, "result").text
-        band = driver.find_element(By.CLASS_NAME, "band").text
-        assert band.startswith("Risk band (90 % conformal): ") and band.split(": ")[1] in {"low", "uncertain", "high",
-                                                                                            "atypical"}
+        assert driver.find_element(By.CLASS_NAME, "band").text in {"Severe CRS ruled out at 90 %",
+                                                                   "Severe CRS cannot be ruled out at 90 %"}
+        assert driver.find_element(By.TAG_NAME, "body").text.count("The risk is the calibrated probability") == 1
         bars = driver.find_elements(By.CLASS_NAME, "factor-bar")  # the bar chart beside the risk
         widths = [b.size["width"] for b in bars]
         assert len(bars) == 5 and widths == sorted(widths, reverse=True)  # largest first, drawn to one scale
