@@ -35,6 +35,12 @@ def main(cfg: DictConfig) -> float:
 
 if __name__ == "__main__":
     try:
+        from prcrs.config_checks import check_command_line
+
+        check_command_line(sys.argv[1:])  # an unknown key is one line, before Hydra's multi-line message
         main()
-    except KeyboardInterrupt as interrupted:  # Ctrl-C while Hydra composes (before main's own try): one line
-        sys.exit(say(interrupted))
+    except (KeyboardInterrupt, Exception) as exc:  # Ctrl-C while Hydra composes, or a bad key: one line
+        code = say(exc)
+        if code is None:
+            raise
+        sys.exit(code)

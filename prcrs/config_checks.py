@@ -23,6 +23,10 @@ def check_run_config(cfg: DictConfig) -> None:
     prcrs.errors.ConfigError: seed=abc must be a whole number >= 0
     """
     _whole("seed", cfg.seed, 0)
+    if cfg.seed >= 2**32:
+        raise ConfigError(f"seed={cfg.seed} must be below 2**32 = 4294967296 (numpy and torch seeds are 32-bit)")
+    if cfg.get("resume", "auto") not in ("auto", "never"):
+        raise ConfigError(f"resume={cfg.resume} must be auto (skip finished runs of the same code) or never")
     _whole("cv.folds", cfg.cv.get("folds", 5), 2)
     _whole("cv.repeats", cfg.cv.get("repeats", 1), 1)
     _whole("cv.n_jobs", cfg.cv.get("n_jobs", 1), 1)
@@ -41,3 +45,66 @@ def _share(name: str, fraction) -> None:
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 0.5:
         raise ConfigError(f"{name}={fraction} must be a share of the patients in (0, 0.5] "
                           "(the validation split is one of round(1 / fraction) patient-grouped parts)")
+
+
+def check_command_line(argv: list[str]) -> None:
+    """Before Hydra runs: every `key=value` of `run.py`'s command line names a key some config
+    has. ConfigError in one line naming the key and the nearest valid one, for an unknown key
+    (`modle=prcrs`) and for a key added with '+' that no config reads (`+modle=logreg`, which
+    Hydra would accept and ignore). Sweeps (`model=cnn,prcrs`) are checked at their first value;
+    Hydra's own options (`hydra.*`, `hydra/...`) are Hydra's."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    from prcrs.engine import compose_config
+
+    tokens = [t for t in argv if "=" in t and not t.startswith("-")]
+    parsed = []
+    try:
+        for override in OverridesParser.create().parse_overrides(tokens):
+            if not override.key_or_group.startswith("hydra"):
+                parsed.append(override)
+    except Exception:  # a malformed one: Hydra's own message says it
+        return
+    single = [_first_value(o) for o in parsed]
+    adds = {o.key_or_group for o in parsed if o.is_add()}
+    try:
+        cfg = compose_config([s for s, o in zip(single, parsed, strict=True) if not o.is_add()])
+    except ConfigError as exc:
+        key = next((o.key_or_group for o in parsed if f"'{o.key_or_group}'" in str(exc)
+                    or f"'{o.key_or_group.split('.')[0]}'" in str(exc)), None)
+        if key is None:
+            raise
+        raise ConfigError(f"unknown config key {key!r}{_nearest(key, compose_config([]))}; `python run.py --help` "
+                          "lists the groups and keys") from None
+    for key in adds:
+        if OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT and key.split("/")[0] not in cfg:
+            raise ConfigError(f"+{key}: no config reads {key!r}, so it would change nothing{_nearest(key, cfg)}")
+
+
+_ABSENT = object()
+
+
+def _first_value(override) -> str:
+    """An override as a single-valued string: a sweep's first value."""
+    prefix = "+" if override.is_add() else "~" if override.is_delete() else ""
+    if override.is_sweep_override():
+        first = next(iter(override.sweep_string_iterator()))
+        return f"{prefix}{override.key_or_group}={first}"
+    return f"{prefix}{override.key_or_group}={override.get_value_element_as_str()}"
+
+
+def _nearest(key: str, cfg: DictConfig) -> str:
+    """'; did you mean 'model'?' for the closest key of `cfg` where `key` first leaves it
+    ('model.estimator.backbon.d' -> 'model.estimator.backbone'), or ''."""
+    import difflib
+
+    parts, node = key.split("."), cfg
+    for depth, part in enumerate(parts):
+        if not isinstance(node, DictConfig):
+            return ""
+        if part not in node:
+            found = difflib.get_close_matches(part, [str(n) for n in node.keys()], n=1)
+            return f"; did you mean {'.'.join([*parts[:depth], found[0]])!r}?" if found else ""
+        node = node[part]
+    return ""

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from prcrs import schema, tracking
 from prcrs.clinical import clinical_metrics
+from prcrs.code_fingerprint import code_fingerprint
 from prcrs.data.cohort import Cohort
 from prcrs.engine import RESULT_KEYS, CVResult, FoldOutput
 from prcrs.metrics import METRICS
@@ -64,7 +65,8 @@ def run_tags(cfg: DictConfig, cohort: Cohort, config_hash: str) -> dict[str, str
             "transfer": cfg.transfer.name,
             "data_source": cohort.data_source, "data_file": data_file_name(cfg, cohort.source),
             "data_content": cohort.content_id, "data_patients": str(cohort.n_patients), "git_sha": tracking.git_sha(),
-            "study": cfg.study, "config_hash": config_hash, **tracking.owner_tags()}
+            "study": cfg.study, "config_hash": config_hash, "code_fingerprint": code_fingerprint(),
+            **tracking.owner_tags()}
 
 
 def _flat_params(cfg: DictConfig) -> dict[str, str]:
@@ -115,6 +117,7 @@ class CVRunLogger:
                 return self
             self._run = mlflow.start_run(experiment_id=self.experiment_id, run_name=self.label,
                                          tags={**self.tags, "role": "cv_parent"})
+            self._lease = tracking.Lease(self._run.info.run_id, self.cfg.logger.tracking_uri)
         self.run_id = self._run.info.run_id
         self._log_dataset()
         mlflow.log_params(_flat_params(self.logged_cfg))
@@ -137,7 +140,10 @@ class CVRunLogger:
 
     def __exit__(self, *exc_info) -> None:
         if self._run is not None:
-            self._run.__exit__(*exc_info)
+            try:
+                self._run.__exit__(*exc_info)
+            finally:
+                self._lease.release()
 
     def log_fold(self, k: int, n: int, out: FoldOutput) -> None:
         """A nested run for fold `k` (0-based) of `n`, named and tagged as the console counts it
@@ -181,6 +187,8 @@ class CVRunLogger:
 
         self.metrics = {**result.summary(), **clinical_metrics(result.oof, self.covariates, self.cfg.seed)}
         mlflow.log_metrics(self.metrics)
+        if self.metrics.get("diverged_folds", 0) > 0:  # marked: its means rest on n_finite_folds folds only
+            mlflow.set_tag("diverged", f"{int(self.metrics['diverged_folds'])} of {len(result.folds)} folds")
         if result.n_parameters is not None:
             mlflow.log_param("n_parameters", result.n_parameters)
         cfg = self.logged_cfg

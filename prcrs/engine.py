@@ -239,6 +239,7 @@ class CVResult:
             out[f"mean_test_{m}"] = float(np.nanmean(values))
             out[f"std_test_{m}"] = float(np.nanstd(values))
         out["diverged_folds"] = float(sum(f.get("diverged", 0) for f in self.folds))
+        out["n_finite_folds"] = float(np.isfinite([f["auroc"] for f in self.folds]).sum())  # what the means rest on
         if self.oof is not None:
             pooled = self.oof.dropna(subset=["probability"])  # every fold diverged: none left
             scores = fold_metrics(pooled["label"], pooled["probability"], 0.5) if pooled["label"].nunique() == 2 \
@@ -334,7 +335,9 @@ def format_summary(label: str, summary: dict[str, float]) -> str:
     """The console's summary: each metric's mean ± sd over the folds, then the pooled
     out-of-fold AUROC and AUPRC (the numbers of the ROC and PR figures), each labelled."""
     n = sum(1 for k in summary if k.startswith("split") and k.endswith("_test_auroc"))
-    lines = [f"{label}", f"  {'metric':18s} mean ± sd over {n} folds"]
+    finite = int(summary.get("n_finite_folds", n))
+    over = f"{n} folds" if finite == n else f"{finite} of {n} folds ({n - finite} diverged: no prediction)"
+    lines = [f"{label}", f"  {'metric':18s} mean ± sd over {over}"]
     for m in METRICS:
         lines.append(f"  {m:18s} {summary[f'mean_test_{m}']:.3f} ± {summary[f'std_test_{m}']:.3f}")
     if "pooled_test_auroc" in summary:

@@ -12,6 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from prcrs import tracking, workers
+from prcrs.code_fingerprint import code_fingerprint
 from prcrs.config_checks import check_run_config
 from prcrs.cv_logging import CVRunLogger, run_label
 from prcrs.data.targets import check_horizon
@@ -27,7 +28,7 @@ from prcrs.engine import (
     load_cart_for,
     load_covid_for,
 )
-from prcrs.errors import ConfigError
+from prcrs.errors import ConfigError, DataError
 from prcrs.metrics import METRICS
 from prcrs.progress import stage
 
@@ -67,36 +68,50 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None, output_dir: st
     for w in caught:
         log.warning(str(w.message))
     data = horizon_data(cfg, cohort)
+    severe = int(data.y.sum())
+    if severe == 0 or severe == len(data.y):
+        raise DataError(f"{cohort.data_source} data at horizon {cfg.horizon}: {'no' if severe == 0 else 'every'} "
+                        f"patient-day of its {len(data.y)} has severe CRS (grade >= 3) on the day predicted: one "
+                        "class, nothing to tell apart")
     chash = config_hash(cfg, cohort)
     experiment_id = tracking.setup(cfg.study, cfg.logger.tracking_uri)
     label = run_label(cfg)
-    if reaped := tracking.reap_dead_runs(experiment_id):
+    if reaped := tracking.reap_dead_runs(experiment_id, cfg.logger.tracking_uri):
         log.warning(f"{reaped} run(s) left RUNNING by a process that died were marked KILLED")
-    if (done := _stored(experiment_id, chash, label)) is not None:
-        return _written(done, output_dir)
+    if (done := _stored(experiment_id, chash, label, cfg.get("resume", "auto"))) is not None:
+        return _written(done, output_dir, cfg)
     with stage(f"starting {n_jobs} fold worker(s) and building the model once"):  # not in any fold's time
         list(workers.map_ordered(check_model, [(cfg, tuple(data.X.columns), data.fill_values, covid)], n_jobs))
     with CVRunLogger(cfg, overrides, cohort, chash, experiment_id,  # another process may have claimed it since
-                     already_stored=lambda: _stored(experiment_id, chash, label)) as logger:
+                     already_stored=lambda: _stored(experiment_id, chash, label, cfg.get("resume", "auto"))) as logger:
         if logger.run_id is None:
-            return _written(logger.found, output_dir)
+            return _written(logger.found, output_dir, cfg)
         result = cross_validate(cfg, data, covid, on_fold=logger.log_fold)
         run_id = logger.log_result(result)
         log.info(f"[{label}] run {run_id} on {cohort.data_source} data, {len(data)} rows, {len(features)} factors")
     summary = logger.metrics  # as stored: the CV summary and the clinical metrics
     print(format_summary(label, summary))
-    return _written(Evaluation(run_id, summary, skipped=False), output_dir)
+    return _written(Evaluation(run_id, summary, skipped=False), output_dir, cfg)
 
 
-def _stored(experiment_id: str, chash: str, label: str) -> Evaluation | None:
-    """The stored evaluation of a config that finished, or one with no summary for a config a
-    live process is running now (it is not run twice), or None: run it."""
-    done = tracking.finished_run(experiment_id, chash)
+def _stored(experiment_id: str, chash: str, label: str, resume: str = "auto") -> Evaluation | None:
+    """The stored evaluation of a config that finished with the code of now (`code_fingerprint`),
+    or one with no summary for a config a live process is running now (it is not run twice), or
+    None: run it. A finished run made by other code is run again, said in one line (the stored
+    run is kept; reports take the newest); one stored before fingerprints were kept is resumed,
+    said likewise. `resume="never"`: a finished run is run again all the same."""
+    now = code_fingerprint()
+    done = tracking.finished_run(experiment_id, chash, now) if resume == "auto" else None
     if done is not None:
+        made_by = done.data.tags.get("code_fingerprint")
         summary = dict(done.data.metrics)
-        log.info(f"[{label}] already finished (run {done.info.run_id}): mean AUROC "
-                 f"{summary.get('mean_test_auroc', float('nan')):.3f}; skipped")
-        return Evaluation(done.info.run_id, summary, skipped=True)
+        if made_by is None or made_by == now:
+            log.info(f"[{label}] already finished (run {done.info.run_id}): mean AUROC "
+                     f"{summary.get('mean_test_auroc', float('nan')):.3f}; skipped"
+                     + ("" if made_by else " (stored before code fingerprints were kept: resume=never runs it again)"))
+            return Evaluation(done.info.run_id, summary, skipped=True)
+        log.warning(f"[{label}] the stored run {done.info.run_id} was made by other code (code fingerprint "
+                    f"{made_by}, now {now}): running it again; the stored run is kept")
     running = tracking.running_run(experiment_id, chash)
     if running is not None:
         tags = running.data.tags
@@ -116,8 +131,18 @@ def _check_optimized(optimized: str, cfg: DictConfig) -> None:
                           "protocol=honest or an inner split); use mean_test_<metric> or mean_val_auroc")
 
 
-def _written(evaluation: Evaluation, output_dir: str | None) -> Evaluation:
+def task_of(cfg: DictConfig) -> dict:
+    """What a run predicts, as a record: the horizon, the protocol and the factor combination
+    (runs of one task are comparable; others are not)."""
+    return {"horizon": int(cfg.horizon), "protocol": str(cfg.protocol.name), "factors": str(cfg.factors)}
+
+
+def _written(evaluation: Evaluation, output_dir: str | None, cfg: DictConfig) -> Evaluation:
+    """`evaluation`, its summary written to `<output_dir>/summary.json` and its record (run id,
+    task, model) to `run.json` when an output folder is given (a sweep's job folder)."""
     if output_dir is not None:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         (Path(output_dir) / "summary.json").write_text(json.dumps(evaluation.summary, indent=1, sort_keys=True))
+        record = {"run_id": evaluation.run_id, "task": task_of(cfg), "model": str(cfg.model.name)}
+        (Path(output_dir) / "run.json").write_text(json.dumps(record, indent=1))
     return evaluation

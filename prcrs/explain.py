@@ -111,5 +111,5 @@ def top_factors(row: pd.Series, values: dict, k: int = 5) -> list[dict]:
     read = {f: values.get(f) for f in biggest}
     return [{"factor": f, "name": schema.BY_KEY[f].name if f in schema.BY_KEY else
              "factors not measured (imputed)" if f == NOT_MEASURED else f,
-             "value": float(read[f]) if read[f] is not None and np.isfinite(read[f]) else None,
+             "value": float(f"{read[f]:.4g}") if read[f] is not None and np.isfinite(read[f]) else None,
              "contribution": float(row[f])} for f in biggest]

@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import os
 import subprocess
+import time
 from pathlib import Path
 
 from prcrs import paths
@@ -96,58 +97,159 @@ def setup(experiment: str, configured_uri: str | None = None) -> str:
 
     uri = use_store(configured_uri)
     db = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
-    with store_lock(configured_uri):
-        if db is not None and not db.exists():
-            _create_store(db)
-        try:
-            found = mlflow.get_experiment_by_name(experiment)
-            if found is not None:
-                return found.experiment_id
-            return mlflow.create_experiment(experiment, artifact_location=artifact_root(uri))
-        except (MlflowException, SQLAlchemyError) as exc:
-            if db is None:
-                raise
-            raise PrcrsError(f"the MLflow store {db} cannot be opened ({str(exc).splitlines()[0][:200]}); if a "
-                             f"process was killed while it was being made, move it aside (mv {db} {db}.broken) and "
-                             "run again") from None
+    for attempt in range(OPEN_ATTEMPTS):
+        with store_lock(configured_uri):
+            if db is not None and not db.exists():
+                _create_store(db)
+            try:
+                found = mlflow.get_experiment_by_name(experiment)
+                if found is not None:
+                    return found.experiment_id
+                return mlflow.create_experiment(experiment, artifact_location=artifact_root(uri))
+            except (MlflowException, SQLAlchemyError) as exc:
+                if db is None:
+                    raise
+                if attempt + 1 < OPEN_ATTEMPTS and _transient(exc):
+                    continue
+                raise PrcrsError(f"the MLflow store {db} cannot be opened ({str(exc).splitlines()[0][:200]}); if a "
+                                 f"process was killed while it was being made, move it aside (mv {db} {db}.broken) "
+                                 "and run again") from None
+        time.sleep(0.2 * (attempt + 1))  # another process (the UI, a reader) is making or migrating it
+
+
+OPEN_ATTEMPTS = 10
+
+
+def _transient(exc: Exception) -> bool:
+    """A store another process is making or writing now: locked, tables half made."""
+    text = str(exc).lower()
+    return any(s in text for s in ("locked", "already exists", "no such table", "readonly", "busy"))
 
 
 def _create_store(db: Path) -> None:
-    """Make a new SQLite store under another name and rename it into place: a process killed
-    while the tables are made leaves a stray temporary file, never a half-made store."""
+    """Make a new SQLite store under another name and link it into place only if no store is
+    there yet: a process killed while the tables are made leaves a stray temporary file, never a
+    half-made store, and a store that another process (the UI, a reader polling it) made meanwhile
+    is used as it is, never replaced under that process's open connection."""
     import mlflow
 
     db.parent.mkdir(parents=True, exist_ok=True)
     partial = db.with_name(f".{db.name}.{os.getpid()}.creating")
     try:
         mlflow.MlflowClient(tracking_uri=f"sqlite:///{partial}").search_experiments(max_results=1)
-        os.replace(partial, db)
+        try:
+            os.link(partial, db)  # atomic, and fails where a store already is
+        except FileExistsError:
+            pass
     finally:
         partial.unlink(missing_ok=True)
 
 
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return ""
+
+
+def process_start(pid: int) -> str:
+    """When process `pid` (of this PID namespace) started, in clock ticks since boot ('' when
+    there is no such process): a PID and its start time name one process, even when the PID is
+    reused (a container's PID 1, a busy host)."""
+    stat = _read(f"/proc/{pid}/stat")
+    return stat.rpartition(")")[2].split()[19] if stat else ""  # field 22, after the command's name
+
+
 def owner_tags() -> dict[str, str]:
-    """Tags naming the process that logs a run, so that a later start can tell it died."""
+    """Tags naming the process that logs a run, so that a later start can tell it died: host,
+    boot, PID and the process's start time."""
     import socket
 
-    return {"pid": str(os.getpid()), "host": socket.gethostname()}
+    return {"pid": str(os.getpid()), "host": socket.gethostname(), "boot": _read("/proc/sys/kernel/random/boot_id"),
+            "started": process_start(os.getpid())}
 
 
-def reap_dead_runs(experiment_id: str) -> int:
+def _lease_path(run_id: str, configured: str | None = None) -> Path | None:
+    uri = tracking_uri(configured)
+    return Path(uri.removeprefix("sqlite:///")).parent / "leases" / f"{run_id}.lock" if uri.startswith(
+        "sqlite:///") else None
+
+
+class Lease:
+    """A running run's lease on a local store: a POSIX lock on `<store folder>/leases/<run>.lock`,
+    held by the owning process while it lives. The kernel drops it when that process dies, however
+    (SIGKILL, a container's PID 1), and fork children do not inherit it; another process tells a
+    dead owner by taking it (`lease_free`). No PID, clock or heartbeat is involved."""
+
+    def __init__(self, run_id: str, configured: str | None = None):
+        self.path, self.handle = _lease_path(run_id, configured), None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.handle = open(self.path, "a")
+            fcntl.lockf(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def release(self) -> None:
+        if self.handle is not None:
+            self.path.unlink(missing_ok=True)
+            self.handle.close()
+            self.handle = None
+
+
+def lease_free(run_id: str, configured: str | None = None) -> bool | None:
+    """Whether a run's lease is free, i.e. its owner is dead (True), held (False), or there is no
+    lease to ask (None: a run of a server store, or one logged before leases were kept)."""
+    path = _lease_path(run_id, configured)
+    if path is None or not path.is_file():
+        return None
+    with open(path, "a") as handle:
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        fcntl.lockf(handle, fcntl.LOCK_UN)
+    path.unlink(missing_ok=True)
+    return True
+
+
+def owner_alive(tags: dict[str, str], run_id: str | None = None, configured: str | None = None) -> bool:
+    """Whether the process that logs a run still runs: by its lease (`Lease`) when the store keeps
+    one; else, on this host and boot, by PID and start time (a reused PID is another process); a
+    run of another host counts as alive."""
+    import socket
+
+    free = None if run_id is None else lease_free(run_id, configured)
+    if free is not None:
+        return not free
+    if tags.get("host") != socket.gethostname():
+        return True
+    if tags.get("boot") and tags["boot"] != _read("/proc/sys/kernel/random/boot_id"):
+        return False  # this host has restarted since: its processes are gone
+    pid = int(tags.get("pid", "0") or 0)
+    if pid <= 0:
+        return False
+    if "started" in tags:
+        return process_start(pid) == tags["started"]
+    try:
+        os.kill(pid, 0)
+        return True
+    except (ProcessLookupError, PermissionError, OverflowError):
+        return False
+
+
+def reap_dead_runs(experiment_id: str, configured: str | None = None) -> int:
     """Mark KILLED the RUNNING runs of this host whose process is gone (killed, even by SIGKILL,
-    or the machine restarted): they would otherwise stay RUNNING forever. Returns how many."""
+    or the machine restarted; a PID since reused by another process counts as gone:
+    `owner_alive`): they would otherwise stay RUNNING forever. Returns how many."""
+    import socket
+
     import mlflow
 
-    host = owner_tags()["host"]
+    host = socket.gethostname()
     runs = mlflow.search_runs([experiment_id], output_format="list",
                               filter_string=f"attributes.status = 'RUNNING' and tags.host = '{host}'")
     reaped = 0
     for run in runs:
-        pid = int(run.data.tags.get("pid", "0"))
-        try:
-            os.kill(pid, 0)
-            continue  # its process lives: a run in progress
-        except (ProcessLookupError, PermissionError, OverflowError):
+        if not owner_alive(run.data.tags, run.info.run_id, configured):
             mlflow.MlflowClient().set_terminated(run.info.run_id, status="KILLED")
             reaped += 1
     return reaped
@@ -163,14 +265,18 @@ def running_run(experiment_id: str, config_hash: str):
     return runs[0] if runs else None
 
 
-def finished_run(experiment_id: str, config_hash: str):
-    """The finished parent run of a config, or None: sweeps skip what is already done."""
+def finished_run(experiment_id: str, config_hash: str, code: str | None = None):
+    """The finished parent run of a config, or None: sweeps skip what is already done. With
+    `code` (a code fingerprint), the newest run made by that code if there is one, else the newest."""
     import mlflow
 
-    runs = mlflow.search_runs([experiment_id], output_format="list", max_results=1,
-                              filter_string=f"tags.config_hash = '{config_hash}' and tags.role = 'cv_parent' "
-                                            "and attributes.status = 'FINISHED'")
-    return runs[0] if runs else None
+    where = f"tags.config_hash = '{config_hash}' and tags.role = 'cv_parent' and attributes.status = 'FINISHED'"
+    for extra in ([f" and tags.code_fingerprint = '{code}'"] if code else []) + [""]:
+        runs = mlflow.search_runs([experiment_id], output_format="list", max_results=1,
+                                  order_by=["attributes.start_time DESC"], filter_string=where + extra)
+        if runs:
+            return runs[0]
+    return None
 
 
 def git_sha() -> str:

@@ -109,6 +109,10 @@ def test_fast_multirun_logs_parents_children_and_artifacts(tmp_path, monkeypatch
     assert "Sweep summary (2 configs, best first" in out
     table = (tmp_path / "sweep" / "sweep_summary.md").read_text()
     assert table.count("model=") == 2 and "AUROC (mean ± sd over folds)" in table
+    import pandas as pd
+
+    listed = pd.read_csv(tmp_path / "sweep" / "sweep_summary.csv")  # each row names its run
+    assert set(listed["run_id"]) == {p.info.run_id for p in parents} and (listed["horizon"] == 1).all()
     shown = Path(tempfile.gettempdir()) / "prcrs-screenshots"  # kept for a reader, as the page's screenshots
     shown.mkdir(exist_ok=True)
     (shown / "sweep_summary.md").write_text(table)
@@ -451,6 +455,102 @@ def test_sigkill_leaves_no_workers_and_the_next_start_marks_the_run_killed(tmp_p
     exp = mlflow.get_experiment_by_name("kill")
     assert tracking.reap_dead_runs(exp.experiment_id) == 1
     assert [r.info.status for r in _runs(uri, "kill") if r.data.tags["role"] == "cv_parent"] == ["KILLED"]
+
+
+@pytest.mark.slow
+def test_a_run_killed_as_a_containers_pid_1_is_reaped_and_run_again(tmp_path, monkeypatch):
+    """In a PID namespace of its own (a container) the run's process is PID 1, a PID that is alive
+    everywhere: its lease, not its PID, tells that it died."""
+    import shutil
+
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        pytest.skip("needs unshare and root (a PID namespace)")
+    uri = _mlflow_env(tmp_path, monkeypatch)
+    args = [str(ROOT / "run.py"), *FAST, "model=cnn", "cv.n_jobs=1", "trainer.max_epochs=200", "trainer.patience=200",
+            "study=container", f"hydra.run.dir={tmp_path / 'out'}"]
+    proc = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, *args], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline, running = time.time() + 180, []
+    while time.time() < deadline and not running and proc.poll() is None:
+        time.sleep(1)
+        running = [r for r in _runs(uri, "container") if r.info.status == "RUNNING"
+                   and r.data.tags.get("role") == "cv_parent"]
+    assert running, proc.stderr.read() if proc.poll() is not None else "the run never started"
+    assert running[0].data.tags["pid"] == "1"  # PID 1 of its namespace
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    exp = mlflow.get_experiment_by_name("container")
+    assert tracking.reap_dead_runs(exp.experiment_id, uri) == 1  # no wait, no clock: its lease is free
+    again = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, *args], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=600)  # the same config, as PID 1 again
+    assert again.returncode == 0 and "being run now" not in again.stderr, again.stderr[-2000:]
+    assert {r.info.status for r in _runs(uri, "container") if r.data.tags["role"] == "cv_parent"} == {"KILLED",
+                                                                                                       "FINISHED"}
+
+
+def test_the_sweep_summary_ranks_within_each_task(tmp_path):
+    import json
+
+    from prcrs.sweep_summary import markdown, sweep_table
+
+    jobs = [("0", 0, "hgb", 0.97), ("1", 1, "hgb", 0.93), ("2", 1, "forest", 0.95), ("3", 0, "logreg", 0.90)]
+    for job, horizon, model, auroc in jobs:
+        folder = tmp_path / job
+        (folder / ".hydra").mkdir(parents=True)
+        (folder / ".hydra" / "overrides.yaml").write_text(f"- model={model}\n- horizon={horizon}\n")
+        (folder / "summary.json").write_text(json.dumps({"mean_test_auroc": auroc, "std_test_auroc": 0.01,
+                                                         "mean_test_auprc": 0.5, "std_test_auprc": 0.1,
+                                                         "n_finite_folds": 5}))
+        (folder / "run.json").write_text(json.dumps({"run_id": f"run{job}", "model": model, "task": {
+            "horizon": horizon, "protocol": "honest", "factors": "1234"}}))
+    table = sweep_table(tmp_path)
+    assert table[["horizon", "rank", "run_id"]].values.tolist() == [[0, 1, "run0"], [0, 2, "run3"], [1, 1, "run2"],
+                                                                    [1, 2, "run1"]]
+    text = markdown(table)
+    assert "### horizon 0, protocol honest, factors 1234" in text and "### horizon 1" in text
+    assert text.index("run2") < text.index("run1")  # hgb at horizon 0 never ranks against horizon 1
+
+
+READER = """
+import sys, time
+from pathlib import Path
+import mlflow
+uri, stop = sys.argv[1], Path(sys.argv[2])
+while not stop.exists():  # a UI or a poll every 50 ms, started before the store exists
+    try:
+        mlflow.MlflowClient(tracking_uri=uri).search_experiments()
+    except Exception:
+        pass
+    time.sleep(0.05)
+"""
+
+
+@pytest.mark.slow
+def test_a_store_read_by_another_process_from_before_it_exists_never_fails_a_sweep(tmp_path, monkeypatch):
+    uri = _mlflow_env(tmp_path, monkeypatch)
+    stop = tmp_path / "stop"
+    reader = subprocess.Popen([sys.executable, "-c", READER, uri, str(stop)])
+    try:
+        time.sleep(0.3)
+        sweep = subprocess.run([sys.executable, str(ROOT / "run.py"), "-m", *FAST, "model=logreg,tree", "cv.n_jobs=1",
+                                "study=reader", f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path,
+                               capture_output=True, text=True, timeout=600)
+    finally:
+        stop.touch()
+        reader.wait(30)
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    assert sorted(r.info.status for r in _runs(uri, "reader") if r.data.tags["role"] == "cv_parent") == [
+        "FINISHED", "FINISHED"]
+
+
+def test_a_reused_pid_is_another_process():
+    """A run's owner is its PID and that process's start time: PID 1 (alive) started at another
+    time is not the owner."""
+    tags = tracking.owner_tags()
+    assert tracking.owner_alive(tags) and tracking.process_start(os.getpid()) == tags["started"]
+    assert not tracking.owner_alive({**tags, "pid": "1"})  # alive, but not the process that logged
+    assert not tracking.owner_alive({**tags, "boot": "another-boot"})
+    assert tracking.owner_alive({**tags, "host": "another-host"})  # not ours to judge
 
 
 def test_a_config_running_in_a_live_process_is_not_run_twice(tmp_path, monkeypatch, caplog):

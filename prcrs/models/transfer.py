@@ -53,10 +53,13 @@ class Pretraining:
 
     def key(self, model: DeepModel) -> str:
         """Hash of everything that determines the pretrained weights: every parameter of `model`
-        but its transfer settings, the features, the split and the COVID data's content."""
+        but its transfer settings, the features, the split, the COVID data's content and the code
+        that trains (`code_fingerprint`): weights cached by other code are never reused."""
+        from prcrs.code_fingerprint import code_fingerprint
+
         params = {k: v for k, v in model.get_params(deep=False).items() if k not in ("init_from", "freeze")}
         spec = {"model": _spec(params), "features": list(self.features), "val_fraction": self.val_fraction,
-                "covid": self.covid.content_id}
+                "covid": self.covid.content_id, "code": code_fingerprint()}
         return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
     def __call__(self, model: DeepModel) -> dict[str, torch.Tensor]:

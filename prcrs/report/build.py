@@ -385,6 +385,20 @@ def choose_cohort(table2: pd.DataFrame) -> tuple[dict[str, str], str]:
     return {k: chosen[k] for k in keys}, left_out
 
 
+def check_artifacts(runs: pd.DataFrame) -> None:
+    """Before any file is written: every run the report reads still has its out-of-fold
+    predictions in the store; PrcrsError naming the first that does not."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    for run in runs.drop_duplicates("run_id").itertuples():
+        if "oof_predictions.csv" not in {a.path for a in client.list_artifacts(run.run_id)}:
+            raise PrcrsError(f"run {run.run_id} ({run.model}, study {run.study}, horizon {run.horizon}, "
+                             f"{run.protocol}) has no oof_predictions.csv in the store (deleted, or logged with "
+                             "logger.log_predictions=false): rerun its config with resume=never, or delete the run; "
+                             "nothing was written")
+
+
 def build_report(out: str | Path = "reports", tracking_uri: str | None = None,
                  before_uri: str | None = None) -> list[Path]:
     """Write every table (Markdown) and figure (PNG) and reports/README.md; return the files.
@@ -396,7 +410,6 @@ def build_report(out: str | Path = "reports", tracking_uri: str | None = None,
     if before_uri and before_uri.startswith("sqlite:///") and not Path(before_uri.removeprefix("sqlite:///")).is_file():
         raise PrcrsError(f"--before {before_uri}: no such store (give the sqlite:/// URI of an existing mlflow.db)")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     before = {s: parent_runs(s, before_uri) for s in MOVED} if before_uri else {}  # read first: the store
     frames = [parent_runs(s, tracking_uri) for s in ("table2", "table3", "fig8", "transfer", "audit", "history")]
     if frames[0].empty:
@@ -407,6 +420,8 @@ def build_report(out: str | Path = "reports", tracking_uri: str | None = None,
     summary = audit(data)  # before any file is written: the runs' data must be here
     every = parent_runs(None, tracking_uri)
     every = select(every, **cohort)
+    check_artifacts(pd.concat([t2, t3, f8, tr, au, hs, every]))
+    out.mkdir(parents=True, exist_ok=True)
     report = Report(out, banner=SYNTHETIC_BANNER if t2.iloc[0]["data_source"] == "synthetic" else "")
     summary["source_name"] = Path(summary["source"]).name
     covariates = patient_covariates(data.frame)

@@ -25,15 +25,19 @@ def fold_values(run: pd.Series, metric: str) -> np.ndarray:
 
 
 def ci_cell(run: pd.Series | None, metric: str) -> str:
-    """'0.812 (0.780-0.844)': mean over folds with its 95 % t interval."""
+    """'0.812 (0.780-0.844)': mean over folds with its 95 % t interval; a mean over fewer folds
+    than the run has (the others diverged) says so: '0.939 [1 of 5 folds]'."""
     if run is None:
         return "not run"
-    mean, low, high = stats.t_interval(fold_values(run, metric))
+    values = fold_values(run, metric)
+    finite = int(np.isfinite(values).sum())
+    mean, low, high = stats.t_interval(values[np.isfinite(values)]) if finite else (np.nan, np.nan, np.nan)
     if not np.isfinite(mean):
         return "diverged"
+    rests = "" if finite == len(values) else f" [{finite} of {len(values)} folds]"
     if not np.isfinite(low):
-        return f"{mean:.3f}"
-    return f"{mean:.3f} ({max(low, 0.0):.3f}–{min(high, 1.0):.3f})"  # every metric shown lies in [0, 1]
+        return f"{mean:.3f}{rests}"
+    return f"{mean:.3f} ({max(low, 0.0):.3f}–{min(high, 1.0):.3f}){rests}"  # every metric shown lies in [0, 1]
 
 
 def p_cell(p: float, n_boot: int | None = None) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 import uuid
 from datetime import UTC, datetime
@@ -181,10 +182,10 @@ def load_platform(tracking_uri: str | None = None, horizons=None, release: str |
     models = {}
     for member in manifest["models"]:
         version = client.get_model_version(member["name"], member["version"])
-        code, _, h = version.tags.get(TAG, "/").partition("/h")
-        if not h.isdigit() or (horizons is not None and int(h) not in horizons):
+        code, h = re.fullmatch(r"prcrs-f(\d+)-h(\d+)", member["name"]).groups()
+        check_trusted(version, code, int(h))  # before anything else: the store is the trust boundary
+        if horizons is not None and int(h) not in horizons:
             continue
-        check_trusted(version, code, int(h))
         if version.tags.get(RELEASE_TAG) != manifest["release"]:
             raise PrcrsError(f"refusing {member['name']} version {member['version']}: it is not of release "
                              f"{manifest['release']}")
