@@ -488,6 +488,41 @@ def test_a_run_killed_as_a_containers_pid_1_is_reaped_and_run_again(tmp_path, mo
                                                                                                        "FINISHED"}
 
 
+def test_the_code_fingerprint_follows_code_not_comments(tmp_path):
+    import shutil
+
+    from prcrs.code_fingerprint import PACKAGE, fingerprint_of
+
+    copy = tmp_path / "prcrs"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__", "conf"))
+    before = fingerprint_of(copy)
+    model = copy / "models" / "estimators.py"
+    text = model.read_text()
+    model.write_text(text.replace('"""Estimators the cross-validation calls', '"""Estimators (edited) that CV calls', 1)
+                     + "\n# a comment\n")
+    (copy / "cli.py").write_text((copy / "cli.py").read_text() + "\nX = 1\n")  # cannot change a number
+    assert fingerprint_of(copy) == before
+    model.write_text(text.replace("min_epochs=min(self.min_epochs, self.max_epochs)", "min_epochs=self.min_epochs"))
+    assert fingerprint_of(copy) != before  # an edit of a model's code
+
+
+def test_a_stored_run_made_by_other_code_is_run_again(tmp_path, monkeypatch, caplog):
+    from prcrs import cv_logging
+
+    _mlflow_env(tmp_path, monkeypatch)
+    overrides = [*FAST, "model=logreg", "cv.n_jobs=1", "study=code"]
+    cfg = engine.compose_config(overrides)
+    assert not evaluate.evaluate(cfg, overrides).skipped
+    assert evaluate.evaluate(cfg, overrides).skipped  # the same code: resumed
+    for module in (evaluate, cv_logging):  # as after an edit of a model
+        monkeypatch.setattr(module, "code_fingerprint", lambda: "0123456789ab")
+    again = evaluate.evaluate(cfg, overrides)
+    assert not again.skipped and "was made by other code (code fingerprint" in caplog.text
+    assert evaluate.evaluate(cfg, overrides).run_id == again.run_id  # the new code's run: resumed
+    forced = [*overrides, "resume=never"]
+    assert not evaluate.evaluate(engine.compose_config(forced), forced).skipped  # a deliberate rerun
+
+
 def test_the_sweep_summary_ranks_within_each_task(tmp_path):
     import json
 

@@ -1,6 +1,7 @@
 """What a new user meets first: the help of run.py and of each `prcrs` command, and that nothing is
 written where the user did not ask."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +60,40 @@ def test_hydra_writes_its_run_folder_under_paths_output_dir(tmp_path, monkeypatc
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     names = [e.name for e in mlflow.search_experiments()]
     assert "main" in names and len({n.lower() for n in names}) == len(names), names  # one casing each
+
+
+def test_what_a_user_can_fix_is_one_line_naming_it(tmp_path, monkeypatch):
+    """Unknown keys (with the nearest valid one), keys no config reads, 64-bit seeds, horizons
+    past 3, a one-class cohort, a report whose run lost its artifacts: each a one-line error."""
+    import mlflow
+
+    from prcrs import engine, evaluate
+    from prcrs.config_checks import check_command_line, check_run_config
+    from prcrs.data.synthetic import synthetic_cart, to_sheet
+    from prcrs.data.targets import check_horizon
+    from prcrs.errors import ConfigError, DataError, PrcrsError
+    from prcrs.report.build import build_report
+
+    for argv, said in ((["modle=prcrs"], "unknown config key 'modle'; did you mean 'model'?"),
+                       (["-m", "model=cnn,prcrs", "modle=3"], "unknown config key 'modle'"),
+                       (["+modle=logreg"], "+modle: no config reads 'modle'"),
+                       (["model.estimator.backbon.d=3"], "did you mean 'model.estimator.backbone'?")):
+        with pytest.raises(ConfigError, match=re.escape(said)):
+            check_command_line(argv)
+    check_command_line(["-m", "model=cnn,prcrs", "horizon=0,1", "hydra/launcher=parallel", "--cfg", "job"])
+    with pytest.raises(ConfigError, match="seed=4294967296 must be below 2"):
+        check_run_config(engine.compose_config(["seed=4294967296"]))
+    with pytest.raises(DataError, match="horizon=7 must be a whole number of days from 0 to 3"):
+        check_horizon(7)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mild = synthetic_cart(seed=2, n_patients=30).frame
+    mild["grade"] = mild["grade"].clip(upper=2)  # no day at grade 3 or above: one class
+    to_sheet(mild).to_csv(tmp_path / "mild.csv", index=False)
+    with pytest.raises(DataError, match="no patient-day of its .* has severe CRS .* one class"):
+        evaluate.evaluate(engine.compose_config([f"data.path={tmp_path / 'mild.csv'}", "model=logreg"]))
+    run = evaluate.evaluate(engine.compose_config(["data=synthetic", "model=logreg", "cv.folds=2", "study=table2"]))
+    artifacts = Path(mlflow.get_run(run.run_id).info.artifact_uri.removeprefix("file://"))
+    (artifacts / "oof_predictions.csv").unlink()
+    with pytest.raises(PrcrsError, match=f"run {run.run_id} \\(logreg, study table2.* no oof_predictions.csv"):
+        build_report(tmp_path / "reports")
+    assert not (tmp_path / "reports").exists()  # nothing written

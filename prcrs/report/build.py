@@ -416,11 +416,11 @@ def build_report(out: str | Path = "reports", tracking_uri: str | None = None,
         raise PrcrsError("no finished table2 runs in the MLflow store: run `make reproduce` first")
     cohort, left_out = choose_cohort(frames[0])
     t2, t3, f8, tr, au, hs = (f if f.empty else select(f, **cohort) for f in frames)
-    data = _cohort_of(t2.iloc[0])
-    summary = audit(data)  # before any file is written: the runs' data must be here
     every = parent_runs(None, tracking_uri)
     every = select(every, **cohort)
-    check_artifacts(pd.concat([t2, t3, f8, tr, au, hs, every]))
+    check_artifacts(pd.concat([t2, t3, f8, tr, au, hs, every]))  # before any file is written
+    data = _cohort_of(t2.iloc[0])
+    summary = audit(data)  # before any file is written: the runs' data must be here
     out.mkdir(parents=True, exist_ok=True)
     report = Report(out, banner=SYNTHETIC_BANNER if t2.iloc[0]["data_source"] == "synthetic" else "")
     summary["source_name"] = Path(summary["source"]).name
