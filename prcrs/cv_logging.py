@@ -69,6 +69,22 @@ def run_tags(cfg: DictConfig, cohort: Cohort, config_hash: str) -> dict[str, str
             **tracking.owner_tags()}
 
 
+RECORDS = ("prcrs.overrides", "prcrs.cv_design", "prcrs.history")  # JSON tags: records, read back as such
+
+
+def run_records(cfg: DictConfig, overrides: list[str]) -> dict[str, str]:
+    """A run's records as JSON tags: its (redacted) overrides as a list, its CV design and its
+    history spec. `results.parent_runs` reads them back; nothing parses the params' strings."""
+    import json
+    from dataclasses import asdict
+
+    from prcrs.engine import history_spec
+
+    design = {"folds": int(cfg.cv.folds), "repeats": int(cfg.cv.get("repeats", 1)), "seed": int(cfg.seed)}
+    return {"prcrs.overrides": json.dumps(list(overrides)), "prcrs.cv_design": json.dumps(design),
+            "prcrs.history": json.dumps(asdict(history_spec(cfg)))}
+
+
 def _flat_params(cfg: DictConfig) -> dict[str, str]:
     """The resolved config as params: Hydra's `_target_` becomes `<node>.class` (the class or
     function's name) and `_partial_` is left out: the meaningful values only."""
@@ -121,7 +137,8 @@ class CVRunLogger:
         self.run_id = self._run.info.run_id
         self._log_dataset()
         mlflow.log_params(_flat_params(self.logged_cfg))
-        mlflow.log_param("overrides", " ".join(self.logged_overrides)[:500] or "-")
+        mlflow.log_param("overrides", " ".join(self.logged_overrides)[:500] or "-")  # for the UI's eye only
+        mlflow.set_tags(run_records(self.cfg, self.logged_overrides))  # what code reads back
         return self
 
     def _log_dataset(self) -> None:

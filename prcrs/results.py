@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -18,10 +19,25 @@ def cv_design(folds, repeats, seed) -> str:
     return f"{folds} folds x {repeats} repeat(s), seed {seed}"
 
 
+def records(run) -> dict:
+    """A parent run's records (`cv_logging.run_records`, JSON tags): `overrides` (a list),
+    `design` (`cv_design`), `baseline_covariates` (whether its history reads them). Runs logged
+    before the records were kept: from their params."""
+    tags, params = run.data.tags, run.data.params
+    if "prcrs.cv_design" in tags:
+        design = json.loads(tags["prcrs.cv_design"])
+        return {"overrides": json.loads(tags["prcrs.overrides"]),
+                "design": cv_design(design["folds"], design["repeats"], design["seed"]),
+                "baseline_covariates": bool(json.loads(tags["prcrs.history"]).get("baseline", False))}
+    logged = params.get("overrides", "-")
+    return {"overrides": [] if logged == "-" else logged.split(),
+            "design": cv_design(*(params.get(k) for k in ("cv.folds", "cv.repeats", "seed"))),
+            "baseline_covariates": params.get("history.baseline", "False") == "True"}
+
+
 def parent_runs(study: str | None, tracking_uri: str | None = None) -> pd.DataFrame:
     """Finished parent runs of a study (None: of every study): one row each, tags and metrics as
-    columns, `design` (`cv_design` of its params), `baseline_covariates` (whether its history
-    reads them) and `overrides` (latest first)."""
+    columns, and its `records` (overrides, design, baseline covariates); latest first."""
     import mlflow
 
     tracking.use_store(tracking_uri)
@@ -35,10 +51,9 @@ def parent_runs(study: str | None, tracking_uri: str | None = None) -> pd.DataFr
             return pd.DataFrame()
         runs = mlflow.search_runs([experiment.experiment_id], output_format="list", order_by=["start_time DESC"],
                                   filter_string=where)
-    rows = [{"run_id": r.info.run_id, "history": "none", **r.data.tags, **r.data.metrics,
-             "design": cv_design(*(r.data.params.get(k) for k in ("cv.folds", "cv.repeats", "seed"))),
-             "baseline_covariates": r.data.params.get("history.baseline", "False") == "True",
-             "overrides": r.data.params.get("overrides", "-")} for r in runs]
+    rows = [{"run_id": r.info.run_id, "history": "none", **{k: v for k, v in r.data.tags.items() if
+                                                            not k.startswith("prcrs.")},
+             **r.data.metrics, **records(r)} for r in runs]
     frame = pd.DataFrame(rows)
     if not frame.empty:
         if "config_hash" in frame:

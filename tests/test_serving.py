@@ -733,3 +733,29 @@ def test_train_final_refuses_a_history_the_platform_cannot_take(tmp_path, capsys
     code = cli.main(["train-final", *TRAIN, "history=trends", "--horizon", "1", "--combinations", "1234",
                      "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"])
     assert code != 0 and "baseline covariates" in capsys.readouterr().err
+
+
+def test_train_final_reads_a_runs_overrides_back_as_a_list(tmp_path, capsys):
+    """A run logged with data.path (its logged value redacted, with spaces) gives back its
+    overrides as a record, not a string split on spaces."""
+    import json
+
+    import mlflow
+
+    from prcrs import evaluate
+    from prcrs.data.synthetic import synthetic_cart, to_sheet
+    from prcrs.engine import compose_config
+
+    sheet = tmp_path / "site.csv"
+    to_sheet(synthetic_cart(seed=4, n_patients=60).frame).to_csv(sheet, index=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    overrides = [f"data.path={sheet}", "model=logreg", "cv.folds=3", "study=table2", f"logger.tracking_uri={uri}",
+                 "model.estimator.estimator.C=0.5"]
+    run = evaluate.evaluate(compose_config(overrides), overrides)
+    logged = json.loads(mlflow.get_run(run.run_id).data.tags["prcrs.overrides"])
+    assert logged[0] == "data.path=<not logged: logger.log_data_file=false>" and len(logged) == len(overrides)
+    assert cli.main(["train-final", f"data.path={sheet}", "cv.folds=3", "cv.explain_rows=0", "--horizon", "1",
+                     "--combinations", "1234", "--tracking-uri", uri]) == 0
+    err = capsys.readouterr().err
+    assert "model logreg with history none" in err and "model.estimator.estimator.C=0.5" in err
+    assert "<not" not in err.split("its config:")[1].splitlines()[0]

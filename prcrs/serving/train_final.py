@@ -45,8 +45,9 @@ def best_honest_config(cohort: Cohort, design: str, tracking_uri: str | None = N
         runs[(runs["data_content"] == cohort.content_id) & (runs["design"] == design)], horizon)
     if best is None:
         return None
-    dropped = ("factors=", "horizon=", "study=", "protocol=", "hydra", "logger.", "model=")
-    overrides = [o for o in best["overrides"].split() if o != "-" and not o.startswith(dropped)]
+    # the run's own task, store and data are not the platform's: train-final's overrides say those
+    dropped = ("factors=", "horizon=", "study=", "protocol=", "hydra", "logger.", "model=", "data=", "data.")
+    overrides = [o for o in best["overrides"] if not o.lstrip("+~").startswith(dropped)]
     return {"model": best["model"], "history": best["history"], "auroc": float(best["mean_test_auroc"]),
             "horizon": int(best["horizon"]), "overrides": [*overrides, f"model={best['model']}"],
             "study": best["study"]}
