@@ -479,6 +479,12 @@ def test_a_run_killed_as_a_containers_pid_1_is_reaped_and_run_again(tmp_path, mo
     assert running[0].data.tags["pid"] == "1"  # PID 1 of its namespace
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    for _ in range(300):  # until every process of the group (its PID 1 included) has exited: not a timing
+        try:
+            os.killpg(proc.pid, 0)
+            time.sleep(0.1)
+        except ProcessLookupError:
+            break
     exp = mlflow.get_experiment_by_name("container")
     assert tracking.reap_dead_runs(exp.experiment_id, uri) == 1  # no wait, no clock: its lease is free
     again = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, *args], cwd=tmp_path,
