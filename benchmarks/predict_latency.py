@@ -8,7 +8,6 @@ project's store, with the registered platform too. Adds "predict_latency" to ben
 
 from __future__ import annotations
 
-import json
 import socket
 import tempfile
 import threading
@@ -17,6 +16,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from bench_file import record
 
 ROOT = Path(__file__).resolve().parents[1]
 WARMUP, REPEATS = 20, 200
@@ -93,11 +93,7 @@ def main() -> None:
     except PrcrsError as exc:
         result["registered"] = f"not measured: {exc}"
     result["target_median_ms_max"] = 20
-    path = ROOT / "bench.json"
-    bench = json.loads(path.read_text()) if path.is_file() else {}
-    bench["predict_latency"] = result
-    path.write_text(json.dumps(bench, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    record("predict_latency", result)
 
 
 if __name__ == "__main__":

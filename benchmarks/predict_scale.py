@@ -10,7 +10,6 @@ a ±5 % jitter, 5 days per patient. Timed with and without explanations (`--no-e
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from bench_file import record
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = int(os.environ.get("PRCRS_BENCH_ROWS", 50_000))
@@ -70,11 +70,7 @@ def main() -> None:
         seconds, peak = result[run]["seconds"], result[run]["peak_gb"]
         result[run]["met"] = bool(seconds <= TARGET_SECONDS and peak <= TARGET_GB)
     result["target"] = {"seconds_max": TARGET_SECONDS, "peak_gb_max": TARGET_GB}
-    path = ROOT / "bench.json"
-    bench = json.loads(path.read_text()) if path.is_file() else {}
-    bench["predict_scale"] = result
-    path.write_text(json.dumps(bench, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    record("predict_scale", result)
 
 
 if __name__ == "__main__":

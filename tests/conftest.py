@@ -44,6 +44,37 @@ def synthetic():
     return synthetic_cart(seed=0)
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def served_app(app, **options):
+    """`app` under uvicorn with the config `prcrs serve` runs (`web.server_config`, `options`
+    passed on), on a loopback port, in a thread: yields its URL, then stops it."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from prcrs.serving.web import server_config
+
+    port = free_port()
+    server = uvicorn.Server(server_config(app, "127.0.0.1", port, **options))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
 PLATFORM_TRAIN = ["data=synthetic", "model=logreg", "cv.folds=3", "cv.explain_rows=20"]
 
 

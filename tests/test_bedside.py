@@ -6,13 +6,13 @@ and on a platform trained on the real sheet: measured values, the risk's range a
 from __future__ import annotations
 
 import socket
-import threading
 import time
 
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import PLATFORM_TRAIN as TRAIN  # noqa: E402
+from conftest import served_app  # noqa: E402
 
 from prcrs import cli, schema
 
@@ -187,20 +187,11 @@ def test_a_stopped_train_final_leaves_the_previous_release_in_service(platform, 
 
 
 def test_slow_clients_are_closed_within_the_request_deadline(platform):
-    import uvicorn
+    from prcrs.serving.web import create_app
 
-    from prcrs.serving.web import create_app, server_config
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(server_config(create_app(platform), "127.0.0.1", port, request_seconds=2))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
+    served = served_app(create_app(platform), request_seconds=2)
+    host, port = next(served).removeprefix("http://").split(":")
+    port = int(port)
     clients, start = [], time.monotonic()
     try:
         for i in range(5):  # headers dripped (3), a body dripped (2)
@@ -230,8 +221,7 @@ def test_slow_clients_are_closed_within_the_request_deadline(platform):
     finally:
         for c in clients:
             c.close()
-        server.should_exit = True
-        thread.join(10)
+        next(served, None)
 
 
 def test_earlier_days_say_what_was_left_out(tmp_path):

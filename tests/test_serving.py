@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,6 +26,7 @@ from prcrs.serving.train_final import fit_calibrators
 
 HORIZONS = (1, 2)
 from conftest import PLATFORM_TRAIN as TRAIN  # noqa: E402
+from conftest import free_port, served_app  # noqa: E402
 
 
 def _groups(*groups, drop_one_short: int | None = None) -> set[str]:
@@ -422,9 +421,7 @@ def test_api_predicts_and_names_bad_fields_in_a_422(client):
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()
 
 
 @pytest.fixture(scope="module")
@@ -434,21 +431,9 @@ def server(platform):
 
 
 def _served(platform):
-    import uvicorn
-
     from prcrs.serving.web import create_app
 
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(platform), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if srv.started:
-            break
-        time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    return served_app(create_app(platform))
 
 
 def _browser(found):

@@ -1,0 +1,17 @@
+"""bench.json at the checkout's root: the benchmarks of `make bench` after the first
+(`cv_speed.py`, which starts the file) each add their section."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+PATH = Path(__file__).resolve().parents[1] / "bench.json"
+
+
+def record(section: str, result: dict) -> None:
+    """Write `result` as `section` of bench.json, keeping the other sections, and print it."""
+    bench = json.loads(PATH.read_text()) if PATH.is_file() else {}
+    bench[section] = result
+    PATH.write_text(json.dumps(bench, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
