@@ -299,7 +299,10 @@ def cross_validate(cfg: DictConfig, data: HorizonData, covid: Cohort | None = No
                        cfg.cv.repeats, cfg.seed)
     if cfg.transfer.name == "covid":  # pretrain once, here, before the workers read the cache
         estimator = build_estimator(cfg, data.fill_values, covid)
-        estimator.init_from(estimator)
+        try:
+            estimator.init_from(estimator)
+        except TrainingError as exc:  # each fold records it as the reason it diverged
+            log.warning(f"{exc}: every fold will be recorded as diverged")
     jobs = [(cfg, data, k, fold, len(folds), covid) for k, fold in enumerate(folds)]
     result, oof = CVResult(), []
     try:

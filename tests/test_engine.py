@@ -647,3 +647,15 @@ def test_serve_refuses_a_port_out_of_range(capsys):
     with pytest.raises(SystemExit):
         main(["serve", "--port", "99999"])
     assert "port must be a whole number from 1 to 65535" in capsys.readouterr().err
+
+
+def test_pretrained_weights_are_cached_by_the_code_that_made_them(monkeypatch):
+    from prcrs import code_fingerprint
+
+    cfg = engine.compose_config(["data=synthetic", "transfer=covid"])
+    data = engine.horizon_data(cfg, engine.load_cart_for(cfg))
+    estimator = engine.build_estimator(cfg, data.fill_values, engine.load_covid_for(cfg))
+    key = estimator.init_from.key(estimator)
+    assert estimator.init_from.key(estimator) == key
+    monkeypatch.setattr(code_fingerprint, "code_fingerprint", lambda: "0123456789ab")  # other code
+    assert estimator.init_from.key(estimator) != key

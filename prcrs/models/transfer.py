@@ -21,6 +21,7 @@ from sklearn.base import BaseEstimator, clone
 
 from prcrs import paths
 from prcrs.data.cohort import Cohort
+from prcrs.errors import TrainingError
 from prcrs.fitting import fit_fold
 from prcrs.models.estimators import DeepModel
 
@@ -66,6 +67,9 @@ class Pretraining:
         path = Path(self.cache_dir or paths.home() / ".cache") / "pretrain" / f"{self.key(model)}.pt"
         if path.is_file():
             return torch.load(path, weights_only=True)
+        failed = path.with_suffix(".diverged")  # a pretraining that diverged, kept as such: not tried per fold
+        if failed.is_file():
+            raise TrainingError(failed.read_text())
         frame = self.covid.frame
         severity = frame["severity"].to_numpy(int)
         # the COVID sheet carries the same fingerprint by severity level: its own fill values are masked
@@ -79,6 +83,10 @@ class Pretraining:
                           val_fraction=self.val_fraction, early_stopping=True, threshold=None)
         state = {k: v.detach().clone() for k, v in fitted.model.module_.state_dict().items()}
         path.parent.mkdir(parents=True, exist_ok=True)
+        if any(v.is_floating_point() and not torch.isfinite(v).all() for v in state.values()):
+            failed.write_text("the COVID-19 pretraining diverged (NaN weights, not used): lower optimizer.lr or "
+                              "standardize the inputs (protocol.raw=false)")
+            raise TrainingError(failed.read_text())
         partial_path = path.with_suffix(f".{os.getpid()}.tmp")  # parallel sweeps never read a half-written file
         torch.save(state, partial_path)
         os.replace(partial_path, path)
