@@ -7,6 +7,8 @@ from omegaconf import DictConfig
 
 from prcrs.errors import ConfigError
 
+MAX_HORIZON = 3  # days ahead a run may predict: the paper's 0-3
+
 
 def _whole(name: str, value, least: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
@@ -25,6 +27,10 @@ def check_run_config(cfg: DictConfig) -> None:
     _whole("seed", cfg.seed, 0)
     if cfg.seed >= 2**32:
         raise ConfigError(f"seed={cfg.seed} must be below 2**32 = 4294967296 (numpy and torch seeds are 32-bit)")
+    horizon = cfg.get("horizon", 1)
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or not 0 <= horizon <= MAX_HORIZON:
+        raise ConfigError(f"horizon={horizon} must be a whole number of days from 0 to {MAX_HORIZON} (the paper's "
+                          "horizons; a patient's stay is about a week)")
     if cfg.get("resume", "auto") not in ("auto", "never"):
         raise ConfigError(f"resume={cfg.resume} must be auto (skip finished runs of the same code) or never")
     _whole("cv.folds", cfg.cv.get("folds", 5), 2)

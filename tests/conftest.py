@@ -75,7 +75,7 @@ def served_app(app, **options):
     thread.join(10)
 
 
-PLATFORM_TRAIN = ["data=synthetic", "model=logreg", "cv.folds=3", "cv.explain_rows=20"]
+PLATFORM_TRAIN = ["data=synthetic", "model=logreg", "cv.folds=3", "cv.explain_rows=0"]
 
 
 @pytest.fixture(scope="session")

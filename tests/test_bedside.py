@@ -111,6 +111,7 @@ def test_blank_patient_cells_are_refused_naming_the_rows(platform, store, tmp_pa
     assert code == 2 and "the patient column 'patient' is blank on row(s) 3, 5" in err
 
 
+@pytest.mark.slow  # over 2 s: the inner loop stays under 3 minutes
 def test_workbooks_separators_and_encodings(platform, store, tmp_path, capsys):
     export = _export(platform)
     with pd.ExcelWriter(tmp_path / "book.xlsx") as book:
@@ -158,6 +159,7 @@ def test_no_output_cell_is_a_live_formula(platform, store, tmp_path, capsys):
         assert any(t.startswith("'=HYPERLINK") for t in text) and any(t.startswith("'@SUM") for t in text)
 
 
+@pytest.mark.slow  # over 2 s: the inner loop stays under 3 minutes
 def test_a_stopped_train_final_leaves_the_previous_release_in_service(platform, store, tmp_path, capsys,
                                                                         monkeypatch):
     from prcrs.serving import registry, train_final
@@ -186,6 +188,7 @@ def test_a_stopped_train_final_leaves_the_previous_release_in_service(platform, 
     assert code == 0 and (table["release"] == before.release).all()
 
 
+@pytest.mark.slow  # over 2 s: the inner loop stays under 3 minutes
 def test_slow_clients_are_closed_within_the_request_deadline(platform):
     from prcrs.serving.web import create_app
 
@@ -224,6 +227,7 @@ def test_slow_clients_are_closed_within_the_request_deadline(platform):
         next(served, None)
 
 
+@pytest.mark.slow  # over 2.5 s: the inner loop stays under 3 minutes
 def test_earlier_days_say_what_was_left_out(tmp_path):
     from fastapi.testclient import TestClient
 

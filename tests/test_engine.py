@@ -512,6 +512,7 @@ def test_the_code_fingerprint_follows_code_not_comments(tmp_path):
     assert fingerprint_of(copy) != before  # an edit of a model's code
 
 
+@pytest.mark.slow  # over 2.5 s: the inner loop stays under 3 minutes
 def test_a_stored_run_made_by_other_code_is_run_again(tmp_path, monkeypatch, caplog):
     from prcrs import cv_logging
 

@@ -64,6 +64,7 @@ def test_the_perfect_calibration_line_is_y_equals_x_on_the_figures_scales(tmp_pa
     frame = frame.assign(**converted, calibrated=converted[served])
     figures = []
     monkeypatch.setattr(Report, "save", lambda self, fig, name: figures.append(fig) or name)
+    monkeypatch.setattr(clinical, "N_BOOT", 20)  # the intervals are not under test here
     run = pd.Series({"model": "logreg", "history": "none", "run_id": "x"})
     clinical.calibration_part({1: (run, frame, served)}, Report(tmp_path))
     ax = figures[0].axes[0]

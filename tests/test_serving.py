@@ -720,6 +720,7 @@ def test_train_final_refuses_a_history_the_platform_cannot_take(tmp_path, capsys
     assert code != 0 and "baseline covariates" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # over 2.5 s: the inner loop stays under 3 minutes
 def test_train_final_reads_a_runs_overrides_back_as_a_list(tmp_path, capsys):
     """A run logged with data.path (its logged value redacted, with spaces) gives back its
     overrides as a record, not a string split on spaces."""

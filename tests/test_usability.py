@@ -62,6 +62,7 @@ def test_hydra_writes_its_run_folder_under_paths_output_dir(tmp_path, monkeypatc
     assert "main" in names and len({n.lower() for n in names}) == len(names), names  # one casing each
 
 
+@pytest.mark.slow  # over 2.5 s: the inner loop stays under 3 minutes
 def test_what_a_user_can_fix_is_one_line_naming_it(tmp_path, monkeypatch):
     """Unknown keys (with the nearest valid one), keys no config reads, 64-bit seeds, horizons
     past 3, a one-class cohort, a report whose run lost its artifacts: each a one-line error."""
@@ -70,7 +71,6 @@ def test_what_a_user_can_fix_is_one_line_naming_it(tmp_path, monkeypatch):
     from prcrs import engine, evaluate
     from prcrs.config_checks import check_command_line, check_run_config
     from prcrs.data.synthetic import synthetic_cart, to_sheet
-    from prcrs.data.targets import check_horizon
     from prcrs.errors import ConfigError, DataError, PrcrsError
     from prcrs.report.build import build_report
 
@@ -83,8 +83,8 @@ def test_what_a_user_can_fix_is_one_line_naming_it(tmp_path, monkeypatch):
     check_command_line(["-m", "model=cnn,prcrs", "horizon=0,1", "hydra/launcher=parallel", "--cfg", "job"])
     with pytest.raises(ConfigError, match="seed=4294967296 must be below 2"):
         check_run_config(engine.compose_config(["seed=4294967296"]))
-    with pytest.raises(DataError, match="horizon=7 must be a whole number of days from 0 to 3"):
-        check_horizon(7)
+    with pytest.raises(ConfigError, match="horizon=7 must be a whole number of days from 0 to 3"):
+        check_run_config(engine.compose_config(["horizon=7"]))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     mild = synthetic_cart(seed=2, n_patients=30).frame
     mild["grade"] = mild["grade"].clip(upper=2)  # no day at grade 3 or above: one class
