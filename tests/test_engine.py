@@ -660,3 +660,19 @@ def test_pretrained_weights_are_cached_by_the_code_that_made_them(monkeypatch):
     assert estimator.init_from.key(estimator) == key
     monkeypatch.setattr(code_fingerprint, "code_fingerprint", lambda: "0123456789ab")  # other code
     assert estimator.init_from.key(estimator) != key
+
+
+def test_a_mean_says_how_many_folds_it_rests_on():
+    import pandas as pd
+
+    from prcrs.metrics import METRICS
+    from prcrs.report.tables import ci_cell
+
+    good = {m: 0.9 for m in METRICS}
+    result = engine.CVResult(folds=[good, {m: float("nan") for m in METRICS} | {"diverged": 1.0},
+                                    {m: 0.8 for m in METRICS}])
+    summary = result.summary()
+    assert summary["n_finite_folds"] == 2 and summary["diverged_folds"] == 1
+    assert "mean ± sd over 2 of 3 folds (1 diverged: no prediction)" in engine.format_summary("x", summary)
+    assert ci_cell(pd.Series(summary), "auroc").endswith("[2 of 3 folds]")
+    assert "[" not in ci_cell(pd.Series(engine.CVResult(folds=[good, good]).summary()), "auroc")
