@@ -65,14 +65,11 @@ def check_command_line(argv: list[str]) -> None:
     from prcrs.engine import compose_config
 
     tokens = [t for t in argv if "=" in t and not t.startswith("-")]
-    parsed = []
     try:
-        for override in OverridesParser.create().parse_overrides(tokens):
-            if not override.key_or_group.startswith("hydra"):
-                parsed.append(override)
-    except Exception:  # a malformed one: Hydra's own message says it
+        parsed = [o for o in OverridesParser.create().parse_overrides(tokens) if not o.key_or_group.startswith("hydra")]
+        single = [_first_value(o) for o in parsed]
+    except Exception:  # a malformed one, or a sweep this check cannot expand (glob, interval): Hydra's to judge
         return
-    single = [_first_value(o) for o in parsed]
     adds = {o.key_or_group for o in parsed if o.is_add()}
     try:
         cfg = compose_config([s for s, o in zip(single, parsed, strict=True) if not o.is_add()])

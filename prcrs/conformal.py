@@ -58,7 +58,8 @@ class RiskBand:
     def ruled_out(self, scores, risks) -> np.ndarray:
         """(n,) bool: severe CRS ruled out (see the module): p-value at most 1 - confidence and the
         calibrated risk below the base rate."""
-        return (self.p_severe(scores) <= 1 - self.confidence) & (np.asarray(risks, float) < self.base_rate_)
+        level = 1 - self.confidence + 1e-12  # p = (k + 1) / (n + 1) can be 0.1 exactly; 1 - 0.9 is just below it
+        return (self.p_severe(scores) <= level) & (np.asarray(risks, float) < self.base_rate_)
 
     def predict(self, scores, risks) -> np.ndarray:
         """The band of each day from its score and calibrated risk: 'ruled out' or 'not ruled out'."""

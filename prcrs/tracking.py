@@ -109,11 +109,11 @@ def setup(experiment: str, configured_uri: str | None = None) -> str:
             except (MlflowException, SQLAlchemyError) as exc:
                 if db is None:
                     raise
-                if attempt + 1 < OPEN_ATTEMPTS and _transient(exc):
-                    continue
-                raise PrcrsError(f"the MLflow store {db} cannot be opened ({str(exc).splitlines()[0][:200]}); if a "
-                                 f"process was killed while it was being made, move it aside (mv {db} {db}.broken) "
-                                 "and run again") from None
+                if not (attempt + 1 < OPEN_ATTEMPTS and _transient(exc)):
+                    first = str(exc).splitlines()[0][:200]
+                    raise PrcrsError(f"the MLflow store {db} cannot be opened ({first}); if a process was killed "
+                                     f"while it was being made, move it aside (mv {db} {db}.broken) and run "
+                                     "again") from None
         time.sleep(0.2 * (attempt + 1))  # another process (the UI, a reader) is making or migrating it
 
 
@@ -141,6 +141,9 @@ def _create_store(db: Path) -> None:
             os.link(partial, db)  # atomic, and fails where a store already is
         except FileExistsError:
             pass
+        except OSError:  # a file system without hard links: rename, if still nobody made one
+            if not db.exists():
+                os.replace(partial, db)
     finally:
         partial.unlink(missing_ok=True)
 
@@ -183,10 +186,12 @@ class Lease:
 
     def __init__(self, run_id: str, configured: str | None = None):
         self.path, self.handle = _lease_path(run_id, configured), None
-        if self.path is not None:
+        if self.path is not None:  # locked under another name, then renamed: a lease file seen is a held one
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.handle = open(self.path, "a")
-            fcntl.lockf(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+            self.handle = open(held, "a")
+            fcntl.lockf(self.handle, fcntl.LOCK_EX)
+            os.replace(held, self.path)  # the lock is the file's (its inode): it moves with it
 
     def release(self) -> None:
         if self.handle is not None:
@@ -227,7 +232,7 @@ def owner_alive(tags: dict[str, str], run_id: str | None = None, configured: str
     pid = int(tags.get("pid", "0") or 0)
     if pid <= 0:
         return False
-    if "started" in tags:
+    if tags.get("started"):  # where /proc tells a start time
         return process_start(pid) == tags["started"]
     try:
         os.kill(pid, 0)

@@ -81,7 +81,8 @@ def test_percentages_are_decided_once_per_column_and_said(platform, store, tmp_p
     said = _export(platform, **{"Lymphocytes (%)": [0.8, 1.0]}).drop(columns="Lymphocytes")
     said.to_csv(tmp_path / "said.csv", index=False)
     code, table, err = _predict(tmp_path / "said.csv", store, capsys)
-    assert code == 0 and "Lymphocytes" not in err  # the header says %: nothing to guess, nothing to say
+    assert code == 0 and "'Lymphocytes (%)' (Lymphocytes): every value is at most 1, so" not in err  # the header: %
+    assert "read as percentages, as its header says, though every value is at most 1" in err  # an Excel % cell?
     assert lymph > 0.05  # the medians differ from 0.8 %: the reading matters
 
 
@@ -135,6 +136,9 @@ def test_workbooks_separators_and_encodings(platform, store, tmp_path, capsys):
         np.testing.assert_allclose(table["calibrated_probability"], first["calibrated_probability"], rtol=2e-3)
         assert (sep == "," or "columns separated by" in err) and (encoding == "utf-8" or "not UTF-8" in err)
         assert (table["patient"] == "patient-é1").all()
+    text.to_csv(tmp_path / "unicode.txt", sep="\t", index=False, encoding="utf-16")  # a spreadsheet's Unicode text
+    code, table, err = _predict(tmp_path / "unicode.txt", store, capsys)
+    assert code == 0 and "read as UTF-16" in err and (table["patient"] == "patient-é1").all()
     (tmp_path / "zip.csv").write_bytes((tmp_path / "book.xlsx").read_bytes())
     assert "this is an xlsx workbook (zip), not a text table" in _predict(tmp_path / "zip.csv", store, capsys)[2]
 
@@ -224,6 +228,30 @@ def test_slow_clients_are_closed_within_the_request_deadline(platform):
     finally:
         for c in clients:
             c.close()
+        next(served, None)
+
+
+@pytest.mark.slow
+def test_a_request_that_arrived_whole_is_answered_however_long_the_app_takes():
+    """The deadline is on receiving a request, not on answering it, Connection: close included."""
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.get("/slow")
+    def slow() -> dict:
+        time.sleep(2)  # longer than the deadline below
+        return {"ok": True}
+
+    served = served_app(app, request_seconds=1)
+    host, port = next(served).removeprefix("http://").split(":")
+    try:
+        for connection in (b"close", b"keep-alive"):
+            with socket.create_connection((host, int(port))) as c:
+                c.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\nConnection: " + connection + b"\r\n\r\n")
+                c.settimeout(30)
+                assert c.recv(1024).startswith(b"HTTP/1.1 200"), connection
+    finally:
         next(served, None)
 
 

@@ -147,3 +147,11 @@ def test_every_parent_run_logs_the_clinical_metrics(tmp_path, monkeypatch):
     folds = mlflow.search_runs([mlflow.get_run(result.run_id).info.experiment_id], output_format="list",
                                filter_string="tags.role = 'cv_fold'")
     assert len(folds) == 3 and all(np.isfinite(f.data.metrics["alarm_threshold"]) for f in folds)
+
+
+def test_a_p_value_of_exactly_one_tenth_is_ruled_out_at_90_percent():
+    severe = np.linspace(0.2, 0.9, 29)  # 29 severe calibration days: p = (k + 1) / 30
+    band = RiskBand(0.9).fit(np.r_[severe, np.full(100, 0.05)], np.r_[np.ones(29), np.zeros(100)])
+    score = (severe[1] + severe[2]) / 2  # two severe days score lower: p = 3 / 30 = 0.1 exactly
+    assert band.p_severe([score])[0] == pytest.approx(0.1)
+    assert band.ruled_out([score], [0.0])[0] and not band.ruled_out([severe[3]], [0.0])[0]

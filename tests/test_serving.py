@@ -91,9 +91,10 @@ def test_cells_read_units_censoring_and_decimal_commas():
     assert parse_cell("<5") == Cell(5.0, "<") and parse_cell("≥ 1000") == Cell(1000.0, ">")
     assert parse_cell("35 pg/mL") == Cell(35.0, None, "pg/mL") and parse_cell("5,2") == Cell(5.2)
     assert parse_cell("1,234.5") == Cell(1234.5) and parse_cell(" ") == Cell(None) and parse_cell(7) == Cell(7.0)
-    for bad in ("1,000", "high", "5..2", True):
+    for bad in ("1,000", "high", "5..2", True, pd.Timestamp("2024-03-05"), [1]):
         with pytest.raises(ValueError):
             parse_cell(bad)
+    assert parse_cell(pd.NA) == parse_cell(pd.NaT) == parse_cell(np.nan) == Cell(None)  # parquet's nullable blanks
     assert units.factor("il6", "ng/mL") == 1000 and units.factor("wbc", "×10⁹/L") == 1
     assert units.factor("creatinine", "mg/dL") == pytest.approx(88.42)
     with pytest.raises(DataError, match="unknown unit 'mmol/L' for IL-6"):
@@ -169,6 +170,9 @@ def test_train_final_registers_calibrated_pyfunc_models_with_a_signature(store, 
     np.testing.assert_allclose(out["calibrated_probability"], expected["calibrated_probability"], rtol=1e-3)
     with pytest.raises(Exception, match="d_dimer: impossible value -5"):
         pyfunc.predict(example.assign(d_dimer=-5.0))
+    batch = pd.concat([example] * 3, ignore_index=True).assign(neutrophil_pct=[0.7, 0.8, 1.2])  # schema units
+    with pytest.raises(Exception, match="neutrophil_pct: impossible value 120"):  # a fraction of 1.2: refused,
+        pyfunc.predict(batch)  # never a reason to read the batch's other rows as percentages
 
 
 def test_train_final_takes_the_best_honest_config_from_the_store(tmp_path):

@@ -101,6 +101,9 @@ def _text_table(path: Path, notes: list[str]) -> pd.DataFrame:
     """A delimited text file: UTF-8 (or Windows-1252), its separator sniffed; `notes` say what
     was not the default. DataError when it is a binary file under a text name."""
     data = path.read_bytes()
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # UTF-16, as a spreadsheet's "Unicode text" export
+        notes.append(f"{path.name}: read as UTF-16")
+        data = data.decode("utf-16").encode("utf-8")
     if data[:4] == b"PK\x03\x04" or b"\x00" in data[:4096]:
         kind = "an xlsx workbook (zip)" if data[:2] == b"PK" else "a binary file"
         raise DataError(f"{path.name}: this is {kind}, not a text table: save it as .xlsx or export it as CSV")

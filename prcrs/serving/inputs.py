@@ -152,10 +152,10 @@ class Cell:
 
 def parse_cell(raw) -> Cell:
     """A cell as a `Cell`; ValueError saying why when it is not a number ('<5' -> 5 censored,
-    '35 pg/mL' -> 35 with its unit, '5,2' -> 5.2; '1,000' is ambiguous)."""
-    if raw is None or (isinstance(raw, float) and math.isnan(raw)):
-        return Cell(None)
-    if isinstance(raw, bool):
+    '35 pg/mL' -> 35 with its unit, '5,2' -> 5.2; '1,000' is ambiguous; a date is no number)."""
+    if raw is None or (not isinstance(raw, str) and pd.api.types.is_scalar(raw) and pd.isna(raw)):
+        return Cell(None)  # None, NaN, pandas' NA and NaT
+    if isinstance(raw, bool) or not isinstance(raw, (str, int, float, np.integer, np.floating)):
         raise ValueError(f"non-numeric value {raw!r}")
     if not isinstance(raw, str):
         value = float(raw)
@@ -202,6 +202,11 @@ def read_columns(names, samples: dict[str, list] | None = None) -> Columns:
         if key in PERCENT_KEYS:
             if unit is not None:
                 percent = units.normal_unit(unit) == "%"
+                numbers = _plain_numbers((samples or {}).get(name, []))
+                if percent and numbers and 0 < max(numbers) <= 1:
+                    notes.append(f"{name!r} ({f.name}): read as percentages, as its header says, though every value "
+                                 "is at most 1 (0.85 = 0.85 %); a spreadsheet cell formatted as % holds 0.85 for "
+                                 f"85 %: if so, write '{f.name} (fraction)'")
             else:
                 percent, note = _percent_convention(name, f, (samples or {}).get(name, []))
                 if note:
@@ -215,14 +220,7 @@ def _percent_convention(name: str, f: schema.Feature, cells: list) -> tuple[bool
     """(whether a percentage column without a unit holds percentages, a note or None), from its
     numbers that carry no unit of their own: any above 1 -> percentages; all at most 1 -> fractions,
     with a note naming the column, since such values could be either."""
-    numbers = []
-    for raw in cells:
-        try:
-            cell = parse_cell(raw)
-        except ValueError:
-            continue
-        if cell.value is not None and cell.unit is None:
-            numbers.append(cell.value)
+    numbers = _plain_numbers(cells)
     if not numbers:
         return False, None
     if max(numbers) > 1:
@@ -234,6 +232,19 @@ def _percent_convention(name: str, f: schema.Feature, cells: list) -> tuple[bool
         return False, (f"{name!r} ({f.name}): every value is at most 1, so it is read as fractions (0.8 = 80 %); if "
                        f"these are percentages, say so in the header: '{f.name} (%)'")
     return False, None
+
+
+def _plain_numbers(cells: list) -> list[float]:
+    """The numbers of `cells` that carry no unit of their own (unreadable and blank cells left out)."""
+    numbers = []
+    for raw in cells:
+        try:
+            cell = parse_cell(raw)
+        except ValueError:
+            continue
+        if cell.value is not None and cell.unit is None:
+            numbers.append(cell.value)
+    return numbers
 
 
 def plausible_reading(key: str, value: float) -> str:

@@ -53,7 +53,7 @@ class CRSPyfunc(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         frame = pd.DataFrame(model_input)  # MLflow has dropped columns outside the signature (it warns)
-        columns = read_columns(frame.columns, {c: frame[c].tolist() for c in frame.columns})
+        columns = read_columns(frame.columns)  # the signature's schema units: percentages as fractions, always
         for i, cells in enumerate(frame[list(columns.readings)].to_dict("records")):
             errors = field_errors(cells, columns)
             if errors:
@@ -192,6 +192,11 @@ def load_platform(tracking_uri: str | None = None, horizons=None, release: str |
         model = mlflow.pyfunc.load_model(f"models:/{member['name']}/{member['version']}").unwrap_python_model().model
         model.info["registered_version"] = str(member["version"])
         models[(code, int(h))] = model
+    expected = len(schema.COMBINATIONS) * len({h for _, h in models})
+    if len(models) < expected:
+        logging.getLogger("prcrs").warning(
+            f"release {manifest['release']} holds {len(models)} of the {expected} combination x horizon models: rows "
+            "that need another combination get an error")
     missing = sorted(set(horizons or ()) - {h for _, h in models})
     if missing:
         raise PrcrsError(f"release {manifest['release']} has no model at horizon(s) {missing}: it was trained for "

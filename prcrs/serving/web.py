@@ -183,7 +183,8 @@ def create_app(platform: Platform) -> FastAPI:
         if declared is None and request.method == "POST":
             return JSONResponse({"detail": "a POST needs a Content-Length header"}, status_code=411)
         return await call_next(request)
-    example = page_example(example_values(platform.models[(schema.COMBINATIONS[0], platform.horizons[0])]))
+    fullest = min(platform.models, key=lambda k: (schema.COMBINATIONS.index(k[0]), k[1]))  # 1234 when there
+    example = page_example(example_values(platform.models[fullest]))
     page = render_page(platform.horizons, "synthetic" in platform.data_sources)
 
     @app.get("/", response_class=HTMLResponse)
@@ -290,7 +291,8 @@ class DeadlineH11(H11Protocol):
     def _expire(self) -> None:
         import h11
 
-        if self.conn.their_state is not h11.DONE and not self.transport.is_closing():
+        arrived = self.conn.their_state in (h11.DONE, h11.MUST_CLOSE)  # MUST_CLOSE: HTTP/1.0 or Connection: close
+        if not arrived and not self.transport.is_closing():
             self.transport.close()
 
 
