@@ -25,7 +25,7 @@ def platform(real_dir, tmp_path_factory):
     old = os.environ.get("PRCRS_DATA_DIR")
     os.environ["PRCRS_DATA_DIR"] = str(real_dir)
     try:
-        assert cli.main(["train-final", "model=forest", "history=lags", "cv.explain_rows=0", "--horizon", "1", "2",
+        assert cli.main(["train-final", "model=forest", "history=lags", "cv.explain_rows=0", "--horizon", "1",
                          "--combinations", "1234", "--tracking-uri", uri]) == 0
     finally:
         os.environ.pop("PRCRS_DATA_DIR") if old is None else os.environ.update(PRCRS_DATA_DIR=old)

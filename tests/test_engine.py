@@ -171,8 +171,8 @@ def test_resume_skips_finished_configs(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_an_interrupted_sweep_stops_at_once_keeps_finished_runs_and_resumes(tmp_path, monkeypatch):
     uri = _mlflow_env(tmp_path, monkeypatch)
-    cmd = [sys.executable, str(ROOT / "run.py"), "-m", *FAST, "model=logreg,cnn", "trainer.max_epochs=100",
-           "trainer.patience=100", "study=interrupt", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    cmd = [sys.executable, str(ROOT / "run.py"), "-m", *FAST, "model=logreg,cnn", "trainer.max_epochs=60",
+           "trainer.patience=60", "study=interrupt", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
     sweep = subprocess.Popen(cmd, cwd=tmp_path, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 600
 
@@ -470,13 +470,13 @@ def test_a_run_killed_as_a_containers_pid_1_is_reaped_and_run_again(tmp_path, mo
     if shutil.which("unshare") is None or os.geteuid() != 0:
         pytest.skip("needs unshare and root (a PID namespace)")
     uri = _mlflow_env(tmp_path, monkeypatch)
-    args = [str(ROOT / "run.py"), *FAST, "model=cnn", "cv.n_jobs=1", "trainer.max_epochs=200", "trainer.patience=200",
+    args = [str(ROOT / "run.py"), *FAST, "model=cnn", "cv.n_jobs=1", "trainer.max_epochs=60", "trainer.patience=60",
             "study=container", f"hydra.run.dir={tmp_path / 'out'}"]
     proc = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, *args], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline, running = time.time() + 180, []
     while time.time() < deadline and not running and proc.poll() is None:
-        time.sleep(1)
+        time.sleep(0.2)
         running = [r for r in _runs(uri, "container") if r.info.status == "RUNNING"
                    and r.data.tags.get("role") == "cv_parent"]
     assert running, proc.stderr.read() if proc.poll() is not None else "the run never started"
