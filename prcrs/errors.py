@@ -33,6 +33,9 @@ def say(exc: BaseException, context: str = "") -> int | None:
         return 130
     if isinstance(exc, PrcrsError):
         message = str(exc)
+    elif isinstance(exc, MemoryError):  # numpy's _ArrayMemoryError included
+        message = ("out of memory: give a smaller file, or `prcrs predict --no-explain` (explanations evaluate "
+                   "each row about 350 times)")
     elif type(exc).__module__.startswith("omegaconf"):  # a config without a key the run reads
         message = f"config {getattr(exc, 'full_key', '')}: {str(exc).splitlines()[0]}"
     else:

@@ -97,3 +97,9 @@ def test_what_a_user_can_fix_is_one_line_naming_it(tmp_path, monkeypatch):
     with pytest.raises(PrcrsError, match=f"run {run.run_id} \\(logreg, study table2.* no oof_predictions.csv"):
         build_report(tmp_path / "reports")
     assert not (tmp_path / "reports").exists()  # nothing written
+
+
+def test_running_out_of_memory_is_one_line(capsys):
+    from prcrs.errors import say
+
+    assert say(MemoryError()) == 2 and "out of memory" in capsys.readouterr().err
