@@ -29,6 +29,9 @@ def say(exc: BaseException, context: str = "") -> int | None:
 
     prefix = f"{context}: " if context else ""
     if isinstance(exc, KeyboardInterrupt):
+        from prcrs import interrupts
+
+        interrupts.answered()
         print(INTERRUPTED, file=sys.stderr, flush=True)
         return 130
     if isinstance(exc, PrcrsError):

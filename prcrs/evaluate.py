@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from prcrs import tracking, workers
+from prcrs import interrupts, tracking, workers
 from prcrs.code_fingerprint import code_fingerprint
 from prcrs.config_checks import check_run_config
 from prcrs.cv_logging import CVRunLogger, run_label
@@ -53,6 +53,8 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None, output_dir: st
     parent run is in the store is not run again (its stored metrics are returned). Writes the
     summary to `<output_dir>/summary.json` when given."""
     overrides = overrides or []
+    interrupts.install()
+    interrupts.check()  # a Ctrl-C during the previous config of a sweep
     check_run_config(cfg)
     features = features_of(cfg)
     check_horizon(cfg.horizon)
@@ -86,7 +88,9 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None, output_dir: st
                      already_stored=lambda: _stored(experiment_id, chash, label, cfg.get("resume", "auto"))) as logger:
         if logger.run_id is None:
             return _written(logger.found, output_dir, cfg)
+        interrupts.check()  # one that landed while the run was being started (inside a store call)
         result = cross_validate(cfg, data, covid, on_fold=logger.log_fold)
+        interrupts.check()
         run_id = logger.log_result(result)
         log.info(f"[{label}] run {run_id} on {cohort.data_source} data, {len(data)} rows, {len(features)} factors")
     summary = logger.metrics  # as stored: the CV summary and the clinical metrics

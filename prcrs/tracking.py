@@ -121,9 +121,11 @@ OPEN_ATTEMPTS = 10
 
 
 def _transient(exc: Exception) -> bool:
-    """A store another process is making or writing now: locked, tables half made."""
+    """A store another process is making, migrating or writing now: locked, tables or columns half
+    made (two processes' schema migrations meet)."""
     text = str(exc).lower()
-    return any(s in text for s in ("locked", "already exists", "no such table", "readonly", "busy"))
+    return any(s in text for s in ("locked", "already exists", "no such table", "no such column", "readonly", "busy",
+                                   "duplicate column", "alembic"))
 
 
 def _create_store(db: Path) -> None:

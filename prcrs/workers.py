@@ -80,14 +80,26 @@ def map_ordered(fn: Callable, jobs: Iterable[tuple], n_jobs: int) -> Iterator:
     come back in job order as each is ready. When anything goes wrong here (an exception from
     `fn`, Ctrl-C, a worker killed), the workers are stopped at once and replaced next time,
     rather than left training folds nobody will read."""
+    from concurrent.futures import TimeoutError as Pending
+
+    from prcrs import interrupts
+
     if n_jobs <= 1:
-        yield from (fn(*job) for job in jobs)
+        for job in jobs:
+            interrupts.check()
+            yield fn(*job)
         return
     pool = _pool_of(n_jobs)
     futures = [pool.submit(fn, *job) for job in jobs]
     try:
         for future in futures:
-            yield future.result()
+            while True:
+                try:
+                    result = future.result(timeout=0.5)
+                    break
+                except Pending:
+                    interrupts.check()  # a Ctrl-C a library swallowed still stops the wait
+            yield result
     except BaseException:
         _discard_pool()
         raise

@@ -182,7 +182,8 @@ def test_an_interrupted_sweep_stops_at_once_keeps_finished_runs_and_resumes(tmp_
         return parents.get("logreg") == "FINISHED" and parents.get("cnn") == "RUNNING"
 
     while not state():
-        assert sweep.poll() is None and time.monotonic() < deadline, "the sweep ended before it could be interrupted"
+        if sweep.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"the sweep ended before it could be interrupted: {sweep.communicate()[1][-3000:]}")
         time.sleep(0.2)
     os.killpg(sweep.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group, fold workers included
     stderr = sweep.communicate(timeout=30)[1]  # the workers' output too: they share it

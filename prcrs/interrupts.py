@@ -1,0 +1,35 @@
+"""Ctrl-C that cannot be lost: the SIGINT handler records the request as well as raising
+KeyboardInterrupt, so that when a library swallows the exception (a Ctrl-C that lands inside a
+SQLite call comes back as sqlite's "interrupted" error, which a store may retry), the run still
+stops at the next `check()`: while it waits for fold workers (every half second), and at each
+fold and run boundary. `prcrs.errors.say` clears the request once it has been answered."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+_asked = threading.Event()
+
+
+def _handler(signum, frame):
+    _asked.set()
+    raise KeyboardInterrupt
+
+
+def install() -> None:
+    """Use the recording handler for SIGINT (in the main thread, where Python takes signals;
+    elsewhere nothing changes)."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not _handler:
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _handler)
+
+
+def check() -> None:
+    """KeyboardInterrupt if Ctrl-C was pressed and not yet answered."""
+    if _asked.is_set():
+        raise KeyboardInterrupt
+
+
+def answered() -> None:
+    _asked.clear()
