@@ -14,6 +14,8 @@ import pytest
 from conftest import PLATFORM_TRAIN as TRAIN  # noqa: E402
 from conftest import served_app  # noqa: E402
 
+pytestmark = pytest.mark.slow  # lab-export files end to end: `make test` runs them, the inner loop does not
+
 from prcrs import cli, schema
 
 

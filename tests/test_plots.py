@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from prcrs.plots import curve_figures, plt, roc_axes
@@ -43,6 +44,7 @@ def _on_identity(ax, line, x: float) -> bool:
     return abs(np.interp(target[0], display[:, 0], display[:, 1]) - target[1]) < 1.0  # under a pixel
 
 
+@pytest.mark.slow  # over 2 s: the inner loop stays under 3 minutes
 def test_the_perfect_calibration_line_is_y_equals_x_on_the_figures_scales(tmp_path, monkeypatch):
     from prcrs.clinical import calibrated_oof
     from prcrs.plots import perfect_calibration
