@@ -14,8 +14,6 @@ import pytest
 from conftest import PLATFORM_TRAIN as TRAIN  # noqa: E402
 from conftest import served_app  # noqa: E402
 
-pytestmark = pytest.mark.slow  # lab-export files end to end: `make test` runs them, the inner loop does not
-
 from prcrs import cli, schema
 
 
@@ -29,6 +27,9 @@ def platform(store):
     from prcrs.serving.registry import load_platform
 
     return load_platform(store)
+
+
+pytestmark = pytest.mark.slow  # lab-export files end to end: `make test` runs them, the inner loop does not
 
 
 def _export(platform, **changes) -> pd.DataFrame:
