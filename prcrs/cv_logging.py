@@ -69,9 +69,6 @@ def run_tags(cfg: DictConfig, cohort: Cohort, config_hash: str) -> dict[str, str
             **tracking.owner_tags()}
 
 
-RECORDS = ("prcrs.overrides", "prcrs.cv_design", "prcrs.history")  # JSON tags: records, read back as such
-
-
 def run_records(cfg: DictConfig, overrides: list[str]) -> dict[str, str]:
     """A run's records as JSON tags: its (redacted) overrides as a list, its CV design and its
     history spec. `results.parent_runs` reads them back; nothing parses the params' strings."""

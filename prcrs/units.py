@@ -93,10 +93,6 @@ def assumption(key: str, unit: str) -> str | None:
     return next((note for (k, u), note in ASSUMED.items() if k == key and normal_unit(u) == wanted), None)
 
 
-def is_schema_unit(key: str, unit: str) -> bool:
-    return normal_unit(unit) == normal_unit(schema.BY_KEY[key].unit)
-
-
 def other_units(key: str) -> dict[str, float]:
     """The units of `key` other than the schema's (for hints on implausible values)."""
     return {u: f for u, f in OTHER.get(key, {}).items() if f != 1.0}
