@@ -130,12 +130,20 @@ class CVRunLogger:
                 return self
             self._run = mlflow.start_run(experiment_id=self.experiment_id, run_name=self.label,
                                          tags={**self.tags, "role": "cv_parent"})
-            self._lease = tracking.Lease(self._run.info.run_id, self.cfg.logger.tracking_uri)
+            try:
+                self._lease = tracking.Lease(self._run.info.run_id, self.cfg.logger.tracking_uri)
+            except BaseException:
+                mlflow.end_run("KILLED")
+                raise
         self.run_id = self._run.info.run_id
-        self._log_dataset()
-        mlflow.log_params(_flat_params(self.logged_cfg))
-        mlflow.log_param("overrides", " ".join(self.logged_overrides)[:500] or "-")  # for the UI's eye only
-        mlflow.set_tags(run_records(self.cfg, self.logged_overrides))  # what code reads back
+        try:  # a `with` does not call __exit__ when __enter__ raises: a Ctrl-C here must still end the run
+            self._log_dataset()
+            mlflow.log_params(_flat_params(self.logged_cfg))
+            mlflow.log_param("overrides", " ".join(self.logged_overrides)[:500] or "-")  # for the UI's eye only
+            mlflow.set_tags(run_records(self.cfg, self.logged_overrides))  # what code reads back
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
         return self
 
     def _log_dataset(self) -> None:

@@ -274,15 +274,17 @@ def running_run(experiment_id: str, config_hash: str):
 
 def finished_run(experiment_id: str, config_hash: str, code: str | None = None):
     """The finished parent run of a config, or None: sweeps skip what is already done. With
-    `code` (a code fingerprint), the newest run made by that code if there is one, else the newest."""
+    `code` (a code fingerprint), the newest run made by that code if there is one, else the newest.
+    A run marked FINISHED without its summary (ended by a process exit before its results were
+    logged) is not a finished run."""
     import mlflow
 
     where = f"tags.config_hash = '{config_hash}' and tags.role = 'cv_parent' and attributes.status = 'FINISHED'"
     for extra in ([f" and tags.code_fingerprint = '{code}'"] if code else []) + [""]:
-        runs = mlflow.search_runs([experiment_id], output_format="list", max_results=1,
+        runs = mlflow.search_runs([experiment_id], output_format="list", max_results=20,
                                   order_by=["attributes.start_time DESC"], filter_string=where + extra)
-        if runs:
-            return runs[0]
+        if complete := [run for run in runs if "mean_test_auroc" in run.data.metrics]:
+            return complete[0]
     return None
 
 

@@ -168,6 +168,38 @@ def test_resume_skips_finished_configs(tmp_path, monkeypatch):
     assert len([r for r in _runs(uri, "resume") if r.data.tags["role"] == "cv_parent"]) == 2
 
 
+def test_a_ctrl_c_while_a_run_starts_never_leaves_it_finished(tmp_path, monkeypatch):
+    from prcrs import cv_logging
+
+    uri = _mlflow_env(tmp_path, monkeypatch)
+    cfg = _compose([*FAST, "model=logreg", "study=start"])
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cv_logging.CVRunLogger, "_log_dataset", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate.evaluate(cfg)
+    assert mlflow.active_run() is None  # else MLflow's exit hook marks it FINISHED, results or not
+    assert [r.info.status for r in _runs(uri, "start")] == ["FAILED"]
+    monkeypatch.undo()
+    _mlflow_env(tmp_path, monkeypatch)
+    again = evaluate.evaluate(cfg)
+    assert not again.skipped and again.summary["mean_test_auroc"] > 0.5
+
+
+def test_a_run_marked_finished_without_its_summary_is_not_resumed(tmp_path, monkeypatch):
+    _mlflow_env(tmp_path, monkeypatch)
+    cfg = _compose([*FAST, "model=logreg", "study=bare"])
+    done = evaluate.evaluate(cfg)
+    experiment = mlflow.get_experiment_by_name("bare").experiment_id
+    run = mlflow.get_run(done.run_id)
+    with mlflow.start_run(experiment_id=experiment, tags=run.data.tags):  # a newer one with no results
+        pass
+    found = tracking.finished_run(experiment, run.data.tags["config_hash"])
+    assert found.info.run_id == done.run_id
+
+
 @pytest.mark.slow
 def test_an_interrupted_sweep_stops_at_once_keeps_finished_runs_and_resumes(tmp_path, monkeypatch):
     uri = _mlflow_env(tmp_path, monkeypatch)
@@ -267,22 +299,34 @@ def test_paper_protocol_uses_rows_raw_values_and_threshold_0_3():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("override,message", [("model=nope", "Could not find 'model/nope'"),
-                                              ("protocol=fair", "Could not find 'protocol/fair'"),
                                               ("trainer.max_epoch=3", "max_epoch"),
+                                              ("model.estimator.backbone.heads=5", "divisible by num_heads")])
+def test_bad_overrides_get_hydras_clear_error(override, message, tmp_path, monkeypatch):
+    _mlflow_env(tmp_path, monkeypatch)  # options checked once the data and store are open: not the project's
+    done = subprocess.run([sys.executable, str(ROOT / "run.py"), *override.split()], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("override,message", [("protocol=fair", "Could not find 'protocol/fair'"),
                                               ("factors=15", "factors=15 is not a platform combination"),
                                               ("horizon=-1", "horizon=-1 must be a whole number"),
-                                              ("model.estimator.backbone.heads=5", "divisible by num_heads"),
                                               ("optimizer.lr=-1", "Invalid learning rate: -1"),
                                               ("trainer.max_epochs=abc", "trainer.max_epochs must be a whole"),
                                               ("model=base/deep", "config model.name"),
                                               ("model=hgb model.estimator.estimator.learning_rate=-1",
                                                "model.estimator.estimator: The 'learning_rate' parameter"),
                                               ("seed=abc", "seed=abc must be a whole number >= 0")])
-def test_bad_overrides_get_hydras_clear_error(override, message, tmp_path, monkeypatch):
-    _mlflow_env(tmp_path, monkeypatch)  # options checked once the data and store are open: not the project's
-    done = subprocess.run([sys.executable, str(ROOT / "run.py"), *override.split()], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=120)
-    assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr
+def test_bad_values_are_one_line_errors_naming_them(override, message, tmp_path, monkeypatch, capsys):
+    """As the end-to-end cases above, in this process: `say` prints what run.py prints."""
+    from prcrs.errors import say
+
+    _mlflow_env(tmp_path, monkeypatch)
+    with pytest.raises(Exception) as raised:  # noqa: PT011 - the one-line message is what is tested
+        evaluate.evaluate(engine.compose_config([*FAST, *override.split()]))
+    assert say(raised.value) == 2
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(said) == 1 and message in said[0], said
 
 
 @pytest.mark.parametrize("override,message", [("seed=-1", "seed=-1 must be"), ("cv.repeats=0", "cv.repeats=0"),

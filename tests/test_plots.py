@@ -66,9 +66,8 @@ def test_the_perfect_calibration_line_is_y_equals_x_on_the_figures_scales(tmp_pa
     frame = frame.assign(**converted, calibrated=converted[served])
     figures = []
     monkeypatch.setattr(Report, "save", lambda self, fig, name: figures.append(fig) or name)
-    monkeypatch.setattr(clinical, "N_BOOT", 20)  # the intervals are not under test here
     run = pd.Series({"model": "logreg", "history": "none", "run_id": "x"})
-    clinical.calibration_part({1: (run, frame, served)}, Report(tmp_path))
+    clinical.calibration_part({1: (run, frame, served)}, Report(tmp_path, n_boot=20))  # intervals: not tested here
     ax = figures[0].axes[0]
     perfect = next(line for line in ax.get_lines() if line.get_label() == "perfect")
     assert all(_on_identity(ax, perfect, x) for x in (0.003, 0.01, 0.1, 0.5, 0.9))

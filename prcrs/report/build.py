@@ -128,9 +128,9 @@ def table3_and_fig4(report: Report, t2: pd.DataFrame, t3: pd.DataFrame) -> None:
                                                merged["probability_abl"])
             b_diff, low, high, boot_p = stats.patient_bootstrap_auroc_diff(
                 merged["label_full"], merged["probability_full"], merged["probability_abl"], merged["patient"],
-                n_boot=N_BOOT)
+                n_boot=report.n_boot)
             tests_rows.append([protocol, ablation, f"{diff:+.3f}", p_cell(t_p), p_cell(delong_p),
-                               f"{b_diff:+.3f} ({low:+.3f}–{high:+.3f})", p_cell(boot_p, N_BOOT)])
+                               f"{b_diff:+.3f} ({low:+.3f}–{high:+.3f})", p_cell(boot_p, report.n_boot)])
             boot_ps[protocol, ablation] = boot_p
         roc_axes(axes[col], curves, f"Ablations, {protocol} protocol")
     report.save(fig, "fig4_ablation_roc.png")
@@ -277,8 +277,8 @@ def transfer_table(report: Report, t2: pd.DataFrame, tr: pd.DataFrame) -> None:
         else:
             diff, low, high, p = stats.patient_bootstrap_auroc_diff(
                 merged["label_none"], merged["probability_covid"], merged["probability_none"], merged["patient"],
-                n_boot=N_BOOT)
-            difference, p = f"{diff:+.3f} ({low:+.3f}–{high:+.3f})", p_cell(p, N_BOOT)
+                n_boot=report.n_boot)
+            difference, p = f"{diff:+.3f} ({low:+.3f}–{high:+.3f})", p_cell(p, report.n_boot)
         rows.append([protocol, ci_cell(base, "auroc"), ci_cell(covid, "auroc"), ci_cell(base, "f1_macro"),
                      ci_cell(covid, "f1_macro"), difference, p])
     if not rows:
@@ -402,11 +402,11 @@ def check_artifacts(runs: pd.DataFrame) -> None:
 
 
 def build_report(out: str | Path = "reports", tracking_uri: str | None = None,
-                 before_uri: str | None = None) -> list[Path]:
+                 before_uri: str | None = None, n_boot: int = N_BOOT) -> list[Path]:
     """Write every table (Markdown) and figure (PNG) and reports/README.md; return the files.
 
     `before_uri`: a second store (an earlier version's runs) whose honest results are set beside
-    these in a "what moved" section."""
+    these in a "what moved" section. `n_boot`: patient-bootstrap resamples of every interval."""
     from prcrs.audit import audit
 
     if before_uri and before_uri.startswith("sqlite:///") and not Path(before_uri.removeprefix("sqlite:///")).is_file():
@@ -424,7 +424,7 @@ def build_report(out: str | Path = "reports", tracking_uri: str | None = None,
     data = _cohort_of(t2.iloc[0])
     summary = audit(data)  # before any file is written: the runs' data must be here
     out.mkdir(parents=True, exist_ok=True)
-    report = Report(out, banner=SYNTHETIC_BANNER if t2.iloc[0]["data_source"] == "synthetic" else "")
+    report = Report(out, banner=SYNTHETIC_BANNER if t2.iloc[0]["data_source"] == "synthetic" else "", n_boot=n_boot)
     summary["source_name"] = Path(summary["source"]).name
     covariates = patient_covariates(data.frame)
     sections = [("Table 2 and Fig. 3", lambda: table2_and_fig3(report, t2)),

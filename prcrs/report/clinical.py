@@ -11,7 +11,7 @@ beside the bedside scores (m-EASIX, the Teachey-style cytokine model) in the sam
 - the conformal risk band's coverage on held-out patients;
 - global explanations (mean |factor contribution|) beside the paper's group-deletion ablation.
 
-Every interval is a 95 % patient bootstrap (N_BOOT resamples of patients) of the pooled
+Every interval is a 95 % patient bootstrap (`Report.n_boot` resamples of patients) of the pooled
 out-of-fold predictions the run logged.
 """
 
@@ -27,7 +27,7 @@ from prcrs.clinical import calibrated_oof
 from prcrs.models import BEDSIDE
 from prcrs.plots import perfect_calibration, plt
 from prcrs.report import stats
-from prcrs.report.tables import N_BOOT, Report, md_table
+from prcrs.report.tables import Report, md_table
 from prcrs.results import oof, platform_run, select
 
 BEDSIDE_NAMES = {"measix": "m-EASIX", "teachey": "cytokine model (Teachey-style)"}
@@ -49,10 +49,10 @@ def span(value: float, low: float, high: float, digits: int = 3) -> str:
     return f"{value:.{digits}f} ({low:.{digits}f}–{high:.{digits}f})"
 
 
-def _boot(frame: pd.DataFrame, statistic) -> tuple[float, float, float]:
+def _boot(frame: pd.DataFrame, statistic, n_boot: int) -> tuple[float, float, float]:
     """statistic(frame) and its patient-bootstrap 95 % interval."""
     patients = frame["patient"].to_numpy()
-    low, high = stats.patient_bootstrap(patients, lambda rows: statistic(frame.iloc[rows]), n_boot=N_BOOT)
+    low, high = stats.patient_bootstrap(patients, lambda rows: statistic(frame.iloc[rows]), n_boot=n_boot)
     return statistic(frame), low, high
 
 
@@ -83,8 +83,10 @@ def calibration_part(horizons: dict[int, tuple[pd.Series, pd.DataFrame, str]], r
             cal = calibration.calibration_stats(q, y)
             citl, slope = (cal["citl"], np.nan, np.nan), (cal["slope"], np.nan, np.nan)
             if name in ("raw model output", served):  # intervals for what is served and what it starts from
-                citl = _boot(frame, lambda f, n=name: calibration.calibration_stats(f[n], f["label"])["citl"])
-                slope = _boot(frame, lambda f, n=name: calibration.calibration_stats(f[n], f["label"])["slope"])
+                citl = _boot(frame, lambda f, n=name: calibration.calibration_stats(f[n], f["label"])["citl"],
+                             report.n_boot)
+                slope = _boot(frame, lambda f, n=name: calibration.calibration_stats(f[n], f["label"])["slope"],
+                              report.n_boot)
             rows.append([h, _label(run), name + (" (served)" if name == served else ""), span(*citl, 2),
                          span(*slope, 2), f"{cal['ece']:.4f}", f"{cal['brier']:.4f}"])
             if name in ("raw model output", "paper_window", served):
@@ -125,7 +127,8 @@ def decision_part(horizons, bedside, seed: int, report: Report) -> tuple[str, di
         ax.legend(fontsize=7)
         for t in decision.REPORTED:
             for name, (f, column) in curves.items():
-                value = _boot(f, lambda g, c=column, tt=t: decision.net_benefit(g["label"], g[c], [tt])[0])
+                value = _boot(f, lambda g, c=column, tt=t: decision.net_benefit(g["label"], g[c], [tt])[0],
+                              report.n_boot)
                 rows.append([h, f"{t:.0%}", name, span(*value, 4), f"{decision.treat_all(f['label'], [t])[0]:.4f}"])
                 if name == _label(run):
                     headline.setdefault(h, {})[t] = value
@@ -139,14 +142,14 @@ def decision_part(horizons, bedside, seed: int, report: Report) -> tuple[str, di
     return text, headline
 
 
-def _warning_cells(frame: pd.DataFrame) -> tuple[list[str], dict]:
+def _warning_cells(frame: pd.DataFrame, n_boot: int) -> tuple[list[str], dict]:
     outcomes = alarms.patient_outcomes(frame)
     summary = alarms.warning_summary(outcomes)
     ids = outcomes.index.to_numpy()
 
     def boot(key):
         low, high = stats.patient_bootstrap(
-            ids, lambda rows: alarms.warning_summary(outcomes.iloc[rows].reset_index(drop=True))[key], n_boot=N_BOOT)
+            ids, lambda rows: alarms.warning_summary(outcomes.iloc[rows].reset_index(drop=True))[key], n_boot=n_boot)
         return summary[key], low, high
 
     shown = {k: boot(k) for k in ("median_warning_days", "warned_share", "false_alarms_per_patient_week")}
@@ -157,14 +160,14 @@ def _warning_cells(frame: pd.DataFrame) -> tuple[list[str], dict]:
     return cells, shown
 
 
-def warning_part(horizons, bedside) -> tuple[str, dict[int, dict]]:
+def warning_part(horizons, bedside, n_boot: int) -> tuple[str, dict[int, dict]]:
     rows, headline = [], {}
     for h, (run, frame, _) in horizons.items():
         for name, f in [(_label(run), frame)] + [(BEDSIDE_NAMES[m], oof(b.run_id)) for m, b in bedside[h].items()]:
             if "alarm_threshold" not in f or not np.isfinite(f["alarm_threshold"]).any():
                 rows.append([h, name, "no alarm threshold logged (run before warning time existed)", *[""] * 5])
                 continue
-            cells, shown = _warning_cells(f)
+            cells, shown = _warning_cells(f, n_boot)
             rows.append([h, name, *cells])
             if name == _label(run):
                 headline[h] = shown
@@ -180,7 +183,7 @@ def warning_part(horizons, bedside) -> tuple[str, dict[int, dict]]:
     return text, headline
 
 
-def subgroup_part(horizons, covariates: pd.DataFrame) -> tuple[str, list[str]]:
+def subgroup_part(horizons, covariates: pd.DataFrame, n_boot: int) -> tuple[str, list[str]]:
     rows, small = [], []
     for h, (run, frame, _) in horizons.items():
         table = subgroups.subgroup_table(frame, covariates, frame["calibrated"].to_numpy())
@@ -190,7 +193,7 @@ def subgroup_part(horizons, covariates: pd.DataFrame) -> tuple[str, list[str]]:
             def auc(f, metric=roc_auc_score):
                 return metric(f["label"], f["probability"]) if f["label"].nunique() == 2 else float("nan")
 
-            auroc, auprc = _boot(part, auc), _boot(part, lambda f: auc(f, average_precision_score))
+            auroc, auprc = _boot(part, auc, n_boot), _boot(part, lambda f: auc(f, average_precision_score), n_boot)
             flag = "too few severe patients to say anything" if record["too_small"] else ""
             if flag:
                 small.append(f"h{h} {record['subgroup']}")
@@ -303,9 +306,9 @@ def clinical_section(report: Report, runs: pd.DataFrame, t2: pd.DataFrame, t3: p
     parts = [calibration_part(horizons, report)]
     text, benefit = decision_part(horizons, bedside, seed, report)
     parts.append(text)
-    text, warning = warning_part(horizons, bedside)
+    text, warning = warning_part(horizons, bedside, report.n_boot)
     parts.append(text)
-    text, small = subgroup_part(horizons, covariates)
+    text, small = subgroup_part(horizons, covariates, report.n_boot)
     parts.append(text)
     parts.append(band_part(horizons))
     text, agreement = importance_part(t2, t3, horizons, report)

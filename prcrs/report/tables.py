@@ -75,6 +75,7 @@ class Report:
 
     out: Path
     banner: str = ""
+    n_boot: int = N_BOOT  # patient-bootstrap resamples of every interval and bootstrap p-value
     sections: list[str] = field(default_factory=list)
     claims: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
