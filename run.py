@@ -14,6 +14,8 @@ try:  # Ctrl-C during the imports (seconds) is one line too
     import hydra
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import DictConfig
+
+    import prcrs.models.catalogue  # noqa: F401  ${models:<study>}, read by the experiment configs' sweeps
 except KeyboardInterrupt as interrupted:
     sys.exit(say(interrupted))
 

@@ -16,6 +16,7 @@ from scipy.special import expit
 from scipy.stats import rankdata
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import brier_score_loss
 
 
 class WindowConversion:
@@ -117,7 +118,7 @@ def choose_calibrator(scores, labels, groups, seed: int = 0) -> tuple[str, dict[
     patient-cross-fitted Brier score. Returns (its name, every conversion's cross-fitted
     probabilities by name, their Brier scores)."""
     converted = cross_fitted_all(scores, labels, groups, seed)
-    scores_ = {name: brier(q, labels) for name, q in converted.items()}
+    scores_ = {name: brier_score_loss(labels, q, pos_label=1) for name, q in converted.items()}
     monotone = ["isotonic"] + (["platt"] if PlattConversion().fit(scores, labels).model_.coef_[0, 0] > 0 else [])
     return min(monotone, key=scores_.get), converted, scores_
 
@@ -132,8 +133,9 @@ def calibration_stats(probabilities, labels, bins: int = 10) -> dict[str, float]
     excepted) where the labels hold one class.
     """
     p, y = np.clip(np.asarray(probabilities, float), 1e-6, 1 - 1e-6), np.asarray(labels, int)
+    brier = float(brier_score_loss(y, p, pos_label=1))
     if len(np.unique(y)) < 2:
-        return {**dict.fromkeys(("citl", "slope", "ece", "oe"), float("nan")), "brier": brier(p, y)}
+        return {**dict.fromkeys(("citl", "slope", "ece", "oe"), float("nan")), "brier": brier}
     lp = np.log(p / (1 - p))
     citl = brentq(lambda a: np.sum(y - expit(a + lp)), -30, 30)  # the score equation of the intercept
     slope = LogisticRegression(C=np.inf).fit(lp.reshape(-1, 1), y).coef_[0, 0]
@@ -141,8 +143,4 @@ def calibration_stats(probabilities, labels, bins: int = 10) -> dict[str, float]
     ece = sum(np.sum(bin_of == b) * abs(p[bin_of == b].mean() - y[bin_of == b].mean())
               for b in np.unique(bin_of)) / len(p)
     return {"citl": float(citl), "slope": float(slope), "ece": float(ece), "oe": float(y.sum() / p.sum()),
-            "brier": brier(p, y)}
-
-
-def brier(probabilities, labels) -> float:
-    return float(np.mean((np.asarray(probabilities, float) - np.asarray(labels, float)) ** 2))
+            "brier": brier}

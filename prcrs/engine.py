@@ -27,7 +27,7 @@ from prcrs.data.sources import load_cohort
 from prcrs.data.targets import HorizonData, check_horizon, make_horizon
 from prcrs.errors import ConfigError, TrainingError
 from prcrs.fitting import Fitted, fit_fold
-from prcrs.metrics import METRICS, fold_metrics
+from prcrs.metrics import METRICS, auprc, auroc, fold_metrics
 from prcrs.preprocessing import FoldPreprocessor
 from prcrs.splits import make_folds
 
@@ -48,6 +48,8 @@ def compose_config(overrides: list[str]) -> DictConfig:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    import prcrs.models.catalogue  # noqa: F401  ${models:<study>} in the experiment configs
+
     try:
         with initialize_config_dir(config_dir=str(paths.CONFIG_DIR), version_base="1.3"):
             return compose("config", overrides=list(overrides))
@@ -62,6 +64,7 @@ def config_hash(cfg: DictConfig, cohort: Cohort) -> str:
     spec = {k: resolved[k] for k in RESULT_KEYS if k in resolved}  # a group added later is absent before
     # fold parallelism and the explained rows change no prediction (checked: 97 stored configs identical)
     spec["cv"] = {k: v for k, v in (spec["cv"] or {}).items() if k not in ("n_jobs", "explain_rows")}
+    spec["model"] = {k: v for k, v in spec["model"].items() if k != "catalogue"}  # where it is listed, not what it is
     for dotted, value in HASH_NEUTRAL.items():
         *parents, key = dotted.split(".")
         node = spec
@@ -242,9 +245,8 @@ class CVResult:
         out["n_finite_folds"] = float(np.isfinite([f["auroc"] for f in self.folds]).sum())  # what the means rest on
         if self.oof is not None:
             pooled = self.oof.dropna(subset=["probability"])  # every fold diverged: none left
-            scores = fold_metrics(pooled["label"], pooled["probability"], 0.5) if pooled["label"].nunique() == 2 \
-                else {"auroc": float("nan"), "auprc": float("nan")}
-            out["pooled_test_auroc"], out["pooled_test_auprc"] = scores["auroc"], scores["auprc"]
+            out["pooled_test_auroc"] = auroc(pooled["label"], pooled["probability"])
+            out["pooled_test_auprc"] = auprc(pooled["label"], pooled["probability"])
         for key in dict.fromkeys(k for f in self.folds for k in f if k.startswith("importance_")):
             out[f"mean_{key}"] = float(np.nanmean([f.get(key, np.nan) for f in self.folds]))
         if any("val_auroc" in f for f in self.folds):  # a diverged fold has none

@@ -14,15 +14,25 @@ METRICS = ("auroc", "auprc", "brier", "precision_macro", "recall_macro", "f1_mac
            "specificity")
 
 
+def auroc(y, scores) -> float:
+    """Area under the ROC curve of `scores` (n,) for 0/1 labels `y` (n,); NaN when `y` holds one
+    class (a fold or resample without a severe day)."""
+    return float(roc_auc_score(y, scores)) if len(np.unique(y)) == 2 else float("nan")
+
+
+def auprc(y, scores) -> float:
+    """Average precision of `scores` (n,) for 0/1 labels `y` (n,); NaN when `y` holds one class."""
+    return float(average_precision_score(y, scores)) if len(np.unique(y)) == 2 else float("nan")
+
+
 def fold_metrics(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, float]:
     """Threshold-free and thresholded metrics of P(severe) `proba` (n,) against labels `y` (n,)."""
     y = np.asarray(y, int)
     pred = (np.asarray(proba) >= threshold).astype(int)
     p, r, f1, _ = precision_recall_fscore_support(y, pred, average="macro", labels=[0, 1], zero_division=0)
-    both = len(np.unique(y)) == 2
     return {
-        "auroc": float(roc_auc_score(y, proba)) if both else float("nan"),
-        "auprc": float(average_precision_score(y, proba)) if both else float("nan"),
+        "auroc": auroc(y, proba),
+        "auprc": auprc(y, proba),
         "brier": float(brier_score_loss(y, proba, pos_label=1)),
         "precision_macro": float(p), "recall_macro": float(r), "f1_macro": float(f1),
         "sensitivity": float(np.mean(pred[y == 1] == 1)) if (y == 1).any() else float("nan"),

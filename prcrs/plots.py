@@ -37,7 +37,8 @@ def roc_axes(ax, curves: dict[str, pd.DataFrame], title: str) -> None:
         ax.plot(fpr, tpr, label=f"{label} (pooled AUROC {roc_auc_score(y, p):.3f})")
     ax.plot([0, 1], [0, 1], ls=":", c="grey")
     ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=title)
-    ax.legend(fontsize=7, loc="lower right")
+    if ax.get_legend_handles_labels()[0]:  # a panel with no run drawn has no legend
+        ax.legend(fontsize=7, loc="lower right")
 
 
 def pr_axes(ax, curves: dict[str, pd.DataFrame], title: str) -> None:
@@ -51,7 +52,8 @@ def pr_axes(ax, curves: dict[str, pd.DataFrame], title: str) -> None:
         prevalence = scored[0][1].mean()
         ax.axhline(prevalence, ls=":", c="grey", label=f"no skill: prevalence {prevalence:.3f}")
     ax.set(xlabel="recall", ylabel="precision", title=title)
-    ax.legend(fontsize=7, loc="upper right")
+    if scored:
+        ax.legend(fontsize=7, loc="upper right")
 
 
 def curve_figures(oof: pd.DataFrame, title: str = "") -> dict[str, plt.Figure]:

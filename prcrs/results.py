@@ -70,12 +70,13 @@ def platform_run(runs: pd.DataFrame, horizon: int | None = None) -> pd.Series | 
     lower on a tie), as AUROCs at different horizons are not comparable. None without any."""
     import numpy as np
 
-    from prcrs.models import BEDSIDE
+    from prcrs.models import catalogue
 
     if runs.empty:
         return None
     ok = runs[(runs["protocol"] == "honest") & (runs["factors"].astype(str) == "1234") & (runs["ablation"] == "none")
-              & (runs["transfer"] == "none") & ~runs["model"].isin(BEDSIDE) & ~runs["baseline_covariates"]
+              & (runs["transfer"] == "none") & ~runs["model"].isin(catalogue.names(family="bedside"))
+              & ~runs["baseline_covariates"]
               & np.isfinite(runs.get("mean_test_auroc", pd.Series(np.nan, index=runs.index)).astype(float))]
     if ok.empty:
         return None

@@ -126,6 +126,7 @@ ABLATIONS: dict[str, tuple[int, ...]] = {
     "del_blood_routine": (1, 3, 4),
     "del_clotting": (2, 3, 4),
 }
+DELETIONS: tuple[str, ...] = tuple(a for a in ABLATIONS if a != "none")  # Table 3's rows: one group deleted
 
 # Factor combinations of the paper's platform, in its order of preference.
 COMBINATIONS: tuple[str, ...] = ("1234", "123", "4", "23", "3", "2")

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 from prcrs.calibration import calibration_stats
+from prcrs.metrics import auprc, auroc
 
 YOUNG_BELOW = 25  # years: the paper's younger group, "0-25" (under 25: its 62 patients in the published sheet)
 MIN_SEVERE_PATIENTS = 10  # fewer severe patients than this: too small to say anything
@@ -44,13 +44,11 @@ def subgroup_table(oof: pd.DataFrame, covariates: pd.DataFrame, calibrated: np.n
     for name, ids in subgroup_patients(covariates).items():
         part = oof["patient"].isin(ids).to_numpy()
         y, p = oof["label"].to_numpy(int)[part], oof["probability"].to_numpy(float)[part]
-        both = len(np.unique(y)) == 2
         severe_patients = oof.loc[part].groupby("patient")["label"].max().sum()
         cal = calibration_stats(calibrated[part], y)
         rows.append({"subgroup": name, "patients": int(oof.loc[part, "patient"].nunique()), "days": int(part.sum()),
                      "severe_days": int(y.sum()), "severe_patients": int(severe_patients),
-                     "auroc": float(roc_auc_score(y, p)) if both else float("nan"),
-                     "auprc": float(average_precision_score(y, p)) if both else float("nan"),
+                     "auroc": auroc(y, p), "auprc": auprc(y, p),
                      "citl": cal["citl"], "oe": cal["oe"], "too_small": bool(severe_patients < MIN_SEVERE_PATIENTS)})
     return pd.DataFrame(rows)
 

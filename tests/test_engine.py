@@ -19,7 +19,7 @@ from omegaconf import open_dict
 from prcrs import engine, evaluate, fitting, paths, tracking
 from prcrs.data.synthetic import synthetic_cart
 from prcrs.data.targets import check_horizon, make_horizon
-from prcrs.models import DEEP, SEQUENCE, TABULAR
+from prcrs.models import catalogue
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = str(ROOT / "conf")
@@ -46,9 +46,40 @@ def test_every_option_of_every_group_composes(group, option):
 
 
 def test_the_model_catalogue_is_the_model_configs():
-    kinds = {m: _compose([f"model={m}"]).model.kind for m in GROUPS["model"]}
-    assert set(DEEP + TABULAR + SEQUENCE) | {"prcrs_paper"} == set(kinds)
-    assert all(kinds[m] == "deep" for m in DEEP + SEQUENCE) and all(kinds[m] == "tabular" for m in TABULAR)
+    entries = {e.name: e for e in catalogue.entries()}
+    assert set(entries) == set(GROUPS["model"])  # every model config is listed, and only those
+    for name, entry in entries.items():
+        kind = _compose([f"model={name}"]).model.kind
+        assert kind == ("tabular" if entry.family in ("tabular", "bedside") else "deep"), name
+    assert catalogue.names(study="table2")[:4] == ("cnn", "transformer", "squeezeformer", "prcrs")  # the paper's order
+
+
+def test_a_new_model_is_one_yaml_and_lands_in_table_2s_sweep_and_report(tmp_path, monkeypatch):
+    import shutil
+
+    from prcrs.report.build import table2_and_fig3
+    from prcrs.report.tables import Report
+    from prcrs.results import parent_runs
+
+    conf = tmp_path / "conf"
+    shutil.copytree(paths.CONFIG_DIR, conf)
+    (conf / "model" / "bayes.yaml").write_text(
+        "name: bayes\nkind: tabular\nmissing_indicators: true\nestimator:\n"
+        "  _target_: prcrs.models.estimators.TabularModel\n  estimator:\n    _target_: sklearn.naive_bayes.GaussianNB\n"
+        "catalogue:\n  display: naive Bayes\n  family: tabular\n  rank: 95\n  studies: [table2]\n  quick: []\n")
+    monkeypatch.setattr(paths, "CONFIG_DIR", conf)
+    monkeypatch.syspath_prepend(str(ROOT / "experiments"))
+    import reproduce
+
+    sweep = dict(o.split("=", 1) for o in reproduce.sweep_of("table2"))
+    assert sweep["model"].split(",")[-3:] == ["bayes", "measix", "teachey"]  # by its rank
+    uri = _mlflow_env(tmp_path, monkeypatch)
+    evaluate.evaluate(engine.compose_config(["experiment=table2", *FAST, "model=bayes", "protocol=honest"]))
+    report = Report(tmp_path / "reports")
+    report.out.mkdir()
+    table2_and_fig3(report, parent_runs("table2", uri))
+    row = next(line for line in (report.out / "table2.md").read_text().splitlines() if line.startswith("| bayes"))
+    assert re.search(r"\d\.\d{3}", row), row
 
 
 @pytest.mark.parametrize("factors", ["1234", "123", "4", "23", "3", "2"])

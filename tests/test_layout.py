@@ -13,21 +13,31 @@ PACKAGE = Path(prcrs.__file__).resolve().parent
 
 
 def _module_imports() -> dict[str, set[str]]:
-    """For each prcrs module, the prcrs modules it imports at module level (not lazily inside a
-    function, where an import is deliberate: heavy or optional)."""
+    """For each prcrs module, the prcrs modules it imports: at module level and inside functions
+    alike (a lazy import still ties two modules together)."""
     modules = {".".join(("prcrs", *p.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__"): p
                for p in PACKAGE.rglob("*.py")}
     graph = {}
     for name, path in modules.items():
         edges = set()
-        for node in ast.parse(path.read_text()).body:
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 edges |= {a.name for a in node.names if a.name in modules}
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                subs = {f"{node.module}.{a.name}" for a in node.names}
-                edges |= (subs & modules.keys()) or ({node.module} & modules.keys())
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from the module's package, up level - 1
+                    parts = package.split(".")[:len(package.split(".")) - (node.level - 1)]
+                    base = ".".join(parts + ([node.module] if node.module else []))
+                subs = {f"{base}.{a.name}" for a in node.names}
+                edges |= (subs & modules.keys()) or ({base} & modules.keys())
         graph[name] = edges - {name}
     return graph
+
+
+def test_the_import_graph_sees_imports_inside_functions():
+    graph = _module_imports()
+    assert "prcrs.report.build" in graph["prcrs.cli"]  # imported inside cmd_report only
 
 
 def test_no_module_imports_itself_back():

@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.calibration import calibration_curve
+from sklearn.metrics import brier_score_loss
 
-from prcrs import calibration
+from prcrs import calibration, schema
 from prcrs.errors import PrcrsError
-from prcrs.models import DEEP, PAPER_NETWORKS, TABULAR
+from prcrs.models import catalogue
 from prcrs.plots import perfect_calibration, plt, pr_axes, roc_axes
 from prcrs.progress import Steps
 from prcrs.report import published, stats
@@ -37,8 +38,6 @@ from prcrs.report.tables import (
 from prcrs.results import oof, parent_runs, select
 from prcrs.subgroups import patient_covariates
 
-ABLATIONS = ("del_cytokines", "del_biochemical", "del_blood_routine", "del_clotting")
-COMBINATIONS = ("1234", "123", "4", "23", "3", "2")
 PROTOCOLS = ("paper", "honest")
 SHOWN = ("precision_macro", "recall_macro", "f1_macro", "auroc", "auprc")
 
@@ -64,7 +63,8 @@ def _side_by_side(rows_spec, frame, published_numbers, title, key_name) -> tuple
 
 
 def table2_and_fig3(report: Report, t2: pd.DataFrame) -> None:
-    text, _ = _side_by_side([(m, {"model": m}) for m in DEEP + TABULAR], t2, published.TABLE2,
+    models = catalogue.names(study="table2")
+    text, _ = _side_by_side([(m, {"model": m}) for m in models], t2, published.TABLE2,
                             "Table 2: models (same day)", "model")
     n_folds = len(fold_values(t2.iloc[0], "auroc"))
     text += (f"\n\nOurs: mean over {n_folds} folds with 95 % t interval. Threshold 0.3 under `paper`; chosen on "
@@ -74,17 +74,18 @@ def table2_and_fig3(report: Report, t2: pd.DataFrame) -> None:
     report.write("table2.md", text + "\n")
     fig, axes = plt.subplots(2, 2, figsize=(10, 10))
     for col, protocol in enumerate(PROTOCOLS):
-        curves = {m: oof(r.run_id) for m in DEEP if (r := one(t2, model=m, protocol=protocol)) is not None}
+        curves = {m: oof(r.run_id) for m in catalogue.names(study="table2", family=("paper_network", "network"))
+                  if (r := one(t2, model=m, protocol=protocol)) is not None}
         roc_axes(axes[0, col], curves, f"ROC, {protocol} protocol")
         pr_axes(axes[1, col], curves, f"PR, {protocol} protocol")
     report.save(fig, "fig3_roc_pr.png")
     report.sections.append(text + "\n\n![Fig. 3](fig3_roc_pr.png)")
-    honest = {m: one(t2, model=m, protocol="honest") for m in DEEP + TABULAR}
+    honest = {m: one(t2, model=m, protocol="honest") for m in models}
     scored = [m for m in honest if honest[m] is not None and np.isfinite(honest[m]["mean_test_auroc"])]
     best = max(scored, key=lambda m: honest[m]["mean_test_auroc"]) if scored else None
-    prcrs = honest["prcrs"]
+    prcrs = honest.get("prcrs")
     if prcrs is not None:
-        others = [m for m in PAPER_NETWORKS if m != "prcrs" and honest[m] is not None]
+        others = [m for m in catalogue.names(family="paper_network") if m != "prcrs" and honest.get(m) is not None]
         beaten = [m for m in others if honest[m]["mean_test_auroc"] < prcrs["mean_test_auroc"]]
         report.claims.append(
             f"**PrCRS outperforms CNN, Transformer and Squeezeformer (Table 2).** Under the honest protocol PrCRS "
@@ -106,7 +107,7 @@ def table2_and_fig3(report: Report, t2: pd.DataFrame) -> None:
 
 def table3_and_fig4(report: Report, t2: pd.DataFrame, t3: pd.DataFrame) -> None:
     both = pd.concat([select(t2, model="prcrs", ablation="none") if not t2.empty else t2, t3], ignore_index=True)
-    text, _ = _side_by_side([(a, {"ablation": a}) for a in ("none", *ABLATIONS)], both, published.TABLE3,
+    text, _ = _side_by_side([(a, {"ablation": a}) for a in ("none", *schema.DELETIONS)], both, published.TABLE3,
                             "Table 3: ablations of PrCRS (same day)", "ablation")
     tests_rows, boot_ps = [], {}  # boot_ps: (protocol, ablation) -> bootstrap p, as a number
     fig, axes = plt.subplots(1, 2, figsize=(10, 5))
@@ -116,22 +117,20 @@ def table3_and_fig4(report: Report, t2: pd.DataFrame, t3: pd.DataFrame) -> None:
             continue
         full_oof = oof(full.run_id)
         curves = {"full": full_oof}
-        for ablation in ABLATIONS:
+        for ablation in schema.DELETIONS:
             run = one(both, ablation=ablation, protocol=protocol)
             if run is None:
                 continue
             abl = oof(run.run_id)
             curves[ablation] = abl
-            merged = full_oof.merge(abl, on=["repeat", "fold", "patient", "day"], suffixes=("_full", "_abl"))
             t_p = stats.paired_t_test(fold_values(full, "auroc"), fold_values(run, "auroc"))
-            diff, delong_p = stats.delong_test(merged["label_full"], merged["probability_full"],
-                                               merged["probability_abl"])
-            b_diff, low, high, boot_p = stats.patient_bootstrap_auroc_diff(
-                merged["label_full"], merged["probability_full"], merged["probability_abl"], merged["patient"],
-                n_boot=report.n_boot)
-            tests_rows.append([protocol, ablation, f"{diff:+.3f}", p_cell(t_p), p_cell(delong_p),
-                               f"{b_diff:+.3f} ({low:+.3f}–{high:+.3f})", p_cell(boot_p, report.n_boot)])
-            boot_ps[protocol, ablation] = boot_p
+            test = stats.compare_oof(full_oof, abl, report.n_boot)
+            if test is None:
+                continue
+            tests_rows.append([protocol, ablation, f"{test.difference:+.3f}", p_cell(t_p), p_cell(test.p_delong),
+                               f"{test.difference:+.3f} ({test.low:+.3f}–{test.high:+.3f})",
+                               p_cell(test.p_bootstrap, report.n_boot)])
+            boot_ps[protocol, ablation] = test.p_bootstrap
         roc_axes(axes[col], curves, f"Ablations, {protocol} protocol")
     report.save(fig, "fig4_ablation_roc.png")
     text += "\n\n### Fig. 4: AUROC of the full model minus the ablated one\n\n" + md_table(
@@ -161,7 +160,7 @@ def fig5_calibration(report: Report, t2: pd.DataFrame) -> None:
         return
     y, p, groups = frame["label"].to_numpy(), frame["probability"].to_numpy(), frame["patient"].to_numpy()
     converted = {"raw model output": p, **calibration.cross_fitted_all(p, y, groups)}
-    brier = {name: calibration.brier(q, y) for name, q in converted.items()}
+    brier = {name: brier_score_loss(y, q, pos_label=1) for name, q in converted.items()}
     rows = [[name, f"{score:.4f}"] for name, score in brier.items()]
     fig, ax = plt.subplots(figsize=(5.5, 5))
     for name, q in converted.items():
@@ -217,7 +216,7 @@ def fig8_combinations(report: Report, f8: pd.DataFrame) -> None:
     fig, axes = plt.subplots(2, len(horizons), figsize=(5 * len(horizons), 9), squeeze=False)
     claim_rows, held = [], []  # held: the horizons where the claim holds, decided on the numbers
     for col, h in enumerate(horizons):
-        runs = {c: one(f8, factors=c, horizon=h, protocol="honest") for c in COMBINATIONS}
+        runs = {c: one(f8, factors=c, horizon=h, protocol="honest") for c in schema.COMBINATIONS}
         runs = {c: r for c, r in runs.items() if r is not None}
         roc_axes(axes[0, col], {c: oof(r.run_id) for c, r in runs.items()}, f"{h} day(s) ahead, honest")
         order = list(runs)
@@ -270,15 +269,12 @@ def transfer_table(report: Report, t2: pd.DataFrame, tr: pd.DataFrame) -> None:
         base, covid = one(t2, model="prcrs", protocol=protocol), one(tr, protocol=protocol)
         if base is None or covid is None:
             continue
-        a, b = oof(base.run_id), oof(covid.run_id)
-        merged = a.merge(b, on=["repeat", "fold", "patient", "day"], suffixes=("_none", "_covid"))
-        if merged["label_none"].nunique() < 2:  # every fold of one of them diverged: nothing to compare
+        test = stats.compare_oof(oof(covid.run_id), oof(base.run_id), report.n_boot)
+        if test is None:  # every fold of one of them diverged: nothing to compare
             difference, p = "no test row predicted by both (diverged folds)", "–"
         else:
-            diff, low, high, p = stats.patient_bootstrap_auroc_diff(
-                merged["label_none"], merged["probability_covid"], merged["probability_none"], merged["patient"],
-                n_boot=report.n_boot)
-            difference, p = f"{diff:+.3f} ({low:+.3f}–{high:+.3f})", p_cell(p, report.n_boot)
+            difference = f"{test.difference:+.3f} ({test.low:+.3f}–{test.high:+.3f})"
+            p = p_cell(test.p_bootstrap, report.n_boot)
         rows.append([protocol, ci_cell(base, "auroc"), ci_cell(covid, "auroc"), ci_cell(base, "f1_macro"),
                      ci_cell(covid, "f1_macro"), difference, p])
     if not rows:

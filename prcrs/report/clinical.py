@@ -20,17 +20,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from sklearn.calibration import calibration_curve
-from sklearn.metrics import average_precision_score, roc_auc_score
 
-from prcrs import alarms, calibration, decision, schema, subgroups
+from prcrs import alarms, calibration, decision, metrics, schema, subgroups
 from prcrs.clinical import calibrated_oof
-from prcrs.models import BEDSIDE
+from prcrs.models import catalogue
 from prcrs.plots import perfect_calibration, plt
 from prcrs.report import stats
 from prcrs.report.tables import Report, md_table
 from prcrs.results import oof, platform_run, select
 
-BEDSIDE_NAMES = {"measix": "m-EASIX", "teachey": "cytokine model (Teachey-style)"}
 CONVERSION_ORDER = ("raw model output", "paper_window", "isotonic", "platt")
 
 
@@ -58,7 +56,7 @@ def _boot(frame: pd.DataFrame, statistic, n_boot: int) -> tuple[float, float, fl
 
 def _bedside(runs: pd.DataFrame, horizon: int) -> dict[str, pd.Series]:
     out = {}
-    for model in BEDSIDE:
+    for model in catalogue.names(family="bedside"):
         rows = select(runs, model=model, horizon=horizon, protocol="honest", factors="1234", ablation="none")
         if not rows.empty:
             out[model] = rows.iloc[0]
@@ -117,7 +115,7 @@ def decision_part(horizons, bedside, seed: int, report: Report) -> tuple[str, di
         y = frame["label"].to_numpy(int)
         curves = {_label(run): (frame, "calibrated")}
         for model, brun in bedside[h].items():
-            curves[BEDSIDE_NAMES[model]] = (_scored(brun, seed)[0], "calibrated")
+            curves[catalogue.display(model)] = (_scored(brun, seed)[0], "calibrated")
         for name, (f, column) in curves.items():
             ax.plot(thresholds * 100, decision.net_benefit(f["label"], f[column], thresholds), label=name)
         ax.plot(thresholds * 100, decision.treat_all(y, thresholds), "--", c="grey", label="treat all")
@@ -163,7 +161,7 @@ def _warning_cells(frame: pd.DataFrame, n_boot: int) -> tuple[list[str], dict]:
 def warning_part(horizons, bedside, n_boot: int) -> tuple[str, dict[int, dict]]:
     rows, headline = [], {}
     for h, (run, frame, _) in horizons.items():
-        for name, f in [(_label(run), frame)] + [(BEDSIDE_NAMES[m], oof(b.run_id)) for m, b in bedside[h].items()]:
+        for name, f in [(_label(run), frame)] + [(catalogue.display(m), oof(b.run_id)) for m, b in bedside[h].items()]:
             if "alarm_threshold" not in f or not np.isfinite(f["alarm_threshold"]).any():
                 rows.append([h, name, "no alarm threshold logged (run before warning time existed)", *[""] * 5])
                 continue
@@ -189,11 +187,8 @@ def subgroup_part(horizons, covariates: pd.DataFrame, n_boot: int) -> tuple[str,
         table = subgroups.subgroup_table(frame, covariates, frame["calibrated"].to_numpy())
         for record in table.to_dict("records"):
             part = frame[frame["patient"].isin(subgroups.subgroup_patients(covariates)[record["subgroup"]])]
-
-            def auc(f, metric=roc_auc_score):
-                return metric(f["label"], f["probability"]) if f["label"].nunique() == 2 else float("nan")
-
-            auroc, auprc = _boot(part, auc, n_boot), _boot(part, lambda f: auc(f, average_precision_score), n_boot)
+            auroc = _boot(part, lambda f: metrics.auroc(f["label"], f["probability"]), n_boot)
+            auprc = _boot(part, lambda f: metrics.auprc(f["label"], f["probability"]), n_boot)
             flag = "too few severe patients to say anything" if record["too_small"] else ""
             if flag:
                 small.append(f"h{h} {record['subgroup']}")
@@ -244,8 +239,6 @@ def band_part(horizons, splits: int = 20, seed: int = 0) -> str:
 def importance_part(t2: pd.DataFrame, t3: pd.DataFrame, horizons, report: Report) -> tuple[str, str]:
     """Mean |contribution| per factor and group for the honest same-day PrCRS run, beside the
     ΔAUROC of deleting each group (Table 3), and for the platform models."""
-    from prcrs.report.build import ABLATIONS
-
     shown = {"prcrs, same day (Table 2/3)": select(t2, model="prcrs", protocol="honest").head(1)}
     shown.update({f"{_label(run)}, {h} day(s) ahead (platform)": run.to_frame().T
                   for h, (run, _, _) in horizons.items()})
@@ -269,12 +262,12 @@ def importance_part(t2: pd.DataFrame, t3: pd.DataFrame, horizons, report: Report
                      ", ".join(schema.BY_KEY[k].name for k in top[:5] if k in schema.BY_KEY)])
         if name.startswith("prcrs"):
             full = select(t2, model="prcrs", protocol="honest", ablation="none")
-            deleted = {a: select(t3, ablation=a, protocol="honest") for a in ABLATIONS}
+            deleted = {a: select(t3, ablation=a, protocol="honest") for a in schema.DELETIONS}
             deleted = {a: d for a, d in deleted.items() if not d.empty}
             if not full.empty and deleted:
                 by_deletion = {a: full.iloc[0]["mean_test_auroc"] - d.iloc[0]["mean_test_auroc"]
                                for a, d in deleted.items()}
-                ablation_of = {(set(schema.GROUP_NAMES) - set(schema.ABLATIONS[a])).pop(): a for a in ABLATIONS}
+                ablation_of = {(set(schema.GROUP_NAMES) - set(schema.ABLATIONS[a])).pop(): a for a in schema.DELETIONS}
                 by_importance = max(groups, key=groups.get)
                 most_deleted = max(by_deletion, key=by_deletion.get)
                 verdict = ("is" if ablation_of[by_importance] == most_deleted else "is not")

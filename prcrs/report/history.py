@@ -13,16 +13,9 @@ from prcrs.results import oof
 ONE_DAY = "none"
 
 
-def _against_one_day(run: pd.Series, base: pd.Series, n_boot: int) -> dict[str, float]:
-    """ΔAUROC (history − one day) on the test rows both predicted, pooled over folds: patient
-    bootstrap (difference, 95 % CI, p) and DeLong's p."""
-    merged = oof(run.run_id).merge(oof(base.run_id), on=["repeat", "fold", "patient", "day"], suffixes=("", "_one"))
-    if merged["label"].nunique() < 2:
-        return {}
-    diff, low, high, p_boot = stats.patient_bootstrap_auroc_diff(
-        merged["label"], merged["probability"], merged["probability_one"], merged["patient"], n_boot=n_boot)
-    _, p_delong = stats.delong_test(merged["label"], merged["probability"], merged["probability_one"])
-    return {"diff": diff, "low": low, "high": high, "p_boot": p_boot, "p_delong": p_delong}
+def _against_one_day(run: pd.Series, base: pd.Series, n_boot: int) -> stats.Comparison | None:
+    """ΔAUROC (history − one day) on the test rows both predicted (`stats.compare_oof`)."""
+    return stats.compare_oof(oof(run.run_id), oof(base.run_id), n_boot)
 
 
 def history_section(report: Report, hs: pd.DataFrame) -> None:
@@ -44,12 +37,12 @@ def history_section(report: Report, hs: pd.DataFrame) -> None:
                 rows.append(row + ["(one day)" if history == ONE_DAY else "no one-day run", "–", "–"])
                 continue
             test = _against_one_day(run, base, report.n_boot)
-            if not test:
+            if test is None:
                 rows.append(row + ["no test row predicted by both", "–", "–"])
                 continue
-            rows.append(row + [f"{test['diff']:+.3f} ({test['low']:+.3f}–{test['high']:+.3f})",
-                               p_cell(test["p_boot"], report.n_boot), f"{test['p_delong']:.3g}"])
-            (helps if test["low"] > 0 else not_helps).append(f"{model} {history} h{h} ({test['diff']:+.3f})")
+            rows.append(row + [f"{test.difference:+.3f} ({test.low:+.3f}–{test.high:+.3f})",
+                               p_cell(test.p_bootstrap, report.n_boot), f"{test.p_delong:.3g}"])
+            (helps if test.low > 0 else not_helps).append(f"{model} {history} h{h} ({test.difference:+.3f})")
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for (model, history), by_horizon in lines.items():
         order = sorted(by_horizon)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+
 import numpy as np
+import pandas as pd
 from scipy import stats
-from sklearn.metrics import roc_auc_score
+
+from prcrs.metrics import auroc
 
 
 def t_interval(values, level: float = 0.95) -> tuple[float, float, float]:
@@ -42,6 +47,35 @@ def delong_test(y: np.ndarray, p1: np.ndarray, p2: np.ndarray) -> tuple[float, f
     return float(diff), float(2 * stats.norm.sf(abs(diff) / np.sqrt(var)))
 
 
+def patient_resamples(patient, n_boot: int = 1000, seed: int = 0) -> Iterator[np.ndarray]:
+    """Row indices of `n_boot` resamples of patients, drawn with replacement and seeded by
+    `seed`; a patient's rows stay together, in row order. `patient`: (n,) patient of each row."""
+    patient = np.asarray(patient)
+    rng = np.random.default_rng(seed)
+    ids, inverse = np.unique(patient, return_inverse=True)
+    rows = [np.flatnonzero(inverse == i) for i in range(len(ids))]
+    for _ in range(n_boot):
+        yield np.concatenate([rows[i] for i in rng.integers(0, len(ids), len(ids))])
+
+
+def bootstrap_values(patient, statistic, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """`statistic(rows)` over `patient_resamples`; a resample where it is NaN (one class only,
+    say) is left out."""
+    values = np.array([statistic(rows) for rows in patient_resamples(patient, n_boot, seed)], float)
+    return values[np.isfinite(values)]
+
+
+def patient_bootstrap(patient, statistic, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95 % percentile interval of `statistic(rows)` over resamples of patients
+    (`bootstrap_values`); `rows`: indices into the arrays `patient` lines up with. NaN when
+    fewer than half the resamples give a value."""
+    values = bootstrap_values(patient, statistic, n_boot, seed)
+    if len(values) < n_boot / 2:
+        return float("nan"), float("nan")
+    low, high = np.quantile(values, [0.025, 0.975])
+    return float(low), float(high)
+
+
 def patient_bootstrap_auroc_diff(y, p1, p2, patient, n_boot: int = 1000, seed: int = 0
                                  ) -> tuple[float, float, float, float]:
     """AUROC(p1) - AUROC(p2) with a bootstrap over patients (not days).
@@ -49,37 +83,33 @@ def patient_bootstrap_auroc_diff(y, p1, p2, patient, n_boot: int = 1000, seed: i
     Returns (difference, 95 % CI low, high, two-sided p-value = twice the share of resampled
     differences on the other side of zero).
     """
-    y, p1, p2, patient = (np.asarray(a) for a in (y, p1, p2, patient))
-    rng = np.random.default_rng(seed)
-    ids = np.unique(patient)
-    rows = {pid: np.flatnonzero(patient == pid) for pid in ids}
-    diffs = []
-    for _ in range(n_boot):
-        idx = np.concatenate([rows[pid] for pid in rng.choice(ids, len(ids), replace=True)])
-        if len(np.unique(y[idx])) < 2:
-            continue
-        diffs.append(roc_auc_score(y[idx], p1[idx]) - roc_auc_score(y[idx], p2[idx]))
-    diffs = np.array(diffs)
-    observed = roc_auc_score(y, p1) - roc_auc_score(y, p2)
+    y, p1, p2 = (np.asarray(a) for a in (y, p1, p2))
+    diffs = bootstrap_values(patient, lambda idx: auroc(y[idx], p1[idx]) - auroc(y[idx], p2[idx]), n_boot, seed)
     low, high = np.quantile(diffs, [0.025, 0.975])
     p = min(1.0, 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0)))
-    return float(observed), float(low), float(high), float(p)
+    return float(auroc(y, p1) - auroc(y, p2)), float(low), float(high), float(p)
 
 
-def patient_bootstrap(patient, statistic, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """95 % percentile interval of `statistic(rows)` over resamples of patients (with
-    replacement; a patient's rows stay together). `rows`: indices into the arrays `patient`
-    lines up with. A resample where the statistic is NaN (e.g. one class only) is skipped."""
-    patient = np.asarray(patient)
-    rng = np.random.default_rng(seed)
-    ids, inverse = np.unique(patient, return_inverse=True)
-    rows = [np.flatnonzero(inverse == i) for i in range(len(ids))]
-    values = []
-    for _ in range(n_boot):
-        value = statistic(np.concatenate([rows[i] for i in rng.integers(0, len(ids), len(ids))]))
-        if np.isfinite(value):
-            values.append(value)
-    if len(values) < n_boot / 2:
-        return float("nan"), float("nan")
-    low, high = np.quantile(values, [0.025, 0.975])
-    return float(low), float(high)
+@dataclass(frozen=True)
+class Comparison:
+    """AUROC of run a minus run b on the test rows both predicted, pooled over folds."""
+
+    difference: float
+    low: float  # patient-bootstrap 95 % interval of the difference
+    high: float
+    p_bootstrap: float  # two-sided, from the bootstrap
+    p_delong: float  # DeLong's test on the same rows
+
+
+OOF_KEYS = ["repeat", "fold", "patient", "day"]  # a test row of an out-of-fold predictions file
+
+
+def compare_oof(a: pd.DataFrame, b: pd.DataFrame, n_boot: int, seed: int = 0) -> Comparison | None:
+    """`Comparison` of two runs' out-of-fold predictions (`label`, `probability` per `OOF_KEYS`
+    row), or None when the rows both predicted hold one class (every fold of one diverged, say)."""
+    merged = a.merge(b, on=OOF_KEYS, suffixes=("_a", "_b")).dropna(subset=["probability_a", "probability_b"])
+    if merged["label_a"].nunique() < 2:
+        return None
+    y, pa, pb = merged["label_a"], merged["probability_a"], merged["probability_b"]
+    diff, low, high, p_boot = patient_bootstrap_auroc_diff(y, pa, pb, merged["patient"], n_boot, seed)
+    return Comparison(diff, low, high, p_boot, delong_test(y, pa, pb)[1])
