@@ -12,6 +12,7 @@ import logging
 import time
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -26,7 +27,7 @@ from prcrs.data.history import HistorySpec
 from prcrs.data.sources import load_cohort
 from prcrs.data.targets import HorizonData, check_horizon, make_horizon
 from prcrs.errors import ConfigError, TrainingError
-from prcrs.fitting import Fitted, fit_fold
+from prcrs.fitting import Fitted, fit_fold, severe_probability
 from prcrs.metrics import METRICS, auprc, auroc, fold_metrics
 from prcrs.preprocessing import FoldPreprocessor
 from prcrs.splits import make_folds
@@ -195,7 +196,7 @@ def _fit_and_score(cfg: DictConfig, data: HorizonData, k: int, fold, covid: Coho
     """Fit on fold `k`'s training rows (`fit_rows`, seeded by seed + k), score on its test rows."""
     fitted = fit_rows(cfg, data, fold.train, cfg.seed + k, covid)
     model, val, threshold = fitted.model, fitted.val, fitted.threshold
-    proba = model.predict_proba(data.X.iloc[fold.test])
+    proba = severe_probability(model, data.X.iloc[fold.test])
     metrics = fold_metrics(data.y[fold.test], proba, threshold)
     metrics["threshold"] = threshold
     metrics["alarm_threshold"] = float("nan")
@@ -219,7 +220,7 @@ def _importance(cfg: DictConfig, data: HorizonData, model, fold, seed: int) -> d
     if n == 0:
         return {}
     rows = np.sort(np.random.default_rng(seed).choice(fold.test, n, replace=False))
-    values = explain.contributions(model.predict_proba, data.X.iloc[rows],
+    values = explain.contributions(partial(severe_probability, model), data.X.iloc[rows],
                                    explain.reference_row(model, data.X.iloc[fold.train]), seed=seed)
     return {f"importance_{factor.replace('@', '_at_')}": float(v) for factor, v in values.abs().mean().items()}
 

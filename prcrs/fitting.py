@@ -16,6 +16,11 @@ from prcrs.metrics import best_f1_threshold
 from prcrs.splits import inner_split
 
 
+def severe_probability(model, X: pd.DataFrame) -> np.ndarray:
+    """P(severe) of each row of `X`, shape (n,): column 1 of `model.predict_proba` (n, 2)."""
+    return model.predict_proba(X)[:, 1]
+
+
 @dataclass
 class Fitted:
     """A model fitted by `fit_fold`, with what its inner validation rows chose."""
@@ -52,6 +57,6 @@ def fit_fold(estimator, X: pd.DataFrame, y: np.ndarray, grade_today: np.ndarray 
                                  X.iloc[val] if early else None, y[val] if early else None)
     if threshold is None:
         return Fitted(model, None, val, None)
-    val_proba = None if val is None else model.predict_proba(X.iloc[val])
+    val_proba = None if val is None else severe_probability(model, X.iloc[val])
     chosen = best_f1_threshold(y[val], val_proba) if threshold == "inner" else float(threshold)
     return Fitted(model, chosen, val, val_proba)

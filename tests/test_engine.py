@@ -170,7 +170,7 @@ def test_fast_multirun_logs_parents_children_and_artifacts(tmp_path, monkeypatch
                                                             artifact_path="model/model.joblib", dst_path=str(tmp_path)))
     rows = make_horizon(synthetic_cart(seed=0, n_patients=20), 1).X
     proba = model.predict_proba(rows)  # the fold's fitted model, working after the round trip
-    assert len(proba) == len(rows) and ((proba >= 0) & (proba <= 1)).all()
+    assert proba.shape == (len(rows), 2) and ((proba >= 0) & (proba <= 1)).all()
 
 
 def test_fold_parallelism_does_not_change_results():

@@ -86,7 +86,7 @@ def test_each_network_learns_on_the_synthetic_cohort(name, split):
     after = _train_loss(model.module_, model.preprocessor_, d.X.iloc[fit], d.y[fit])
     assert after < 0.7 * before, (before, after)
     assert {"train/loss", "val/loss"} <= set(model.trainer_.callback_metrics)
-    auroc = fold_metrics(d.y[test], model.predict_proba(d.X.iloc[test]), 0.5)["auroc"]
+    auroc = fold_metrics(d.y[test], model.predict_proba(d.X.iloc[test])[:, 1], 0.5)["auroc"]
     assert auroc > 0.7, auroc
     assert model.n_parameters > 0
 
@@ -97,7 +97,7 @@ def test_same_seed_same_predictions(split):
     def run(seed):
         m = deep("squeezeformer", d.fill_values, max_epochs=1, min_epochs=1, seed=seed)
         m.fit(d.X.iloc[fit], d.y[fit], d.grade_today[fit], d.X.iloc[val], d.y[val])
-        return m.predict_proba(d.X.iloc[test])
+        return m.predict_proba(d.X.iloc[test])[:, 1]
 
     a, b, c = run(3), run(3), run(4)
     np.testing.assert_array_equal(a, b)
@@ -108,8 +108,10 @@ def test_same_seed_same_predictions(split):
 def test_tabular_baselines_output_probabilities_above_chance(name, split):
     d, fit, _, test = split
     model = build_estimator(compose_config([f"model={name}"]), d.fill_values)
-    proba = model.fit(d.X.iloc[fit], d.y[fit], d.grade_today[fit]).predict_proba(d.X.iloc[test])
-    assert proba.shape == (len(test),) and ((proba >= 0) & (proba <= 1)).all()
+    both = model.fit(d.X.iloc[fit], d.y[fit], d.grade_today[fit]).predict_proba(d.X.iloc[test])
+    assert both.shape == (len(test), 2) and np.allclose(both.sum(axis=1), 1) and list(model.classes_) == [0, 1]
+    proba = both[:, 1]
+    assert ((proba >= 0) & (proba <= 1)).all()
     assert fold_metrics(d.y[test], proba, 0.5)["auroc"] > (0.6 if name == "tree" else 0.7)
 
 
@@ -148,7 +150,26 @@ def test_transfer_round_trip_freezes_what_the_policy_says(policy, split, tmp_pat
     trained = [n for n, p in model.module_.named_parameters() if p.requires_grad and n in state
                and state[n].shape == after[n].shape]
     assert trained and any(not torch.equal(after[n], state[n]) for n in trained)  # trained: changed
-    assert model.predict_proba(d.X.iloc[test]).shape == (len(test),)
+    assert model.predict_proba(d.X.iloc[test]).shape == (len(test), 2)
+
+
+@pytest.mark.parametrize("name", ["logreg", "cnn"])
+def test_scikit_learn_wraps_a_fitted_prcrs_model(name, split):
+    """The scikit-learn contract: a calibrator and permutation importance take a prcrs model as it is."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.inspection import permutation_importance
+
+    d, fit, val, test = split
+    overrides = [f"model={name}", "trainer.max_epochs=3", "trainer.min_epochs=1"]
+    model = build_estimator(compose_config(overrides), d.fill_values)
+    model.fit(d.X.iloc[fit], d.y[fit], d.grade_today[fit])
+    calibrated = CalibratedClassifierCV(FrozenEstimator(model), method="sigmoid").fit(d.X.iloc[val], d.y[val])
+    proba = calibrated.predict_proba(d.X.iloc[test])
+    assert proba.shape == (len(test), 2) and fold_metrics(d.y[test], proba[:, 1], 0.5)["auroc"] > 0.6
+    importance = permutation_importance(model, d.X.iloc[test], d.y[test], scoring="roc_auc", n_repeats=2,
+                                        random_state=0)
+    assert importance.importances_mean.shape == (d.X.shape[1],) and importance.importances_mean.max() > 0
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (paths.CONFIG_DIR / "model").glob("*.yaml")))
@@ -162,9 +183,10 @@ def test_every_model_is_a_scikit_learn_estimator_that_clones(name):
 
 
 def test_the_config_is_the_only_source_of_a_networks_schedule():
-    """DeepModel has no defaults but its transfer settings: what trains is what the config says."""
+    """DeepModel has no defaults but its transfer settings and extra callbacks (none): what trains
+    is what the config says."""
     defaults = {k for k, p in inspect.signature(DeepModel).parameters.items() if p.default is not p.empty}
-    assert defaults == {"init_from", "freeze"}
+    assert defaults == {"init_from", "freeze", "callbacks"}
     model = deep("prcrs")
     trainer = compose_config([]).trainer
     assert (model.patience, model.threads, model.max_epochs, model.accelerator) == (

@@ -687,7 +687,7 @@ def test_a_history_model_reads_each_patients_earlier_days_by_day(history_store, 
     table, _ = platform.predict_table(sheet.assign(patient=cohort.frame["patient"].astype(str)), [1])
     # what the model sees is what training made of the same days, every value read as measured
     data = make_horizon(cohort, 0, model.features, model.history, mask_history=False)
-    expected = model.estimator.predict_proba(data.X)
+    expected = model.estimator.predict_proba(data.X)[:, 1]
     np.testing.assert_allclose(table["probability"].to_numpy(float), expected, rtol=1e-3)  # 4 significant digits
     first_days = (cohort.frame["day"] == cohort.frame.groupby("patient")["day"].transform("min")).to_numpy()
     assert (table["past_days"].to_numpy()[first_days] == 0).all() and (table["past_days"][~first_days] <= 1).all()

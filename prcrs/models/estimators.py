@@ -1,12 +1,14 @@
 """Estimators the cross-validation calls, deep and tabular alike.
 
 Each one owns its fold preprocessing: `fit(X, y, grade_today, X_val, y_val)` fits the
-preprocessor on the training rows only, then the model; `predict_proba(X)` returns P(severe),
-shape (n,). `X` is a frame of factor keys with NaN for missing values.
+preprocessor on the training rows only, then the model; `predict_proba(X)` returns
+P(not severe), P(severe), shape (n, 2), as every scikit-learn classifier (`severe_probability`
+takes the second column). `X` is a frame of factor keys with NaN for missing values.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import warnings
 from collections.abc import Callable
@@ -15,11 +17,13 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from sklearn.base import BaseEstimator, clone
+from lightning_fabric.utilities.exceptions import MisconfigurationException
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from prcrs.errors import ConfigError, TrainingError
+from prcrs.fitting import severe_probability
 from prcrs.models.classifier import BestWeights, CRSClassifier, LossHistory
 from prcrs.preprocessing import FoldPreprocessor
 
@@ -28,16 +32,20 @@ for _name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric"):  # 
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 
-class CRSModel(BaseEstimator):
-    """A scikit-learn estimator: `get_params`, `set_params` and `clone` work, and its fold
-    preprocessing (`preprocessor`, a `FoldPreprocessor`) is one of its parameters. Built from the
-    config (`prcrs.engine.build_estimator`), which holds every default."""
+class CRSModel(ClassifierMixin, BaseEstimator):
+    """A scikit-learn classifier: `get_params`, `set_params` and `clone` work, `predict_proba`
+    is (n, 2) over `classes_` (0 = not severe, 1 = severe), so scikit-learn's calibrators,
+    `permutation_importance` and scorers wrap it; its fold preprocessing (`preprocessor`, a
+    `FoldPreprocessor`) is one of its parameters. Built from the config
+    (`prcrs.engine.build_estimator`), which holds every default."""
 
     def fit(self, X: pd.DataFrame, y: np.ndarray, grade_today: np.ndarray | None = None,
             X_val: pd.DataFrame | None = None, y_val: np.ndarray | None = None) -> CRSModel:
         self.preprocessor_ = self._fold_preprocessor().fit(X, grade_today)
         val = None if X_val is None else (*self._inputs(X_val), np.asarray(y_val, int))
-        self._fit(*self._inputs(X), np.asarray(y, int), val)
+        y = np.asarray(y, int)
+        self.classes_ = np.arange(max(2, int(y.max()) + 1))
+        self._fit(*self._inputs(X), y, val)
         return self
 
     def _fold_preprocessor(self) -> FoldPreprocessor:
@@ -52,7 +60,13 @@ class CRSModel(BaseEstimator):
         return self.preprocessor_.transform_with_missing(X)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        return self._proba(*self._inputs(X))
+        """(P(not severe), P(severe)) of each row, shape (n, 2)."""
+        severe = self._proba(*self._inputs(X))
+        return np.column_stack([1 - severe, severe])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """1 where P(severe) >= 0.5 (the runs' thresholds are chosen apart: `prcrs.fitting`)."""
+        return (severe_probability(self, X) >= 0.5).astype(int)
 
     def _fit(self, Z, missing, y, val):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -192,14 +206,17 @@ class DeepModel(CRSModel):
     `gradient_clip`) and the Trainer's `accelerator` and `devices` come from the `trainer` config,
     `threads` (torch threads, fixed: results depend on them) too. Early stopping and the kept
     epoch use the validation rows' loss (the inner patient-grouped split); without validation
-    rows the last epoch is kept. `init_from(model)` returns starting weights (COVID-19
-    pretraining, `prcrs.models.transfer.Pretraining`), frozen per `freeze`.
+    rows the last epoch is kept (`BestWeights` keeps the best epoch's weights in memory, not in a
+    checkpoint file per fold). `init_from(model)` returns starting weights (COVID-19
+    pretraining, `prcrs.models.transfer.Pretraining`), frozen per `freeze`. `callbacks`: more
+    Lightning callbacks, copied afresh into every fit.
     """
 
     def __init__(self, backbone: Callable[..., nn.Module], optimizer: Callable, preprocessor: FoldPreprocessor,
                  max_epochs: int, batch_size: int, patience: int, min_epochs: int, gradient_clip: float | None,
                  seed: int, threads: int, accelerator: str, devices: int | str,
-                 init_from: Callable[[DeepModel], dict] | None = None, freeze: str = "none"):
+                 init_from: Callable[[DeepModel], dict] | None = None, freeze: str = "none",
+                 callbacks: list[pl.Callback] | None = None):
         self.backbone = backbone
         self.optimizer = optimizer
         self.preprocessor = preprocessor
@@ -214,6 +231,7 @@ class DeepModel(CRSModel):
         self.devices = devices
         self.init_from = init_from
         self.freeze = freeze
+        self.callbacks = callbacks
 
     def check(self, features):
         """The schedule's numbers (trainer.*), then the network built once with its optimizer."""
@@ -228,12 +246,12 @@ class DeepModel(CRSModel):
         check_freeze_policy(self.freeze)
         try:
             self.build(len(features)).configure_optimizers()
-        except Exception as exc:  # the backbone's or optimizer's own complaint, about its options
+        except (TypeError, ValueError, AssertionError) as exc:  # torch's own complaints about options
             raise ConfigError(f"the network or its optimizer cannot be built as configured "
                               f"(model.estimator.backbone.*, optimizer.*): {type(exc).__name__}: {exc}") from None
         try:
             self._trainer(callbacks=[], validate=False)
-        except Exception as exc:  # Lightning's own complaint, e.g. an accelerator this machine lacks
+        except (MisconfigurationException, ValueError, ImportError) as exc:  # an accelerator this machine lacks
             raise ConfigError(f"trainer.accelerator={self.accelerator}, trainer.devices={self.devices}: "
                               f"{str(exc).splitlines()[0]}") from None
 
@@ -250,7 +268,7 @@ class DeepModel(CRSModel):
             self.module_.load_state_dict(state, strict=False)
             freeze(self.module_, self.freeze)
         best, history = None, LossHistory()
-        callbacks = [history]
+        callbacks = [history, *(copy.deepcopy(c) for c in self.callbacks or ())]  # fresh state in every fit
         if val is not None:
             best = BestWeights("val/loss")
             callbacks += [best, pl.callbacks.EarlyStopping("val/loss", patience=self.patience, mode="min")]

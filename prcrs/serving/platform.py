@@ -29,6 +29,7 @@ from prcrs.conformal import RiskBand
 from prcrs.data.cohort import segment_patients
 from prcrs.data.history import HistorySpec
 from prcrs.errors import DataError, PrcrsError
+from prcrs.fitting import severe_probability
 from prcrs.progress import Steps
 from prcrs.serving.inputs import (
     IGNORED,
@@ -115,7 +116,7 @@ class CombinationModel:
     def predict_inputs(self, inputs: pd.DataFrame) -> pd.DataFrame:
         """Estimator inputs (`inputs`) -> (n, 4): the raw score, the risk, the paper's conversion and
         the rule-out band."""
-        raw = np.asarray(self.estimator.predict_proba(inputs), float)
+        raw = np.asarray(severe_probability(self.estimator, inputs), float)
         risk = self.calibrator.predict(raw)
         return pd.DataFrame({"probability": raw, "calibrated_probability": risk,
                              "paper_probability": self.paper_conversion.predict(raw),
@@ -128,7 +129,7 @@ class CombinationModel:
 
     def calibrated(self, inputs: pd.DataFrame) -> np.ndarray:
         """The calibrated probability of estimator inputs (`inputs`' frame)."""
-        return self.calibrator.predict(np.asarray(self.estimator.predict_proba(inputs), float))
+        return self.calibrator.predict(np.asarray(severe_probability(self.estimator, inputs), float))
 
     def reference_inputs(self, columns) -> pd.Series:
         """The reference day as estimator inputs: the training medians; the factors the platform
