@@ -3,11 +3,15 @@
     python benchmarks/equivalence.py --out before.json     # on the old code
     python benchmarks/equivalence.py --out after.json      # on the new code
     python benchmarks/equivalence.py --compare before.json after.json
+    python benchmarks/equivalence.py --compare before.json after.json --record   # into prcrs/code_lineage.json
 
 Each config runs into a fresh temporary MLflow store (nothing is resumed). Written per config:
 the summary metrics (`mean_test_*`, `pooled_test_*`) and the SHA-256 of the out-of-fold
 predictions file the run logged (`oof_predictions.csv`, byte for byte). The file holds
-fingerprints and means only, no rows. Uses the real sheets when `PRCRS_DATA_DIR` finds them.
+fingerprints and means only, no rows, and the code fingerprint that made them. Uses the real
+sheets when `PRCRS_DATA_DIR` finds them. `--record`, when every config's predictions are
+identical, records the new code fingerprint as computing the old one's numbers, so that runs
+stored by the old code still resume (`prcrs.code_fingerprint.same_numbers`).
 """
 
 from __future__ import annotations
@@ -31,13 +35,15 @@ CONFIGS = {  # three models x both protocols, one history config, one transfer c
 
 
 def fingerprints() -> dict[str, dict]:
-    """{config name: {"oof_sha256", metric: value}} for every config of CONFIGS."""
+    """{"code_fingerprint": this code's, config name: {"oof_sha256", metric: value}, ...} for
+    every config of CONFIGS."""
     import mlflow
     from hydra import compose, initialize_config_dir
 
+    from prcrs.code_fingerprint import code_fingerprint
     from prcrs.evaluate import evaluate
 
-    out = {}
+    out: dict = {"code_fingerprint": code_fingerprint()}
     for name, overrides in CONFIGS.items():
         with tempfile.TemporaryDirectory() as tmp:
             os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
@@ -55,7 +61,7 @@ def fingerprints() -> dict[str, dict]:
 def compare(before: dict, after: dict) -> list[str]:
     """A markdown table, one row per config: same OOF file or not, and the largest metric change."""
     rows = ["| config | OOF predictions | mean AUROC before | after | largest metric change |", "|---|---|---|---|---|"]
-    for name in before:
+    for name in _configs(before):
         a, b = before[name], after.get(name, {})
         shared = [k for k in a if k != "oof_sha256" and k in b]
         change = max((abs(a[k] - b[k]) for k in shared if a[k] == a[k] and b[k] == b[k]), default=float("nan"))
@@ -64,15 +70,26 @@ def compare(before: dict, after: dict) -> list[str]:
     return rows
 
 
+def _configs(record: dict) -> list[str]:
+    return [name for name in record if name != "code_fingerprint"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="write the fingerprints here")
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("BEFORE", "AFTER"))
+    parser.add_argument("--record", action="store_true", help="with --compare: record AFTER's code as BEFORE's "
+                                                                "when every prediction is identical")
     args = parser.parse_args(argv)
     if args.compare:
         before, after = (json.loads(p.read_text()) for p in args.compare)
         print("\n".join(compare(before, after)))
-        same = all(before[n]["oof_sha256"] == after.get(n, {}).get("oof_sha256") for n in before)
+        same = all(before[n]["oof_sha256"] == after.get(n, {}).get("oof_sha256") for n in _configs(before))
+        if args.record and same:
+            from prcrs.code_fingerprint import record_equivalent
+
+            record_equivalent(after["code_fingerprint"], before["code_fingerprint"])
+            print(f"recorded: code {after['code_fingerprint']} computes the numbers of {before['code_fingerprint']}")
         return 0 if same else 1
     if args.out is None:
         parser.error("--out or --compare")

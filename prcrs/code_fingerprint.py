@@ -7,6 +7,11 @@ units), each parsed and dumped without its docstrings, so an edit of a comment o
 keeps the fingerprint and an edit of code changes it. Tracking, reports, serving and the CLI
 cannot change a stored number and are left out.
 
+A reshape of the code changes the fingerprint without changing a number. `code_lineage.json`
+records, for a fingerprint, the earlier ones shown to compute the same out-of-fold predictions
+bit for bit (`python benchmarks/equivalence.py --compare BEFORE AFTER --record`), so the runs
+they stored still resume.
+
     >>> len(code_fingerprint()), code_fingerprint() == code_fingerprint()
     (12, True)
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import json
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
@@ -52,7 +58,38 @@ def fingerprint_of(root: Path = PACKAGE) -> str:
     return digest.hexdigest()[:12]
 
 
+LINEAGE = PACKAGE / "code_lineage.json"
+
+
 @functools.cache
 def code_fingerprint() -> str:
     """This installation's fingerprint (computed once per process)."""
     return fingerprint_of()
+
+
+def lineage() -> dict[str, list[str]]:
+    """{fingerprint: the earlier fingerprints it was shown to compute the same numbers as}."""
+    return json.loads(LINEAGE.read_text()) if LINEAGE.is_file() else {}
+
+
+def same_numbers(made_by: str, now: str | None = None) -> bool:
+    """True when code with fingerprint `made_by` computes what the code of `now` (default: this
+    installation's) computes: the same fingerprint, or one recorded as equivalent, however many
+    records back."""
+    now = now or code_fingerprint()
+    seen, todo, records = set(), [now], lineage()
+    while todo:
+        fingerprint = todo.pop()
+        if fingerprint == made_by:
+            return True
+        if fingerprint not in seen:
+            seen.add(fingerprint)
+            todo += records.get(fingerprint, [])
+    return False
+
+
+def record_equivalent(new: str, old: str) -> None:
+    """Record that fingerprint `new` computes the numbers of `old` (after checking it)."""
+    records = lineage()
+    records[new] = sorted({*records.get(new, []), old})
+    LINEAGE.write_text(json.dumps(records, indent=1, sort_keys=True) + "\n")

@@ -12,7 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from prcrs import interrupts, tracking, workers
-from prcrs.code_fingerprint import code_fingerprint
+from prcrs.code_fingerprint import code_fingerprint, same_numbers
 from prcrs.config_checks import check_run_config
 from prcrs.cv_logging import CVRunLogger, run_label
 from prcrs.data.targets import check_horizon
@@ -103,13 +103,14 @@ def _stored(experiment_id: str, chash: str, label: str, resume: str = "auto") ->
     or one with no summary for a config a live process is running now (it is not run twice), or
     None: run it. A finished run made by other code is run again, said in one line (the stored
     run is kept; reports take the newest); one stored before fingerprints were kept is resumed,
-    said likewise. `resume="never"`: a finished run is run again all the same."""
+    said likewise; one made by code recorded as computing the same numbers (`code_lineage.json`)
+    is resumed. `resume="never"`: a finished run is run again all the same."""
     now = code_fingerprint()
     done = tracking.finished_run(experiment_id, chash, now) if resume == "auto" else None
     if done is not None:
         made_by = done.data.tags.get("code_fingerprint")
         summary = dict(done.data.metrics)
-        if made_by is None or made_by == now:
+        if made_by is None or same_numbers(made_by, now):
             log.info(f"[{label}] already finished (run {done.info.run_id}): mean AUROC "
                      f"{summary.get('mean_test_auroc', float('nan')):.3f}; skipped"
                      + ("" if made_by else " (stored before code fingerprints were kept: resume=never runs it again)"))

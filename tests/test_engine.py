@@ -610,6 +610,24 @@ def test_a_stored_run_made_by_other_code_is_run_again(tmp_path, monkeypatch, cap
     assert not evaluate.evaluate(engine.compose_config(forced), forced).skipped  # a deliberate rerun
 
 
+def test_runs_of_code_recorded_as_computing_the_same_numbers_resume(tmp_path, monkeypatch):
+    from prcrs import code_fingerprint, cv_logging
+
+    _mlflow_env(tmp_path, monkeypatch)
+    monkeypatch.setattr(code_fingerprint, "LINEAGE", tmp_path / "code_lineage.json")
+    overrides = [*FAST, "model=logreg", "cv.n_jobs=1", "study=lineage"]
+    cfg = engine.compose_config(overrides)
+    stored = evaluate.evaluate(cfg, overrides)
+    made_by = code_fingerprint.code_fingerprint()
+    for module in (evaluate, cv_logging, code_fingerprint):  # the code reshaped: another fingerprint
+        monkeypatch.setattr(module, "code_fingerprint", lambda: "0123456789ab")
+    code_fingerprint.record_equivalent("0123456789ab", "fedcba987654")
+    code_fingerprint.record_equivalent("fedcba987654", made_by)  # two reshapes, each shown equivalent
+    again = evaluate.evaluate(cfg, overrides)
+    assert again.skipped and again.run_id == stored.run_id
+    assert not code_fingerprint.same_numbers("aaaaaaaaaaaa", "0123456789ab")
+
+
 def test_the_sweep_summary_ranks_within_each_task(tmp_path):
     import json
 
