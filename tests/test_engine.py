@@ -234,8 +234,8 @@ def test_a_run_marked_finished_without_its_summary_is_not_resumed(tmp_path, monk
 @pytest.mark.slow
 def test_an_interrupted_sweep_stops_at_once_keeps_finished_runs_and_resumes(tmp_path, monkeypatch):
     uri = _mlflow_env(tmp_path, monkeypatch)
-    cmd = [sys.executable, str(ROOT / "run.py"), "-m", *FAST, "model=logreg,cnn", "trainer.max_epochs=60",
-           "trainer.patience=60", "study=interrupt", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    cmd = [sys.executable, str(ROOT / "run.py"), "-m", *FAST, "model=logreg,cnn", "trainer.max_epochs=20",
+           "trainer.patience=20", "study=interrupt", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
     sweep = subprocess.Popen(cmd, cwd=tmp_path, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 600
 

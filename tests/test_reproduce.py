@@ -34,7 +34,7 @@ def test_quick_reproduction_builds_every_table_and_figure_with_numbers(quick_sto
 
     tmp, uri = quick_store
     monkeypatch.delenv("PRCRS_DATA_DIR", raising=False)
-    files = {p.name for p in build_report(tmp / "reports", uri, n_boot=100)}  # the intervals: tested in test_stats
+    files = {p.name for p in build_report(tmp / "reports", uri, n_boot=40)}  # the intervals: tested in test_stats
     assert set(EXPECTED) <= files
     for name in EXPECTED:
         path = tmp / "reports" / name
