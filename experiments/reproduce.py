@@ -23,9 +23,15 @@ from pathlib import Path
 from prcrs.errors import say
 
 ROOT = Path(__file__).resolve().parents[1]
-# conf/experiment/<name>.yaml
-ARTEFACTS = ("table2", "table3", "fig8", "fig8_paper", "transfer", "audit", "history", "history_networks",
-             "clinical")
+
+
+def artefacts() -> tuple[str, ...]:
+    """The experiment configs (conf/experiment/<name>.yaml) the report's sections read, in order."""
+    from prcrs.report import sections
+
+    return sections.experiments()
+
+
 QUICK = ["data=synthetic", "data.n_patients=80", "cv.folds=2", "trainer.max_epochs=2", "trainer.patience=1",
          "cv.explain_rows=20",
          "trainer.min_epochs=1"]
@@ -87,7 +93,7 @@ def quick_cache(tracking_uri: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="synthetic data, 2 folds, 2 epochs")
-    parser.add_argument("--only", nargs="*", choices=ARTEFACTS, help="run these artefacts only")
+    parser.add_argument("--only", nargs="*", choices=artefacts(), help="run these artefacts only")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s")
     from prcrs.engine import compose_config
@@ -98,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{ROOT / 'mlruns' / 'quick.db'}")
         quick = [*QUICK, f"paths.cache_dir={quick_cache(os.environ['MLFLOW_TRACKING_URI'])}"]
     start = time.perf_counter()
-    runs = [[f"experiment={name}", *run, *quick] for name in args.only or ARTEFACTS
+    runs = [[f"experiment={name}", *run, *quick] for name in args.only or artefacts()
             for run in expand((args.quick and quick_sweep(name)) or sweep_of(name))]
     failed = []
     for i, overrides in enumerate(runs, 1):

@@ -57,7 +57,7 @@ def test_the_model_catalogue_is_the_model_configs():
 def test_a_new_model_is_one_yaml_and_lands_in_table_2s_sweep_and_report(tmp_path, monkeypatch):
     import shutil
 
-    from prcrs.report.build import table2_and_fig3
+    from prcrs.report.sections.table2 import table2_and_fig3
     from prcrs.report.tables import Report
     from prcrs.results import parent_runs
 

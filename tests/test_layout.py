@@ -61,7 +61,8 @@ def test_no_module_imports_itself_back():
 
 @pytest.mark.parametrize("module", ["prcrs.config_checks", "prcrs.data.fingerprint", "prcrs.data.history",
                                     "prcrs.calibration", "prcrs.decision", "prcrs.alarms", "prcrs.subgroups",
-                                    "prcrs.explain", "prcrs.conformal"])
+                                    "prcrs.explain", "prcrs.conformal", "prcrs.models.catalogue",
+                                    "prcrs.report.sections"])
 def test_the_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted and not result.failed

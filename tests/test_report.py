@@ -3,7 +3,9 @@
 import numpy as np
 import pandas as pd
 
-from prcrs.report import build
+from prcrs.report import build, tables
+from prcrs.report.sections import fig6, fig8, transfer, what_moved
+from prcrs.report.tables import Report
 
 
 def _run(run_id, protocol, auroc, **tags):
@@ -18,16 +20,16 @@ def test_transfer_table_survives_a_run_whose_every_fold_diverged(tmp_path, monke
                               "day": np.arange(40) % 2, "label": rng.integers(0, 2, 40), "probability": rng.random(40)})
     oofs = {"t2-paper": predicted, "t2-honest": predicted, "tr-paper": predicted.iloc[:0],  # all NaN, dropped
             "tr-honest": predicted.assign(probability=rng.random(40))}
-    monkeypatch.setattr(build, "oof", oofs.__getitem__)
+    monkeypatch.setattr(transfer, "oof", oofs.__getitem__)
     t2 = pd.DataFrame([_run("t2-paper", "paper", 0.9), _run("t2-honest", "honest", 0.8)])
     tr = pd.DataFrame([_run("tr-paper", "paper", np.nan, transfer="covid"),
                        _run("tr-honest", "honest", 0.7, transfer="covid")])
-    report = build.Report(tmp_path)
-    build.transfer_table(report, t2, tr)
+    report = Report(tmp_path)
+    transfer.transfer_table(report, t2, tr)
     text = (tmp_path / "transfer.md").read_text()
     assert "no test row predicted by both" in text and "| honest |" in text
-    report = build.Report(tmp_path)
-    build.transfer_table(report, t2.iloc[:1], tr.iloc[:1])  # paper runs only
+    report = Report(tmp_path)
+    transfer.transfer_table(report, t2.iloc[:1], tr.iloc[:1])  # paper runs only
     assert report.claims[-1].endswith("No honest run with and without pretraining in this store.")
 
 
@@ -35,8 +37,8 @@ def test_what_moved_matches_configs_on_the_same_data(tmp_path):
     before = {"table2": pd.DataFrame([_run("a", "honest", 0.987, model="hgb"), _run("b", "paper", 0.99, model="hgb"),
                                       _run("c", "honest", 0.9, model="hgb", data_content="other")])}
     after = {"table2": pd.DataFrame([_run("d", "honest", 0.959, model="hgb"), _run("e", "honest", 0.95)])}
-    report = build.Report(tmp_path)
-    build.what_moved(report, before, after)
+    report = Report(tmp_path)
+    what_moved.what_moved(report, before, after)
     rows = [line for line in (tmp_path / "what_moved.md").read_text().splitlines() if line.startswith("| table2")]
     assert len(rows) == 1 and "0.987" in rows[0] and "0.959" in rows[0] and "-0.028" in rows[0]
 
@@ -73,14 +75,14 @@ def test_figures_say_what_they_show(tmp_path, monkeypatch):
     predicted = pd.DataFrame({"repeat": 0, "fold": np.arange(60) % 5, "patient": np.arange(60) // 3,
                               "day": np.arange(60) % 3, "label": rng.integers(0, 2, 60), "probability": rng.random(60),
                               "threshold": 0.5})
-    monkeypatch.setattr(build, "oof", lambda run_id: predicted)
+    monkeypatch.setattr(fig8, "oof", lambda run_id: predicted)
     runs = [_run(f"r{c}{h}", "honest", 0.8, factors=c, horizon=h, mean_test_sensitivity=0.6, mean_test_specificity=0.9,
                  **{f"split{k}_test_{m}": 0.7 for k in range(5) for m in ("sensitivity", "specificity")})
             for c in ("1234", "4") for h in (1, 2)]
     figures = {}
-    report = build.Report(tmp_path)
+    report = Report(tmp_path)
     monkeypatch.setattr(report, "save", lambda fig, name: figures.setdefault(name, fig))
-    build.fig8_combinations(report, pd.DataFrame(runs))
+    fig8.fig8_combinations(report, pd.DataFrame(runs))
     lower = figures["fig8_combinations.png"].axes[2:]
     for ax in lower:
         assert ax.get_ylabel() and len(ax.patches) == 4 and len(ax.lines) == 2  # bars; the two claims as lines
@@ -88,7 +90,8 @@ def test_figures_say_what_they_show(tmp_path, monkeypatch):
     legend = figures["fig8_combinations.png"].axes[0].get_legend().get_texts()
     assert all("pooled AUROC" in t.get_text() for t in legend)
     assert "none of the horizons" in report.claims[-1] or "every horizon" in report.claims[-1]
-    build.fig6_trajectories(report, pd.DataFrame([_run("t2", "honest", 0.8)]))
-    fig6 = figures["fig6_trajectories.png"]
-    assert fig6.get_layout_engine() is not None and [ax.get_ylabel() != "" for ax in fig6.axes] == [True, False, False,
-                                                                                                     True, False, False]
+    monkeypatch.setattr(tables, "oof", lambda run_id: predicted)  # the honest PrCRS run's predictions
+    fig6.fig6_trajectories(report, pd.DataFrame([_run("t2", "honest", 0.8)]))
+    drawn = figures["fig6_trajectories.png"]
+    assert drawn.get_layout_engine() is not None
+    assert [ax.get_ylabel() != "" for ax in drawn.axes] == [True, False, False, True, False, False]

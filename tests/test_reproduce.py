@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from prcrs.report import sections
+
 ROOT = Path(__file__).resolve().parents[1]
-EXPECTED = ["README.md", "table2.md", "table3.md", "fig3_roc_pr.png", "fig4_ablation_roc.png", "fig5_calibration.md",
-            "fig5_calibration.png", "fig6_trajectories.png", "fig8_combinations.md", "fig8_combinations.png",
-            "transfer.md", "audit.md", "history.md", "history.png", "clinical.md", "clinical_calibration.png",
-            "clinical_decision_curves.png", "clinical_importance.png"]
+EXPECTED = ["README.md", *sections.files()]  # what every registered section writes (without --before)
 NUMBER = re.compile(r"\d\.\d{3}")
 
 
@@ -39,7 +38,7 @@ def test_quick_reproduction_builds_every_table_and_figure_with_numbers(quick_sto
     for name in EXPECTED:
         path = tmp / "reports" / name
         assert path.stat().st_size > 1000 if name.endswith(".png") else path.stat().st_size > 100, name
-    for name in [n for n in EXPECTED if n.endswith(".md")]:
+    for name in [n for n in EXPECTED if n.endswith(".md") and n != "model_card.md"]:  # the card: below
         text = (tmp / "reports" / name).read_text()
         assert "not run" not in text, name
         lines = text.splitlines() + [""]
@@ -85,9 +84,32 @@ def test_each_artefact_holds_its_sweep_in_its_experiment_config():
     assert reproduce.sweep_of("table2") == [
         "model=cnn,transformer,squeezeformer,prcrs,rcmnet,logreg,hgb,forest,tree,measix,teachey",
         "protocol=paper,honest"]
-    runs = [[f"experiment={name}", *run] for name in reproduce.ARTEFACTS
+    runs = [[f"experiment={name}", *run] for name in reproduce.artefacts()
             for run in reproduce.expand(reproduce.sweep_of(name))]
     assert len(runs) == 108 and ["experiment=audit"] in runs
     counts = {name: sum(r[0] == f"experiment={name}" for r in runs)
               for name in ("table2", "fig8", "fig8_paper", "history", "history_networks", "clinical")}
     assert counts == {"table2": 22, "fig8": 18, "fig8_paper": 3, "history": 24, "history_networks": 24, "clinical": 6}
+
+
+@pytest.mark.slow
+def test_a_section_is_one_registered_module_the_report_and_the_reproduction_read(quick_store, monkeypatch, tmp_path):
+    from prcrs.report.build import build_report
+
+    _, uri = quick_store
+    monkeypatch.delenv("PRCRS_DATA_DIR", raising=False)
+    monkeypatch.setattr(sections, "_REGISTRY", {})
+    monkeypatch.setattr(sections.pkgutil, "iter_modules", lambda path: [])  # only the section below
+
+    @sections.section("runs counted", order=1, experiments=("table2", "clinical"), files=("counted.md",))
+    def write(report, inputs):
+        report.write("counted.md", f"{len(inputs.study('table2'))} Table 2 runs\n")
+
+    assert sections.experiments() == ("table2", "clinical") and sections.files() == ("counted.md",)
+    written = {p.name for p in build_report(tmp_path / "reports", uri, n_boot=10)}
+    assert written == {"counted.md", "README.md"}
+    assert (tmp_path / "reports" / "counted.md").read_text().endswith("12 Table 2 runs\n")  # 6 models x 2 protocols
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import reproduce
+
+    assert reproduce.artefacts() == ("table2", "clinical")

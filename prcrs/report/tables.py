@@ -11,11 +11,15 @@ import pandas as pd
 
 from prcrs.plots import plt
 from prcrs.report import stats
-from prcrs.results import select
+from prcrs.results import oof, select
 
 N_BOOT = 500  # patient-level bootstrap resamples
 SHORT = {"precision_macro": "P", "recall_macro": "R", "f1_macro": "F1", "auroc": "AUROC", "auprc": "AUPRC",
          "sensitivity": "Sens", "specificity": "Spec", "brier": "Brier"}
+
+
+PROTOCOLS = ("paper", "honest")
+SHOWN = ("precision_macro", "recall_macro", "f1_macro", "auroc", "auprc")
 
 
 def fold_values(run: pd.Series, metric: str) -> np.ndarray:
@@ -91,3 +95,29 @@ class Report:
         path = self.out / name
         path.write_text(self.banner + text if name.endswith(".md") else text)
         self.files.append(path)
+
+
+def side_by_side(rows_spec, frame, published_numbers, title, key_name) -> tuple[str, list[list[str]]]:
+    """Published | paper protocol | honest protocol; rows with no run at all are named below, not shown."""
+    header = [key_name, "published P / R / F1"] + [f"{p} {SHORT[m]}" for p in PROTOCOLS for m in SHOWN]
+    rows, missing = [], []
+    for label, tags in rows_spec:
+        runs = [one(frame, protocol=protocol, **tags) for protocol in PROTOCOLS]
+        if all(run is None for run in runs):
+            missing.append(label)
+            continue
+        pub = published_numbers.get(label)
+        row = [label, " / ".join(f"{v:.3f}" for v in pub) if pub else "not reported"]
+        for run in runs:
+            row += [ci_cell(run, m) for m in SHOWN]
+        rows.append(row)
+    text = f"## {title}\n\n" + md_table(header, rows)
+    if missing:
+        text += f"\n\nNo runs in this store for: {', '.join(missing)}."
+    return text, rows
+
+
+def honest_prcrs_oof(t2: pd.DataFrame) -> pd.DataFrame | None:
+    """The out-of-fold predictions of the honest same-day PrCRS run of Table 2, or None."""
+    run = one(t2, model="prcrs", protocol="honest")
+    return None if run is None else oof(run.run_id)
