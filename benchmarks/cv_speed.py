@@ -83,7 +83,7 @@ def plain_loop(cfg, data, folds_epochs) -> tuple[float, int]:
                        cfg.seed)
     jobs = [(cfg, data, k, fold, epochs) for k, (fold, epochs) in enumerate(zip(folds, folds_epochs, strict=True))]
     start = time.perf_counter()
-    rows = list(workers.map_ordered(plain_fold, jobs, engine.fold_jobs(cfg, len(folds))))
+    rows = list(workers.map_ordered(plain_fold, jobs, engine.fold_jobs(cfg.cv.n_jobs, len(folds))))
     return time.perf_counter() - start, sum(rows)
 
 
@@ -92,7 +92,7 @@ def start_workers(cfg) -> float:
     paid once per process, and in `python run.py` alongside loading the data and the store."""
     from prcrs import engine, workers
 
-    n_jobs = engine.fold_jobs(cfg, cfg.cv.folds)
+    n_jobs = engine.fold_jobs(cfg.cv.n_jobs, cfg.cv.folds)
     start = time.perf_counter()
     workers.prestart(cfg.model.kind)
     list(workers.map_ordered(os.getpid, [()] * n_jobs, n_jobs))

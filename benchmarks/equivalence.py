@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHORT = ["trainer.max_epochs=4", "trainer.patience=2", "trainer.min_epochs=1", "cv.explain_rows=20", "cv.n_jobs=1"]
+SHORT = ["trainer.max_epochs=4", "trainer.patience=2", "trainer.min_epochs=1", "cv.explain_rows=20"]
 CONFIGS = {  # three models x both protocols, one history config, one transfer config
     **{f"{model}/{protocol}": [f"model={model}", f"protocol={protocol}"]
        for model in ("logreg", "forest", "cnn") for protocol in ("paper", "honest")},
@@ -34,9 +34,9 @@ CONFIGS = {  # three models x both protocols, one history config, one transfer c
 }
 
 
-def fingerprints() -> dict[str, dict]:
+def fingerprints(n_jobs: int = 1) -> dict[str, dict]:
     """{"code_fingerprint": this code's, config name: {"oof_sha256", metric: value}, ...} for
-    every config of CONFIGS."""
+    every config of CONFIGS, folds trained `n_jobs` at a time (results do not depend on it)."""
     import mlflow
     from hydra import compose, initialize_config_dir
 
@@ -48,7 +48,7 @@ def fingerprints() -> dict[str, dict]:
         with tempfile.TemporaryDirectory() as tmp:
             os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
             with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-                cfg = compose("config", overrides=[*SHORT, *overrides, "study=equivalence"])
+                cfg = compose("config", overrides=[*SHORT, f"cv.n_jobs={n_jobs}", *overrides, "study=equivalence"])
             evaluation = evaluate(cfg, overrides)
             oof = Path(mlflow.artifacts.download_artifacts(run_id=evaluation.run_id,
                                                            artifact_path="oof_predictions.csv", dst_path=tmp))
@@ -77,6 +77,7 @@ def _configs(record: dict) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="write the fingerprints here")
+    parser.add_argument("--n-jobs", type=int, default=1, help="folds trained at once (default 1)")
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("BEFORE", "AFTER"))
     parser.add_argument("--record", action="store_true", help="with --compare: record AFTER's code as BEFORE's "
                                                                 "when every prediction is identical")
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if same else 1
     if args.out is None:
         parser.error("--out or --compare")
-    args.out.write_text(json.dumps(fingerprints(), indent=1))
+    args.out.write_text(json.dumps(fingerprints(args.n_jobs), indent=1))
     print(f"wrote {args.out}")
     return 0
 

@@ -2,7 +2,7 @@
 predictions, curves) with one nested run per fold (metrics, fitted model).
 
     with CVRunLogger(cfg, overrides, cohort, config_hash, experiment_id) as logger:
-        result = cross_validate(cfg, data, covid, on_fold=logger.log_fold)
+        result = cross_validate(run_spec(cfg, data.fill_values), data, covid, on_fold=logger.log_fold)
         run_id = logger.log_result(result)
 """
 

@@ -1,4 +1,5 @@
-"""Cross-validation of one config: data and config in, a `CVResult` out, nothing logged.
+"""Cross-validation of one config: the config read once into a `RunSpec`, data in, a `CVResult`
+out, nothing logged.
 
 `prcrs.evaluate` adds the store (resume, MLflow logging through `prcrs.cv_logging`); this module
 knows nothing of it.
@@ -142,59 +143,124 @@ def load_covid_for(cfg: DictConfig) -> Cohort | None:
     return load_cohort("covid", cfg.data.path, seed=cfg.seed, raw_dir=cfg.paths.data_dir)
 
 
-def build_estimator(cfg: DictConfig, fill_values: dict, covid: Cohort | None = None):
-    """The configured model (a `prcrs.models.estimators.CRSModel`, unfitted) with the protocol's
-    fold preprocessing and, under `transfer=covid`, COVID-19 pretraining.
+@dataclass(frozen=True)
+class FitSpec:
+    """How a model is fitted on a set of rows (`fit_rows`): the protocol's choices."""
 
-    `fill_values`: the CAR-T sheet's label-imputation fill values (`Cohort.fill_values`), masked
-    under `protocol.unimpute=sheet`."""
+    val_fraction: float  # cv.inner_val_fraction: the inner patient-grouped validation share
+    early_stopping: bool  # protocol.early_stopping: networks stop on the validation loss
+    threshold: str | float  # protocol.threshold: "inner" (best macro F1 on validation rows) or a number
+    alarm_specificity: float  # protocol.alarm_specificity: of the alarm threshold, on validation rows
+
+
+@dataclass(frozen=True)
+class CVDesign:
+    """The folds of a cross-validation and what each one reports besides its metrics."""
+
+    split: str  # protocol.split: "row" (the paper) or "patient"
+    folds: int
+    repeats: int
+    seed: int  # of the folds; fold k fits with seed + k
+    n_jobs: int  # folds trained at once
+    explain_rows: int  # test rows explained per fold (global importance)
+
+
+@dataclass(frozen=True)
+class TransferSpec:
+    """COVID-19 pretraining (`transfer=covid`) of a network before it is fitted."""
+
+    features: tuple[str, ...]  # the factors pretrained on
+    val_fraction: float  # transfer.val_fraction
+    freeze: str  # transfer.freeze
+    cache_dir: str | None  # paths.cache_dir
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What fitting and cross-validating a config reads of it, read and checked once (`run_spec`):
+    the model to build, its fold preprocessing, any pretraining, how it is fitted, the CV
+    design. Fold workers receive this, never the config; `build` makes the estimator there, so
+    this process need not import the model's libraries."""
+
+    model: str  # model.name
+    estimator: dict  # model.estimator, resolved: what `hydra.utils.instantiate` builds
+    preprocessing: dict  # `FoldPreprocessor` parameters: the protocol's raw/unimpute, the sheet's fill values
+    transfer: TransferSpec | None
+    fit: FitSpec
+    design: CVDesign
+    log_models: bool  # logger.log_models: keep each fold's fitted model
+
+    def build(self, covid: Cohort | None = None):
+        """The unfitted estimator (a `prcrs.models.estimators.CRSModel`); `covid`: the COVID-19
+        cohort, needed under `transfer`. An option the model refuses is a one-line ConfigError."""
+        from hydra.errors import InstantiationException
+
+        try:
+            estimator = instantiate(self.estimator, preprocessor=FoldPreprocessor(**self.preprocessing))
+        except InstantiationException as exc:
+            raise ConfigError(f"model={self.model}: {str(exc).splitlines()[0]}") from None
+        if self.transfer is None:
+            return estimator
+        from prcrs.models.transfer import Pretraining
+
+        t = self.transfer  # set after: Hydra would read a dataclass passed to instantiate as a config
+        return estimator.set_params(init_from=Pretraining(t.features, covid, t.val_fraction, t.cache_dir),
+                                    freeze=t.freeze)
+
+
+def run_spec(cfg: DictConfig, fill_values: dict) -> RunSpec:
+    """The `RunSpec` of a config; `fill_values`: the CAR-T sheet's label-imputation fill values
+    (`Cohort.fill_values`), masked under `protocol.unimpute=sheet`."""
     protocol = cfg.protocol
     if protocol.unimpute not in UNIMPUTE:
         raise ConfigError(f"protocol.unimpute={protocol.unimpute} is unknown; use one of {', '.join(UNIMPUTE)}")
-    pre = FoldPreprocessor(raw=protocol.raw, unimpute=protocol.unimpute, fill_values=fill_values,
-                           missing_indicators=cfg.model.missing_indicators)
-    transfer = {}
+    transfer = None
     if cfg.transfer.name == "covid":
         if cfg.model.kind != "deep":
             raise ConfigError(f"transfer=covid needs a deep model, not {cfg.model.name}")
-        from prcrs.models.transfer import Pretraining
-
-        covid = covid if covid is not None else load_covid_for(cfg)
-        transfer = {"init_from": Pretraining(features_of(cfg), covid, cfg.transfer.val_fraction, cfg.paths.cache_dir),
-                    "freeze": cfg.transfer.freeze}
+        transfer = TransferSpec(features_of(cfg), cfg.transfer.val_fraction, cfg.transfer.freeze, cfg.paths.cache_dir)
     elif cfg.transfer.name != "none":
         raise ConfigError(f"unknown transfer {cfg.transfer.name!r}; use none or covid")
-    # set after: Hydra would read a dataclass (Pretraining) passed to instantiate as a config
-    return instantiate(cfg.model.estimator, preprocessor=pre).set_params(**transfer)
+    return RunSpec(model=str(cfg.model.name), estimator=OmegaConf.to_container(cfg.model.estimator, resolve=True),
+                   preprocessing={"raw": protocol.raw, "unimpute": protocol.unimpute, "fill_values": fill_values,
+                                  "missing_indicators": cfg.model.missing_indicators},
+                   transfer=transfer,
+                   fit=FitSpec(cfg.cv.inner_val_fraction, protocol.early_stopping, protocol.threshold,
+                               protocol.get("alarm_specificity", 0.9)),
+                   design=CVDesign(protocol.split, cfg.cv.folds, cfg.cv.repeats, cfg.seed, cfg.cv.n_jobs,
+                                   cfg.cv.get("explain_rows", 0)),
+                   log_models=cfg.logger.log_models)
 
 
-def check_model(cfg: DictConfig, features: tuple[str, ...], fill_values: dict, covid: Cohort | None = None) -> None:
-    """Build the configured model once (a network with its optimizer) on the run's input columns
+def build_estimator(cfg: DictConfig, fill_values: dict, covid: Cohort | None = None):
+    """The configured model, unfitted (`run_spec(cfg, fill_values).build`); the COVID-19 cohort
+    is loaded when `transfer=covid` needs it and none is given."""
+    if covid is None and cfg.transfer.name == "covid":
+        covid = load_covid_for(cfg)
+    return run_spec(cfg, fill_values).build(covid)
+
+
+def check_model(spec: RunSpec, features: tuple[str, ...], covid: Cohort | None = None) -> None:
+    """Build the spec's model once (a network with its optimizer) on the run's input columns
     (`features`: the factors, then any history columns) before any fold is trained: an option it
     cannot work with is a one-line ConfigError naming it."""
-    from hydra.errors import InstantiationException
-
-    try:
-        estimator = build_estimator(cfg, fill_values, covid)
-    except InstantiationException as exc:
-        raise ConfigError(f"model={cfg.model.name}: {str(exc).splitlines()[0]}") from None
-    estimator.check(features)
+    spec.build(covid).check(features)
 
 
-def fit_rows(cfg: DictConfig, data: HorizonData, rows: np.ndarray, seed: int, covid: Cohort | None = None) -> Fitted:
-    """The configured model fitted on `rows` (a CV fold's training rows, or every row for the
-    platform) by `prcrs.fitting.fit_fold`: the protocol's inner split (`cv.inner_val_fraction`,
-    seeded by `seed`), early stopping and threshold. No other row is read."""
-    protocol = cfg.protocol
-    return fit_fold(build_estimator(cfg, data.fill_values, covid), data.X, data.y,
-                    data.grade_today, data.grade_target, data.patient, rows, seed=seed,
-                    val_fraction=cfg.cv.inner_val_fraction, early_stopping=protocol.early_stopping,
-                    threshold=protocol.threshold)
+def fit_rows(spec: RunSpec, data: HorizonData, rows: np.ndarray, seed: int, covid: Cohort | None = None) -> Fitted:
+    """The spec's model fitted on `rows` (a CV fold's training rows, or every row for the
+    platform) by `prcrs.fitting.fit_fold`: the protocol's inner split (seeded by `seed`), early
+    stopping and threshold. No other row is read."""
+    fit = spec.fit
+    return fit_fold(spec.build(covid), data.X, data.y, data.grade_today, data.grade_target, data.patient, rows,
+                    seed=seed, val_fraction=fit.val_fraction, early_stopping=fit.early_stopping,
+                    threshold=fit.threshold)
 
 
-def _fit_and_score(cfg: DictConfig, data: HorizonData, k: int, fold, covid: Cohort | None):
+def _fit_and_score(spec: RunSpec, data: HorizonData, k: int, fold, covid: Cohort | None):
     """Fit on fold `k`'s training rows (`fit_rows`, seeded by seed + k), score on its test rows."""
-    fitted = fit_rows(cfg, data, fold.train, cfg.seed + k, covid)
+    seed = spec.design.seed + k
+    fitted = fit_rows(spec, data, fold.train, seed, covid)
     model, val, threshold = fitted.model, fitted.val, fitted.threshold
     proba = severe_probability(model, data.X.iloc[fold.test])
     metrics = fold_metrics(data.y[fold.test], proba, threshold)
@@ -202,9 +268,8 @@ def _fit_and_score(cfg: DictConfig, data: HorizonData, k: int, fold, covid: Coho
     metrics["alarm_threshold"] = float("nan")
     if val is not None:  # the search score and the alarm threshold: validation rows only
         metrics["val_auroc"] = fold_metrics(data.y[val], fitted.val_proba, threshold)["auroc"]
-        metrics["alarm_threshold"] = specificity_threshold(data.y[val], fitted.val_proba,
-                                                           cfg.protocol.get("alarm_specificity", 0.9))
-    metrics.update(_importance(cfg, data, model, fold, cfg.seed + k))
+        metrics["alarm_threshold"] = specificity_threshold(data.y[val], fitted.val_proba, spec.fit.alarm_specificity)
+    metrics.update(_importance(spec.design.explain_rows, data, model, fold, seed))
     if getattr(model, "best_epoch_", None) is not None:
         metrics["best_epoch"] = model.best_epoch_
     if getattr(model, "trainer_", None) is not None:
@@ -212,11 +277,11 @@ def _fit_and_score(cfg: DictConfig, data: HorizonData, k: int, fold, covid: Coho
     return model, proba, metrics
 
 
-def _importance(cfg: DictConfig, data: HorizonData, model, fold, seed: int) -> dict[str, float]:
+def _importance(explain_rows: int, data: HorizonData, model, fold, seed: int) -> dict[str, float]:
     """Mean |contribution| of each factor (`prcrs.explain.contributions`, against the training
-    rows' reference day) over up to `cv.explain_rows` test rows drawn with `seed`:
+    rows' reference day) over up to `explain_rows` test rows drawn with `seed`:
     `importance_<factor>`, in units of P(severe)."""
-    n = min(int(cfg.cv.get("explain_rows", 0)), len(fold.test))
+    n = min(int(explain_rows), len(fold.test))
     if n == 0:
         return {}
     rows = np.sort(np.random.default_rng(seed).choice(fold.test, n, replace=False))
@@ -266,11 +331,11 @@ class FoldOutput:
     curves: list[tuple[int, float, float]] | None = None  # a network's (epoch, train loss, validation loss)
 
 
-def _run_fold(cfg: DictConfig, data: HorizonData, k: int, fold, n_folds: int, covid: Cohort | None) -> FoldOutput:
+def _run_fold(spec: RunSpec, data: HorizonData, k: int, fold, n_folds: int, covid: Cohort | None) -> FoldOutput:
     """Fit and score fold `k`; a diverged fold is recorded with NaN metrics."""
     start = time.perf_counter()
     try:
-        model, proba, metrics = _fit_and_score(cfg, data, k, fold, covid)
+        model, proba, metrics = _fit_and_score(spec, data, k, fold, covid)
     except TrainingError as exc:  # recorded, not hidden: the fold's metrics are NaN and say why
         log.warning(f"fold {k + 1}/{n_folds}: {exc}")
         model, proba = None, np.full(len(fold.test), np.nan)
@@ -279,7 +344,7 @@ def _run_fold(cfg: DictConfig, data: HorizonData, k: int, fold, n_folds: int, co
     metrics.update(seconds=time.perf_counter() - start, test_rows=len(fold.test))
     out = FoldOutput(proba, metrics, n_parameters=getattr(model, "n_parameters", None),
                      curves=getattr(model, "loss_history_", None))
-    if model is not None and cfg.logger.log_models:
+    if model is not None and spec.log_models:
         import io
 
         import joblib
@@ -290,26 +355,26 @@ def _run_fold(cfg: DictConfig, data: HorizonData, k: int, fold, n_folds: int, co
     return out
 
 
-def cross_validate(cfg: DictConfig, data: HorizonData, covid: Cohort | None = None,
-                   on_fold=None) -> CVResult:
-    """Fit and score the configured model on every fold; thresholds never see the test fold.
+def cross_validate(spec: RunSpec, data: HorizonData, covid: Cohort | None = None, on_fold=None) -> CVResult:
+    """Fit and score the spec's model on every fold; thresholds never see the test fold.
 
-    Folds run `cv.n_jobs` at a time in worker processes (each with `trainer.threads` torch
-    threads), so the results do not depend on `cv.n_jobs`; inside a worker of a parallel sweep
-    they run one by one. `on_fold(k, n, output)` is called in this process, in fold order.
+    Folds run `design.n_jobs` at a time in worker processes (each with `trainer.threads` torch
+    threads), so the results do not depend on it; inside a worker of a parallel sweep they run
+    one by one. `on_fold(k, n, output)` is called in this process, in fold order.
     """
-    folds = make_folds(cfg.protocol.split, data.y, data.grade_target, data.patient, cfg.cv.folds,
-                       cfg.cv.repeats, cfg.seed)
-    if cfg.transfer.name == "covid":  # pretrain once, here, before the workers read the cache
-        estimator = build_estimator(cfg, data.fill_values, covid)
+    design = spec.design
+    folds = make_folds(design.split, data.y, data.grade_target, data.patient, design.folds, design.repeats,
+                       design.seed)
+    if spec.transfer is not None:  # pretrain once, here, before the workers read the cache
+        estimator = spec.build(covid)
         try:
             estimator.init_from(estimator)
         except TrainingError as exc:  # each fold records it as the reason it diverged
             log.warning(f"{exc}: every fold will be recorded as diverged")
-    jobs = [(cfg, data, k, fold, len(folds), covid) for k, fold in enumerate(folds)]
+    jobs = [(spec, data, k, fold, len(folds), covid) for k, fold in enumerate(folds)]
     result, oof = CVResult(), []
     try:
-        outputs = workers.map_ordered(_run_fold, jobs, fold_jobs(cfg, len(folds)))
+        outputs = workers.map_ordered(_run_fold, jobs, fold_jobs(design.n_jobs, len(folds)))
         for k, (fold, out) in enumerate(zip(folds, outputs, strict=True)):
             result.folds.append(out.metrics)
             result.n_parameters = out.n_parameters or result.n_parameters
@@ -327,14 +392,14 @@ def cross_validate(cfg: DictConfig, data: HorizonData, covid: Cohort | None = No
     return result
 
 
-def fold_jobs(cfg: DictConfig, n_folds: int) -> int:
-    """Folds trained at once: cv.n_jobs, at most one per fold, and 1 inside a parallel sweep's
-    worker (no nested pools)."""
+def fold_jobs(n_jobs: int, n_folds: int) -> int:
+    """Folds trained at once: `n_jobs` (cv.n_jobs), at most one per fold, and 1 inside a parallel
+    sweep's worker (no nested pools)."""
     from joblib.parallel import get_active_backend
 
     if get_active_backend()[0].nesting_level > 0:
         return 1
-    return max(1, min(int(cfg.cv.n_jobs), n_folds))
+    return max(1, min(int(n_jobs), n_folds))
 
 
 def format_summary(label: str, summary: dict[str, float]) -> str:

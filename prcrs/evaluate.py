@@ -27,6 +27,7 @@ from prcrs.engine import (
     horizon_data,
     load_cart_for,
     load_covid_for,
+    run_spec,
 )
 from prcrs.errors import ConfigError, DataError
 from prcrs.metrics import METRICS
@@ -60,7 +61,7 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None, output_dir: st
     check_horizon(cfg.horizon)
     history_spec(cfg)  # before any data loads
     _check_optimized(cfg.get("optimized_metric", "mean_test_auroc"), cfg)
-    n_jobs = fold_jobs(cfg, cfg.cv.folds * cfg.cv.repeats)
+    n_jobs = fold_jobs(cfg.cv.n_jobs, cfg.cv.folds * cfg.cv.repeats)
     if n_jobs > 1:  # workers get ready while the data and store load
         workers.prestart(cfg.model.kind)
     with warnings.catch_warnings(record=True) as caught, stage("loading data"):
@@ -82,14 +83,15 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None, output_dir: st
         log.warning(f"{reaped} run(s) left RUNNING by a process that died were marked KILLED")
     if (done := _stored(experiment_id, chash, label, cfg.get("resume", "auto"))) is not None:
         return _written(done, output_dir, cfg)
+    spec = run_spec(cfg, data.fill_values)  # what the folds read of the config, read once
     with stage(f"starting {n_jobs} fold worker(s) and building the model once"):  # not in any fold's time
-        list(workers.map_ordered(check_model, [(cfg, tuple(data.X.columns), data.fill_values, covid)], n_jobs))
+        list(workers.map_ordered(check_model, [(spec, tuple(data.X.columns), covid)], n_jobs))
     with CVRunLogger(cfg, overrides, cohort, chash, experiment_id,  # another process may have claimed it since
                      already_stored=lambda: _stored(experiment_id, chash, label, cfg.get("resume", "auto"))) as logger:
         if logger.run_id is None:
             return _written(logger.found, output_dir, cfg)
         interrupts.check()  # one that landed while the run was being started (inside a store call)
-        result = cross_validate(cfg, data, covid, on_fold=logger.log_fold)
+        result = cross_validate(spec, data, covid, on_fold=logger.log_fold)
         interrupts.check()
         run_id = logger.log_result(result)
         log.info(f"[{label}] run {run_id} on {cohort.data_source} data, {len(data)} rows, {len(features)} factors")

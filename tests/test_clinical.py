@@ -8,7 +8,7 @@ import pytest
 
 from prcrs import alarms, calibration, decision, explain
 from prcrs.conformal import RiskBand
-from prcrs.engine import compose_config, cross_validate, horizon_data, load_cart_for
+from prcrs.engine import compose_config, cross_validate, horizon_data, load_cart_for, run_spec
 
 FAST = ["data=synthetic", "cv.folds=3", "cv.n_jobs=1", "cv.explain_rows=20"]
 
@@ -96,7 +96,8 @@ def test_explanations_rank_the_synthetic_cohorts_signal_first(model):
     percentages and tumour burden not at all. The importance the CV logs (mean |contribution|
     over 100 test rows per fold, `engine._importance`) must find that order."""
     cfg = compose_config([f"model={model}", "data=synthetic", "cv.n_jobs=1", "horizon=0", "cv.explain_rows=100"])
-    summary = cross_validate(cfg, horizon_data(cfg, load_cart_for(cfg))).summary()
+    data = horizon_data(cfg, load_cart_for(cfg))
+    summary = cross_validate(run_spec(cfg, data.fill_values), data).summary()
     importance = {k.removeprefix("mean_importance_"): v for k, v in summary.items()
                   if k.startswith("mean_importance_")}
     ranked = sorted(importance, key=importance.get, reverse=True)
@@ -113,7 +114,7 @@ def test_the_rule_out_band_keeps_its_promise_on_held_out_patients():
 
     cfg = compose_config(["model=logreg", "data=synthetic", "cv.n_jobs=1", "cv.explain_rows=0"])
     data = horizon_data(cfg, load_cart_for(cfg))
-    oof = cross_validate(cfg, data).oof
+    oof = cross_validate(run_spec(cfg, data.fill_values), data).oof
     rng = np.random.default_rng(0)
     patients = oof["patient"].unique()
     covered, ruled_out = [], []

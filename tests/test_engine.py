@@ -175,7 +175,8 @@ def test_fast_multirun_logs_parents_children_and_artifacts(tmp_path, monkeypatch
 
 def test_fold_parallelism_does_not_change_results():
     data = make_horizon(synthetic_cart(seed=0, n_patients=60), 1)
-    one, two = (engine.cross_validate(_compose([*FAST, "model=prcrs", f"cv.n_jobs={n}"]), data) for n in (1, 2))
+    specs = [engine.run_spec(_compose([*FAST, "model=prcrs", f"cv.n_jobs={n}"]), data.fill_values) for n in (1, 2)]
+    one, two = (engine.cross_validate(spec, data) for spec in specs)
     assert np.isfinite(one.oof["probability"]).all()
     np.testing.assert_allclose(one.oof["probability"], two.oof["probability"], rtol=1e-6)
     assert [f["auroc"] for f in one.folds] == [f["auroc"] for f in two.folds]
@@ -295,7 +296,7 @@ def test_threshold_is_chosen_on_inner_validation_rows_never_the_test_fold(monkey
     monkeypatch.setattr(fitting, "inner_split", spy_split)
     monkeypatch.setattr(fitting, "best_f1_threshold", spy_threshold)
     monkeypatch.setattr(FoldPreprocessor, "fit", spy_fit)
-    result = engine.cross_validate(cfg, data)
+    result = engine.cross_validate(engine.run_spec(cfg, data.fill_values), data)
     assert len(seen["threshold_rows"]) == len(seen["val"]) == 2
     for y, val in zip(seen["threshold_rows"], seen["val"], strict=True):
         np.testing.assert_array_equal(y, data.y[val])  # the threshold saw the validation labels only
@@ -313,7 +314,7 @@ def test_threshold_is_chosen_on_inner_validation_rows_never_the_test_fold(monkey
 def test_honest_out_of_fold_predictions_cover_each_row_once_and_never_share_patients():
     cfg = _compose([*FAST, "model=logreg"])
     data = make_horizon(synthetic_cart(seed=0), 1)
-    oof = engine.cross_validate(cfg, data).oof
+    oof = engine.cross_validate(engine.run_spec(cfg, data.fill_values), data).oof
     assert len(oof) == len(data) and not oof.duplicated(["patient", "day"]).any()
     assert oof.groupby("patient")["fold"].nunique().max() == 1
 
@@ -321,7 +322,7 @@ def test_honest_out_of_fold_predictions_cover_each_row_once_and_never_share_pati
 def test_paper_protocol_uses_rows_raw_values_and_threshold_0_3():
     cfg = _compose([*FAST, "model=logreg", "protocol=paper"])
     data = make_horizon(synthetic_cart(seed=0), 1)
-    oof = engine.cross_validate(cfg, data).oof
+    oof = engine.cross_validate(engine.run_spec(cfg, data.fill_values), data).oof
     assert (oof["threshold"] == 0.3).all()
     assert oof.groupby("patient")["fold"].nunique().max() > 1  # a patient's days on both sides
     pre = engine.build_estimator(cfg, data.fill_values).preprocessor
@@ -384,7 +385,7 @@ def test_options_the_model_cannot_use_are_one_line_errors_before_training(overri
 
     cfg = _compose([*FAST, *override.split()])
     with pytest.raises(ConfigError, match=re.escape(message)):
-        engine.check_model(cfg, engine.features_of(cfg), {})
+        engine.check_model(engine.run_spec(cfg, {}), engine.features_of(cfg))
 
 
 def test_an_unreachable_tracking_server_is_one_line_within_seconds(tmp_path):
@@ -774,3 +775,23 @@ def test_a_mean_says_how_many_folds_it_rests_on():
     assert "mean ± sd over 2 of 3 folds (1 diverged: no prediction)" in engine.format_summary("x", summary)
     assert ci_cell(pd.Series(summary), "auroc").endswith("[2 of 3 folds]")
     assert "[" not in ci_cell(pd.Series(engine.CVResult(folds=[good, good]).summary()), "auroc")
+
+
+def test_fold_workers_receive_the_run_spec_never_the_config(monkeypatch):
+    from omegaconf import DictConfig
+
+    cfg = _compose([*FAST, "model=logreg", "cv.n_jobs=1"])
+    data = make_horizon(synthetic_cart(seed=0, n_patients=40), 1)
+    sent = []
+    real = engine.workers.map_ordered
+
+    def spy(fn, jobs, n_jobs):
+        jobs = list(jobs)
+        sent.extend(arg for job in jobs for arg in job)
+        return real(fn, jobs, n_jobs)
+
+    monkeypatch.setattr(engine.workers, "map_ordered", spy)
+    spec = engine.run_spec(cfg, data.fill_values)
+    engine.cross_validate(spec, data)
+    assert spec in sent and not any(isinstance(arg, DictConfig) for arg in sent)
+    assert (spec.design.folds, spec.fit.threshold, spec.transfer) == (2, "inner", None)

@@ -70,10 +70,11 @@ def test_label_fill_keeps_values_and_fills_missing_cells_with_the_grade_median()
 
 
 def _hgb_same_day_auroc(cohort, unimpute: str) -> float:
-    from prcrs.engine import compose_config, cross_validate
+    from prcrs.engine import compose_config, cross_validate, run_spec
 
     cfg = compose_config(["model=hgb", "horizon=0", "cv.n_jobs=1", "cv.repeats=2", f"protocol.unimpute={unimpute}"])
-    return cross_validate(cfg, make_horizon(cohort, 0)).summary()["mean_test_auroc"]
+    data = make_horizon(cohort, 0)
+    return cross_validate(run_spec(cfg, data.fill_values), data).summary()["mean_test_auroc"]
 
 
 @pytest.mark.slow  # over 7 s: the inner loop stays under 3 minutes

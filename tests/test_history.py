@@ -95,7 +95,7 @@ def test_only_history_models_see_a_signal_carried_by_the_trend_alone():
     scores = {}
     for name, spec in (("none", HistorySpec()), ("lags", HistorySpec(window=1, changes=True))):
         data = make_horizon(cohort, 0, schema.FEATURE_KEYS, spec, mask_history=True)
-        scores[name] = engine.cross_validate(cfg, data).summary()["mean_test_auroc"]
+        scores[name] = engine.cross_validate(engine.run_spec(cfg, data.fill_values), data).summary()["mean_test_auroc"]
     assert scores["none"] < 0.6 and scores["lags"] > scores["none"] + 0.15, scores
 
 
@@ -133,7 +133,7 @@ def test_every_model_fits_history_features():
                                      "cv.n_jobs=1", "trainer.max_epochs=1", "cv.explain_rows=20"])
         data = engine.horizon_data(cfg, cohort)
         assert data.X.shape[1] > len(schema.FEATURE_KEYS) * 4
-        result = engine.cross_validate(cfg, data)
+        result = engine.cross_validate(engine.run_spec(cfg, data.fill_values), data)
         assert np.isfinite(result.oof["probability"]).all()
 
 
@@ -143,7 +143,8 @@ def test_a_sequence_network_takes_covid_pretraining_on_single_days(tmp_path):
     cfg = engine.compose_config(["data=synthetic", "model=gru", "history=days", "transfer=covid", "cv.folds=2",
                                  "cv.n_jobs=1", "trainer.max_epochs=1", f"paths.cache_dir={tmp_path}"])
     data = engine.horizon_data(cfg, synthetic_cart(seed=0, n_patients=40))
-    model = engine.fit_rows(cfg, data, np.arange(len(data)), seed=0).model
+    model = engine.fit_rows(engine.run_spec(cfg, data.fill_values), data, np.arange(len(data)), 0,
+                            engine.load_covid_for(cfg)).model
     frozen = {n for n, p in model.module_.named_parameters() if not p.requires_grad}
     assert frozen and all(n.startswith("backbone.embedding.") for n in frozen)
     assert list(tmp_path.glob("pretrain/*.pt"))

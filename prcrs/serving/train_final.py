@@ -94,7 +94,8 @@ def train_one(cfg: DictConfig, cohort, overrides: list[str]) -> CombinationModel
                                                      predictions["label"].to_numpy(int),
                                                      predictions["patient"].to_numpy(), cfg.seed)
     band = RiskBand(BAND_CONFIDENCE).fit(predictions["probability"].to_numpy(), predictions["label"].to_numpy(int))
-    estimator = engine.fit_rows(cfg, data, np.arange(len(data)), cfg.seed, engine.load_covid_for(cfg)).model
+    spec = engine.run_spec(cfg, data.fill_values)
+    estimator = engine.fit_rows(spec, data, np.arange(len(data)), cfg.seed, engine.load_covid_for(cfg)).model
     X = cohort.frame[list(schema.FEATURE_KEYS)]
     masker = estimator.preprocessor_.masker_  # the page's example: medians of what the model reads
     medians = (X if masker is None else masker.transform(X)).median().dropna().to_dict()
