@@ -547,7 +547,7 @@ def test_a_run_killed_as_a_containers_pid_1_is_reaped_and_run_again(tmp_path, mo
     if shutil.which("unshare") is None or os.geteuid() != 0:
         pytest.skip("needs unshare and root (a PID namespace)")
     uri = _mlflow_env(tmp_path, monkeypatch)
-    args = [str(ROOT / "run.py"), *FAST, "model=cnn", "cv.n_jobs=1", "trainer.max_epochs=60", "trainer.patience=60",
+    args = [str(ROOT / "run.py"), *FAST, "model=cnn", "cv.n_jobs=1", "trainer.max_epochs=25", "trainer.patience=25",
             "study=container", f"hydra.run.dir={tmp_path / 'out'}"]
     proc = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, *args], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
