@@ -17,7 +17,9 @@ def _whole(name: str, value, least: int) -> int:
 
 
 def check_run_config(cfg: DictConfig) -> None:
-    """The seed, the CV design, the validation shares and the synthetic cohort's size.
+    """The seed, the CV design, the validation shares and the synthetic cohort's size, as the
+    composed config holds them (its defaults are the configs'; a key it lacks is omegaconf's
+    one-line error).
 
     >>> from omegaconf import OmegaConf
     >>> check_run_config(OmegaConf.create({"seed": "abc", "cv": {}, "data": {}}))
@@ -27,22 +29,22 @@ def check_run_config(cfg: DictConfig) -> None:
     _whole("seed", cfg.seed, 0)
     if cfg.seed >= 2**32:
         raise ConfigError(f"seed={cfg.seed} must be below 2**32 = 4294967296 (numpy and torch seeds are 32-bit)")
-    horizon = cfg.get("horizon", 1)
+    horizon = cfg.horizon
     if isinstance(horizon, bool) or not isinstance(horizon, int) or not 0 <= horizon <= MAX_HORIZON:
         raise ConfigError(f"horizon={horizon} must be a whole number of days from 0 to {MAX_HORIZON} (the paper's "
                           "horizons; a patient's stay is about a week)")
-    if cfg.get("resume", "auto") not in ("auto", "never"):
+    if cfg.resume not in ("auto", "never"):
         raise ConfigError(f"resume={cfg.resume} must be auto (skip finished runs of the same code) or never")
-    _whole("cv.folds", cfg.cv.get("folds", 5), 2)
-    _whole("cv.repeats", cfg.cv.get("repeats", 1), 1)
-    _whole("cv.n_jobs", cfg.cv.get("n_jobs", 1), 1)
-    _whole("cv.explain_rows", cfg.cv.get("explain_rows", 0), 0)
-    _whole("data.n_patients", cfg.data.get("n_patients", 202), 1)
-    _share("cv.inner_val_fraction", cfg.cv.get("inner_val_fraction", 0.2))
-    specificity = (cfg.get("protocol") or {}).get("alarm_specificity", 0.9)
+    _whole("cv.folds", cfg.cv.folds, 2)
+    _whole("cv.repeats", cfg.cv.repeats, 1)
+    _whole("cv.n_jobs", cfg.cv.n_jobs, 1)
+    _whole("cv.explain_rows", cfg.cv.explain_rows, 0)
+    _whole("data.n_patients", cfg.data.n_patients, 1)
+    _share("cv.inner_val_fraction", cfg.cv.inner_val_fraction)
+    specificity = cfg.protocol.alarm_specificity
     if isinstance(specificity, bool) or not isinstance(specificity, (int, float)) or not 0 < specificity < 1:
         raise ConfigError(f"protocol.alarm_specificity={specificity} must be a share in (0, 1), e.g. 0.9")
-    if cfg.get("transfer") is not None and "val_fraction" in cfg.transfer:
+    if cfg.transfer.name != "none":
         _share("transfer.val_fraction", cfg.transfer.val_fraction)
 
 

@@ -54,6 +54,7 @@ def test_the_model_catalogue_is_the_model_configs():
     assert catalogue.names(study="table2")[:4] == ("cnn", "transformer", "squeezeformer", "prcrs")  # the paper's order
 
 
+@pytest.mark.slow  # a CV and a report section: over 7 s
 def test_a_new_model_is_one_yaml_and_lands_in_table_2s_sweep_and_report(tmp_path, monkeypatch):
     import shutil
 
@@ -340,6 +341,7 @@ def test_bad_overrides_get_hydras_clear_error(override, message, tmp_path, monke
     assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.slow  # eight evaluations up to their one-line error: about 20 s
 @pytest.mark.parametrize("override,message", [("protocol=fair", "Could not find 'protocol/fair'"),
                                               ("factors=15", "factors=15 is not a platform combination"),
                                               ("horizon=-1", "horizon=-1 must be a whole number"),
