@@ -5,12 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from prcrs.report.sections import ReportInputs, section
-from prcrs.report.tables import (
-    Report,
-    ci_cell,
-    md_table,
-    one,
-)
+from prcrs.report.tables import Report, ci_cell, md_table, one
 
 
 def audit_section(report: Report, t2: pd.DataFrame, au: pd.DataFrame, audit: dict | None) -> None:

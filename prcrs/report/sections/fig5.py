@@ -10,11 +10,7 @@ from sklearn.metrics import brier_score_loss
 from prcrs import calibration
 from prcrs.plots import perfect_calibration, plt
 from prcrs.report.sections import ReportInputs, section
-from prcrs.report.tables import (
-    Report,
-    honest_prcrs_oof,
-    md_table,
-)
+from prcrs.report.tables import Report, honest_prcrs_oof, md_table
 
 
 def fig5_calibration(report: Report, t2: pd.DataFrame) -> None:

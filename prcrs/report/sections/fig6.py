@@ -6,10 +6,7 @@ import pandas as pd
 
 from prcrs.plots import plt
 from prcrs.report.sections import ReportInputs, section
-from prcrs.report.tables import (
-    Report,
-    honest_prcrs_oof,
-)
+from prcrs.report.tables import Report, honest_prcrs_oof
 
 
 def fig6_trajectories(report: Report, t2: pd.DataFrame) -> None:

@@ -9,13 +9,7 @@ from prcrs import schema
 from prcrs.plots import plt, roc_axes
 from prcrs.report import published
 from prcrs.report.sections import ReportInputs, section
-from prcrs.report.tables import (
-    Report,
-    ci_cell,
-    english_list,
-    md_table,
-    one,
-)
+from prcrs.report.tables import Report, ci_cell, english_list, md_table, one
 from prcrs.results import oof, select
 
 

@@ -9,14 +9,7 @@ from prcrs.models import catalogue
 from prcrs.plots import plt, pr_axes, roc_axes
 from prcrs.report import published
 from prcrs.report.sections import ReportInputs, section
-from prcrs.report.tables import (
-    PROTOCOLS,
-    Report,
-    ci_cell,
-    fold_values,
-    one,
-    side_by_side,
-)
+from prcrs.report.tables import PROTOCOLS, Report, ci_cell, fold_values, one, side_by_side
 from prcrs.results import oof
 
 

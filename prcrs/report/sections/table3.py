@@ -8,15 +8,7 @@ from prcrs import schema
 from prcrs.plots import plt, roc_axes
 from prcrs.report import published, stats
 from prcrs.report.sections import ReportInputs, section
-from prcrs.report.tables import (
-    PROTOCOLS,
-    Report,
-    fold_values,
-    md_table,
-    one,
-    p_cell,
-    side_by_side,
-)
+from prcrs.report.tables import PROTOCOLS, Report, fold_values, md_table, one, p_cell, side_by_side
 from prcrs.results import oof, select
 
 

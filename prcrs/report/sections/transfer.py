@@ -6,14 +6,7 @@ import pandas as pd
 
 from prcrs.report import stats
 from prcrs.report.sections import ReportInputs, section
-from prcrs.report.tables import (
-    PROTOCOLS,
-    Report,
-    ci_cell,
-    md_table,
-    one,
-    p_cell,
-)
+from prcrs.report.tables import PROTOCOLS, Report, ci_cell, md_table, one, p_cell
 from prcrs.results import oof
 
 

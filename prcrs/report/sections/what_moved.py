@@ -5,12 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from prcrs.report.sections import ReportInputs, section
-from prcrs.report.tables import (
-    Report,
-    ci_cell,
-    md_table,
-    one,
-)
+from prcrs.report.tables import Report, ci_cell, md_table, one
 from prcrs.results import select
 
 MOVED = ("table2", "table3", "transfer", "fig8")  # studies compared by `what_moved`
