@@ -35,13 +35,16 @@ ROOT = Path(__file__).resolve().parents[1]
 def plain_fold(cfg, data, k: int, fold, epochs: int) -> int:
     """Train fold `k` for `epochs` epochs with no framework; returns the training rows seen."""
     from prcrs.engine import build_estimator
-    from prcrs.fitting import inner_rows
+    from prcrs.fitting import InnerSplit
 
     torch.set_num_threads(cfg.trainer.threads)
     torch.manual_seed(cfg.seed)
     protocol = cfg.protocol  # the engine's inner split, as fit_rows makes it
-    fit, val = inner_rows(fold.train, data.grade_target, data.patient, cfg.seed + k, cfg.cv.inner_val_fraction,
-                          protocol.early_stopping or protocol.threshold == "inner")
+    fit, val = fold.train, None
+    if protocol.early_stopping or protocol.threshold == "inner":
+        positions = InnerSplit(cfg.cv.inner_val_fraction, cfg.seed + k)(data.grade_target[fold.train],
+                                                                       data.patient[fold.train])
+        fit, val = (fold.train[p] for p in positions)
     est = build_estimator(cfg, data.fill_values)
     pre = est.preprocessor.fit(data.X.iloc[fit], data.grade_today[fit])
     x, m = (torch.from_numpy(a) for a in pre.transform_with_missing(data.X.iloc[fit]))

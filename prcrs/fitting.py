@@ -31,13 +31,21 @@ class Fitted:
     val_proba: np.ndarray | None  # P(positive class) of those rows; None without a threshold
 
 
-def inner_rows(rows: np.ndarray, strata: np.ndarray, groups: np.ndarray, seed: int, val_fraction: float,
-               needed: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """`rows` split into (fit, val): patient-grouped (`groups`), stratified by each patient's worst
-    `strata` value, seeded by `seed`; (rows, None) when nothing `needed` a validation split."""
-    if not needed:
-        return rows, None
-    return inner_split(rows, strata, groups, seed=seed, val_fraction=val_fraction)
+@dataclass(frozen=True)
+class InnerSplit:
+    """A model's `train_split` (as skorch's): the rows it is fitted on split into (fit,
+    validation) positions by patient (`groups`), stratified by each patient's worst `strata`
+    value, seeded (`prcrs.splits.inner_split`). `monitor`: the model validates on them (early
+    stopping); else they are only held out (for a threshold chosen on them)."""
+
+    val_fraction: float
+    seed: int
+    monitor: bool = True
+
+    def __call__(self, strata: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        groups = np.asarray(groups)
+        return inner_split(np.arange(len(groups)), np.asarray(strata), groups, seed=self.seed,
+                           val_fraction=self.val_fraction)
 
 
 def fit_fold(estimator, X: pd.DataFrame, y: np.ndarray, grade_today: np.ndarray | None, strata: np.ndarray,
@@ -45,16 +53,17 @@ def fit_fold(estimator, X: pd.DataFrame, y: np.ndarray, grade_today: np.ndarray 
              threshold: str | float | None) -> Fitted:
     """Fit a clone of `estimator` on `rows` (indices into `X`, `y`, ...) and nothing else.
 
-    An inner validation split of `rows` (`inner_rows`) is made when `early_stopping` or
-    `threshold == "inner"` needs it: early stopping monitors its loss, and the threshold is the
-    one of maximal macro F1 on it. Otherwise `threshold` is a fixed number, or None (no threshold:
-    a multi-class fit such as COVID-19 pretraining). `grade_today` (same-day CRS grades) is what
-    `unimpute="fold"` learns its fill values from; None without it.
+    The clone's `train_split` is an `InnerSplit` of `rows` when `early_stopping` or
+    `threshold == "inner"` needs one: early stopping monitors its loss (`monitor`), and the
+    threshold is the one of maximal macro F1 on it. Otherwise `threshold` is a fixed number, or
+    None (no threshold: a multi-class fit such as COVID-19 pretraining). `grade_today` (same-day
+    CRS grades) is what `unimpute="fold"` learns its fill values from; None without it.
     """
-    fit, val = inner_rows(rows, strata, groups, seed, val_fraction, early_stopping or threshold == "inner")
-    early = early_stopping and val is not None
-    model = clone(estimator).fit(X.iloc[fit], y[fit], None if grade_today is None else grade_today[fit],
-                                 X.iloc[val] if early else None, y[val] if early else None)
+    split = InnerSplit(val_fraction, seed, monitor=early_stopping) if early_stopping or threshold == "inner" else None
+    model = clone(estimator).set_params(train_split=split).fit(
+        X.iloc[rows], y[rows], None if grade_today is None else grade_today[rows], strata=strata[rows],
+        groups=groups[rows])
+    val = None if model.val_rows_ is None else rows[model.val_rows_]
     if threshold is None:
         return Fitted(model, None, val, None)
     val_proba = None if val is None else severe_probability(model, X.iloc[val])

@@ -23,6 +23,16 @@ def deep(name: str, fill_values: dict | None = None, **params) -> DeepModel:
     `params` set on it."""
     return build_estimator(compose_config([f"model={name}"]), fill_values or {}).set_params(
         **params)
+
+
+def fit_validated(model, X, y, grade, fit, val):
+    """`model` fitted on the rows `fit`, validating (early stopping) on the rows `val`: its
+    `train_split` keeps them apart as given."""
+    rows = np.concatenate([fit, val])
+    held_out = lambda strata, groups: (np.arange(len(fit)), np.arange(len(fit), len(rows)))  # noqa: E731
+    return model.set_params(train_split=held_out).fit(X.iloc[rows], y[rows], None if grade is None else grade[rows])
+
+
 NETWORKS = {"cnn": B.CNN, "transformer": B.TokenTransformer, "squeezeformer": B.Squeezeformer,
             "prcrs": B.PrCRS, "prcrs_paper": B.PrCRSPaper}
 
@@ -80,7 +90,7 @@ def test_each_network_learns_on_the_synthetic_cohort(name, split):
     """Training loss falls and held-out AUROC is well above chance, for every network."""
     d, fit, val, test = split
     model = deep(name, d.fill_values, max_epochs=8, patience=8)
-    model.fit(d.X.iloc[fit], d.y[fit], d.grade_today[fit], d.X.iloc[val], d.y[val])
+    fit_validated(model, d.X, d.y, d.grade_today, fit, val)
     untrained = model.build(len(schema.FEATURE_KEYS))  # same seed, same initial weights
     before = _train_loss(untrained, model.preprocessor_, d.X.iloc[fit], d.y[fit])
     after = _train_loss(model.module_, model.preprocessor_, d.X.iloc[fit], d.y[fit])
@@ -96,7 +106,7 @@ def test_same_seed_same_predictions(split):
 
     def run(seed):
         m = deep("squeezeformer", d.fill_values, max_epochs=1, min_epochs=1, seed=seed)
-        m.fit(d.X.iloc[fit], d.y[fit], d.grade_today[fit], d.X.iloc[val], d.y[val])
+        fit_validated(m, d.X, d.y, d.grade_today, fit, val)
         return m.predict_proba(d.X.iloc[test])[:, 1]
 
     a, b, c = run(3), run(3), run(4)
@@ -136,7 +146,7 @@ def test_transfer_round_trip_freezes_what_the_policy_says(policy, split, tmp_pat
     assert list((tmp_path / "pretrain").glob("*.pt"))  # cached
     assert pretraining(base).keys() == state.keys()
     model = base.set_params(init_from=lambda m: state, freeze=policy)
-    model.fit(d.X.iloc[fit], d.y[fit], d.grade_today[fit], d.X.iloc[val], d.y[val])
+    fit_validated(model, d.X, d.y, d.grade_today, fit, val)
     after = model.module_.state_dict()
     frozen = {n for n, p in model.module_.named_parameters() if not p.requires_grad}
     expected = {"embedding": {"backbone.embedding.conv.weight", "backbone.embedding.conv.bias"},
@@ -183,10 +193,10 @@ def test_every_model_is_a_scikit_learn_estimator_that_clones(name):
 
 
 def test_the_config_is_the_only_source_of_a_networks_schedule():
-    """DeepModel has no defaults but its transfer settings and extra callbacks (none): what trains
-    is what the config says."""
+    """DeepModel has no defaults but its transfer settings, extra callbacks and inner split (none;
+    `fit_fold` sets the protocol's): what trains is what the config says."""
     defaults = {k for k, p in inspect.signature(DeepModel).parameters.items() if p.default is not p.empty}
-    assert defaults == {"init_from", "freeze", "callbacks"}
+    assert defaults == {"init_from", "freeze", "callbacks", "train_split"}
     model = deep("prcrs")
     trainer = compose_config([]).trainer
     assert (model.patience, model.threads, model.max_epochs, model.accelerator) == (
@@ -240,6 +250,22 @@ def test_early_stopping_validates_every_epoch_whatever_the_last_batch_size(n_fit
     model.preprocessor.set_params(unimpute="none")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(CRSClassifier, "validation_step", counted)
-        model.fit(frame.iloc[:n_fit], y[:n_fit], None, frame.iloc[n_fit:], y[n_fit:])
+        fit_validated(model, frame, y, None, np.arange(n_fit), np.arange(n_fit, len(y)))
     assert passes == [0, 1, 2]  # one validation batch per epoch, every epoch
     assert model.trainer_.current_epoch == 3 and 0 <= model.best_epoch_ <= 2
+
+
+def test_the_inner_split_is_a_model_parameter_as_skorchs_train_split(split):
+    from prcrs.fitting import InnerSplit, fit_fold
+
+    d, _, _, test = split
+    rows = np.setdiff1d(np.arange(len(d.y)), test)
+    model = build_estimator(compose_config(["model=logreg"]), d.fill_values)
+    fitted = fit_fold(model, d.X, d.y, d.grade_today, d.grade_target, d.patient, rows, seed=3, val_fraction=0.2,
+                      early_stopping=False, threshold="inner")
+    assert fitted.model.train_split == InnerSplit(0.2, 3, monitor=False) and model.train_split is None  # a clone's
+    positions = InnerSplit(0.2, 3)(d.grade_target[rows], d.patient[rows])
+    np.testing.assert_array_equal(fitted.val, rows[positions[1]])
+    assert not set(d.patient[fitted.val]) & set(d.patient[rows[positions[0]]])  # patients on one side only
+    alone = clone(model).fit(d.X.iloc[rows], d.y[rows], d.grade_today[rows])
+    assert alone.val_rows_ is None  # no split: every row fits

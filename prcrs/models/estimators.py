@@ -1,7 +1,8 @@
 """Estimators the cross-validation calls, deep and tabular alike.
 
-Each one owns its fold preprocessing: `fit(X, y, grade_today, X_val, y_val)` fits the
-preprocessor on the training rows only, then the model; `predict_proba(X)` returns
+Each one owns its fold preprocessing and its inner validation split: `fit(X, y, grade_today,
+strata=..., groups=...)` splits off validation rows by its `train_split` (as skorch's; None: no
+split), fits the preprocessor on the remaining training rows only, then the model; `predict_proba(X)` returns
 P(not severe), P(severe), shape (n, 2), as every scikit-learn classifier (`severe_probability`
 takes the second column). `X` is a frame of factor keys with NaN for missing values.
 """
@@ -36,16 +37,24 @@ class CRSModel(ClassifierMixin, BaseEstimator):
     """A scikit-learn classifier: `get_params`, `set_params` and `clone` work, `predict_proba`
     is (n, 2) over `classes_` (0 = not severe, 1 = severe), so scikit-learn's calibrators,
     `permutation_importance` and scorers wrap it; its fold preprocessing (`preprocessor`, a
-    `FoldPreprocessor`) is one of its parameters. Built from the config
-    (`prcrs.engine.build_estimator`), which holds every default."""
+    `FoldPreprocessor`) is one of its parameters, and so is its inner validation split
+    (`train_split`: a callable `(strata, groups) -> (fit positions, validation positions)`, such
+    as `prcrs.fitting.InnerSplit`; the model validates on those rows, e.g. for early stopping,
+    when the split's `monitor` is true). Built from the config (`prcrs.engine.build_estimator`),
+    which holds every default. After `fit`, `val_rows_`: the validation positions, or None."""
 
-    def fit(self, X: pd.DataFrame, y: np.ndarray, grade_today: np.ndarray | None = None,
-            X_val: pd.DataFrame | None = None, y_val: np.ndarray | None = None) -> CRSModel:
-        self.preprocessor_ = self._fold_preprocessor().fit(X, grade_today)
-        val = None if X_val is None else (*self._inputs(X_val), np.asarray(y_val, int))
+    def fit(self, X: pd.DataFrame, y: np.ndarray, grade_today: np.ndarray | None = None, *,
+            strata: np.ndarray | None = None, groups: np.ndarray | None = None) -> CRSModel:
         y = np.asarray(y, int)
+        split = getattr(self, "train_split", None)
+        fit, val = (np.arange(len(y)), None) if split is None else split(strata, groups)
+        self.val_rows_ = val
+        self.preprocessor_ = self._fold_preprocessor().fit(X.iloc[fit], None if grade_today is None
+                                                           else np.asarray(grade_today)[fit])
+        monitored = val is not None and getattr(split, "monitor", True)
+        val_inputs = (*self._inputs(X.iloc[val]), y[val]) if monitored else None
         self.classes_ = np.arange(max(2, int(y.max()) + 1))
-        self._fit(*self._inputs(X), y, val)
+        self._fit(*self._inputs(X.iloc[fit]), y[fit], val_inputs)
         return self
 
     def _fold_preprocessor(self) -> FoldPreprocessor:
@@ -78,9 +87,10 @@ class CRSModel(ClassifierMixin, BaseEstimator):
 class TabularModel(CRSModel):
     """A scikit-learn classifier (`estimator`) on the preprocessed matrix (validation rows unused)."""
 
-    def __init__(self, estimator, preprocessor: FoldPreprocessor):
+    def __init__(self, estimator, preprocessor: FoldPreprocessor, train_split=None):
         self.estimator = estimator
         self.preprocessor = preprocessor
+        self.train_split = train_split
 
     def check(self, features):
         """scikit-learn validates a classifier's options when it fits: fit a clone on four rows."""
@@ -108,8 +118,9 @@ class BedsideScore(CRSModel):
     NAME = ""
     standardize = False
 
-    def __init__(self, preprocessor: FoldPreprocessor):
+    def __init__(self, preprocessor: FoldPreprocessor, train_split=None):
         self.preprocessor = preprocessor
+        self.train_split = train_split
 
     def _fold_preprocessor(self):
         return clone(self.preprocessor).set_params(raw=False, log_skewed=True, standardize=self.standardize,
@@ -120,9 +131,9 @@ class BedsideScore(CRSModel):
         if missing:
             raise ConfigError(f"{self.NAME} needs {', '.join(self.NEEDS)}; this feature set lacks {', '.join(missing)}")
 
-    def fit(self, X, y, grade_today=None, X_val=None, y_val=None):
+    def fit(self, X, y, grade_today=None, **split):
         self.check(tuple(X.columns))
-        return super().fit(X[list(self.NEEDS)], y, grade_today)
+        return super().fit(X[list(self.NEEDS)], y, grade_today, **split)
 
     def predict_proba(self, X):
         return super().predict_proba(X[list(self.NEEDS)])
@@ -216,7 +227,7 @@ class DeepModel(CRSModel):
                  max_epochs: int, batch_size: int, patience: int, min_epochs: int, gradient_clip: float | None,
                  seed: int, threads: int, accelerator: str, devices: int | str,
                  init_from: Callable[[DeepModel], dict] | None = None, freeze: str = "none",
-                 callbacks: list[pl.Callback] | None = None):
+                 callbacks: list[pl.Callback] | None = None, train_split=None):
         self.backbone = backbone
         self.optimizer = optimizer
         self.preprocessor = preprocessor
@@ -232,6 +243,7 @@ class DeepModel(CRSModel):
         self.init_from = init_from
         self.freeze = freeze
         self.callbacks = callbacks
+        self.train_split = train_split
 
     def check(self, features):
         """The schedule's numbers (trainer.*), then the network built once with its optimizer."""
