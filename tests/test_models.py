@@ -269,3 +269,15 @@ def test_the_inner_split_is_a_model_parameter_as_skorchs_train_split(split):
     assert not set(d.patient[fitted.val]) & set(d.patient[rows[positions[0]]])  # patients on one side only
     alone = clone(model).fit(d.X.iloc[rows], d.y[rows], d.grade_today[rows])
     assert alone.val_rows_ is None  # no split: every row fits
+
+
+def test_the_pretraining_cache_key_ignores_the_folds_inner_split(tmp_path):
+    """Every fold's model sets its own `train_split`: the weights the main process pretrained must
+    still be the ones each fold loads."""
+    from prcrs.fitting import InnerSplit
+
+    covid = synthetic_covid(n_subjects=40, seed=0)
+    pretraining = Pretraining(schema.FEATURE_KEYS, covid, val_fraction=0.15, cache_dir=tmp_path)
+    model = deep("prcrs_paper")
+    assert pretraining.key(model) == pretraining.key(clone(model).set_params(train_split=InnerSplit(0.2, 4)))
+    assert pretraining.key(model) != pretraining.key(clone(model).set_params(max_epochs=model.max_epochs + 1))

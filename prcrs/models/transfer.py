@@ -54,11 +54,12 @@ class Pretraining:
 
     def key(self, model: DeepModel) -> str:
         """Hash of everything that determines the pretrained weights: every parameter of `model`
-        but its transfer settings, the features, the split, the COVID data's content and the code
+        but its transfer settings and inner split, the features, the split, the COVID data's content and the code
         that trains (`code_fingerprint`): weights cached by other code are never reused."""
         from prcrs.code_fingerprint import code_fingerprint
 
-        params = {k: v for k, v in model.get_params(deep=False).items() if k not in ("init_from", "freeze")}
+        params = {k: v for k, v in model.get_params(deep=False).items()
+                  if k not in ("init_from", "freeze", "train_split")}  # the pretraining makes its own split
         spec = {"model": _spec(params), "features": list(self.features), "val_fraction": self.val_fraction,
                 "covid": self.covid.content_id, "code": code_fingerprint()}
         return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
