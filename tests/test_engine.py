@@ -275,12 +275,12 @@ def test_threshold_is_chosen_on_inner_validation_rows_never_the_test_fold(monkey
     cfg = _compose([*FAST, "model=logreg", "cv.n_jobs=1"])  # in-process folds: the spies see them
     data = make_horizon(synthetic_cart(seed=0), 1)
     seen = {"val": [], "threshold_rows": []}
-    real_split = fitting.inner_split
+    real_fit_fold = engine.fit_fold
 
-    def spy_split(train, *a, **k):
-        fit, val = real_split(train, *a, **k)
-        seen["val"].append(val)
-        return fit, val
+    def spy_fit_fold(*a, **k):  # the validation rows each fold's model split off (its train_split)
+        fitted = real_fit_fold(*a, **k)
+        seen["val"].append(fitted.val)
+        return fitted
 
     def spy_threshold(y, proba):
         seen["threshold_rows"].append(np.asarray(y))
@@ -294,7 +294,7 @@ def test_threshold_is_chosen_on_inner_validation_rows_never_the_test_fold(monkey
         seen.setdefault("fit_rows", []).append(set(X.index))
         return real_fit(self, X, grade_today)
 
-    monkeypatch.setattr(fitting, "inner_split", spy_split)
+    monkeypatch.setattr(engine, "fit_fold", spy_fit_fold)
     monkeypatch.setattr(fitting, "best_f1_threshold", spy_threshold)
     monkeypatch.setattr(FoldPreprocessor, "fit", spy_fit)
     result = engine.cross_validate(engine.run_spec(cfg, data.fill_values), data)
