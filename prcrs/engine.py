@@ -226,9 +226,9 @@ def run_spec(cfg: DictConfig, fill_values: dict) -> RunSpec:
                                   "missing_indicators": cfg.model.missing_indicators},
                    transfer=transfer,
                    fit=FitSpec(cfg.cv.inner_val_fraction, protocol.early_stopping, protocol.threshold,
-                               protocol.get("alarm_specificity", 0.9)),
+                               protocol.alarm_specificity),
                    design=CVDesign(protocol.split, cfg.cv.folds, cfg.cv.repeats, cfg.seed, cfg.cv.n_jobs,
-                                   cfg.cv.get("explain_rows", 0)),
+                                   cfg.cv.explain_rows),
                    log_models=cfg.logger.log_models)
 
 

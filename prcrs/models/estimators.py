@@ -2,9 +2,10 @@
 
 Each one owns its fold preprocessing and its inner validation split: `fit(X, y, grade_today,
 strata=..., groups=...)` splits off validation rows by its `train_split` (as skorch's; None: no
-split), fits the preprocessor on the remaining training rows only, then the model; `predict_proba(X)` returns
-P(not severe), P(severe), shape (n, 2), as every scikit-learn classifier (`severe_probability`
-takes the second column). `X` is a frame of factor keys with NaN for missing values.
+split), fits the preprocessor on the remaining training rows only, then the model;
+`predict_proba(X)` returns P(not severe), P(severe), shape (n, 2), as every scikit-learn
+classifier (`severe_probability` takes the second column). `X` is a frame of factor keys with
+NaN for missing values.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class CRSModel(ClassifierMixin, BaseEstimator):
     def fit(self, X: pd.DataFrame, y: np.ndarray, grade_today: np.ndarray | None = None, *,
             strata: np.ndarray | None = None, groups: np.ndarray | None = None) -> CRSModel:
         y = np.asarray(y, int)
-        split = getattr(self, "train_split", None)
+        split = self.train_split
         fit, val = (np.arange(len(y)), None) if split is None else split(strata, groups)
         self.val_rows_ = val
         self.preprocessor_ = self._fold_preprocessor().fit(X.iloc[fit], None if grade_today is None
