@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def plain_fold(cfg, data, k: int, fold, epochs: int) -> int:
     """Train fold `k` for `epochs` epochs with no framework; returns the training rows seen."""
-    from prcrs.engine import build_estimator
     from prcrs.fitting import InnerSplit
+    from prcrs.run_config import build_estimator
 
     torch.set_num_threads(cfg.trainer.threads)
     torch.manual_seed(cfg.seed)
@@ -114,18 +114,19 @@ def cold_run(name: str, uri: str) -> float:
 def bench_model(name: str, repeats: int, cold: bool) -> dict:
     import mlflow
 
-    from prcrs import engine, tracking
+    from prcrs import run_config
     from prcrs.evaluate import evaluate
+    from prcrs.tracking import store
 
     tmp = tempfile.TemporaryDirectory()
     uri = f"sqlite:///{tmp.name}/bench.db"
-    cfg = engine.compose_config([f"model={name}", "logger.log_models=true", f"logger.tracking_uri={uri}"])
+    cfg = run_config.compose_config([f"model={name}", "logger.log_models=true", f"logger.tracking_uri={uri}"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        cohort = engine.load_cart_for(cfg)
-    data = engine.horizon_data(cfg, cohort)
+        cohort = run_config.load_cart_for(cfg)
+    data = run_config.horizon_data(cfg, cohort)
     start = time.perf_counter()
-    tracking.setup("bench_0", uri)
+    store.setup("bench_0", uri)
     store_seconds = time.perf_counter() - start
     workers_seconds = start_workers(cfg)
     cv_seconds, plain_seconds = [], []

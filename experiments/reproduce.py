@@ -96,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", choices=artefacts(), help="run these artefacts only")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s")
-    from prcrs.engine import compose_config
     from prcrs.evaluate import evaluate
+    from prcrs.run_config import compose_config
 
     quick = []
     if args.quick:  # never into the project's store, where `prcrs report` would mix it with real runs

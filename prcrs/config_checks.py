@@ -64,7 +64,7 @@ def check_command_line(argv: list[str]) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
-    from prcrs.engine import compose_config
+    from prcrs.run_config import compose_config
 
     tokens = [t for t in argv if "=" in t and not t.startswith("-")]
     try:

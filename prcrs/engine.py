@@ -1,32 +1,27 @@
-"""Cross-validation of one config: the config read once into a `RunSpec`, data in, a `CVResult`
-out, nothing logged.
+"""Cross-validation of one `RunSpec` (a config read once by `prcrs.run_config`): data in, a
+`CVResult` out, nothing logged. It reads no config.
 
-`prcrs.evaluate` adds the store (resume, MLflow logging through `prcrs.cv_logging`); this module
-knows nothing of it.
+`prcrs.evaluate` adds the store (resume, MLflow logging through `prcrs.tracking.cv_logging`); this
+module knows nothing of it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
 import pandas as pd
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
 
-from prcrs import explain, paths, schema, workers
-from prcrs.alarms import specificity_threshold
+from prcrs import schema, workers
+from prcrs.clinical import explain
+from prcrs.clinical.alarms import specificity_threshold
 from prcrs.data.cohort import Cohort
-from prcrs.data.fingerprint import UNIMPUTE
-from prcrs.data.history import HistorySpec
-from prcrs.data.sources import load_cohort
-from prcrs.data.targets import HorizonData, check_horizon, make_horizon
+from prcrs.data.targets import HorizonData
 from prcrs.errors import ConfigError, TrainingError
 from prcrs.fitting import Fitted, fit_fold, severe_probability
 from prcrs.metrics import METRICS, auprc, auroc, fold_metrics
@@ -34,113 +29,6 @@ from prcrs.preprocessing import FoldPreprocessor
 from prcrs.splits import make_folds
 
 log = logging.getLogger("prcrs")
-RESULT_KEYS = ("data", "model", "ablation", "factors", "horizon", "history", "protocol", "transfer", "trainer",
-               "optimizer", "cv", "seed")
-# Options added after runs were stored, at the value those runs used: left out of the hash while
-# they keep it, so the stored runs are still found (resumed, reported) and not run again.
-HASH_NEUTRAL = {"trainer.accelerator": "cpu", "trainer.devices": 1, "model.estimator.accelerator": "cpu",
-                "model.estimator.devices": 1, "transfer.val_fraction": 0.15, "protocol.alarm_specificity": 0.9,
-                "history": {"name": "none", **asdict(HistorySpec())}}  # conf/history/none.yaml
-
-
-def compose_config(overrides: list[str]) -> DictConfig:
-    """The run config of conf/ with Hydra `overrides`, outside `run.py`; a bad override is a
-    one-line ConfigError."""
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    import prcrs.models.catalogue  # noqa: F401  ${models:<study>} in the experiment configs
-
-    try:
-        with initialize_config_dir(config_dir=str(paths.CONFIG_DIR), version_base="1.3"):
-            return compose("config", overrides=list(overrides))
-    except (HydraException, OmegaConfBaseException) as exc:
-        raise ConfigError(str(exc).splitlines()[0]) from None
-
-
-def config_hash(cfg: DictConfig, cohort: Cohort) -> str:
-    """Hash of everything that determines a run's results: the config (not where or under which
-    study it is logged, nor the fold parallelism) and the data actually loaded."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    spec = {k: resolved[k] for k in RESULT_KEYS if k in resolved}  # a group added later is absent before
-    # fold parallelism and the explained rows change no prediction (checked: 97 stored configs identical)
-    spec["cv"] = {k: v for k, v in (spec["cv"] or {}).items() if k not in ("n_jobs", "explain_rows")}
-    spec["model"] = {k: v for k, v in spec["model"].items() if k != "catalogue"}  # where it is listed, not what it is
-    for dotted, value in HASH_NEUTRAL.items():
-        *parents, key = dotted.split(".")
-        node = spec
-        for part in parents:
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict) and node.get(key, value) == value:
-            node.pop(key, None)
-    spec["factors"] = str(spec["factors"])  # `factors=1234` on the command line is read as a number
-    spec["data_content"] = cohort.content_id
-    return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def features_of(cfg: DictConfig) -> tuple[str, ...]:
-    """Factor keys of the config's ablation and factor combination (validated)."""
-    if str(cfg.factors) not in schema.COMBINATIONS:
-        raise ConfigError(f"factors={cfg.factors} is not a platform combination; use one of "
-                          f"{', '.join(schema.COMBINATIONS)}")
-    try:
-        return schema.select_features(cfg.ablation.name, str(cfg.factors))
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-
-
-def history_spec(cfg: DictConfig) -> HistorySpec:
-    """The config's `history` (conf/history/), checked: a ConfigError names a bad value."""
-    options = {k: v for k, v in cfg.history.items() if k != "name"}
-    unknown = set(options) - set(HistorySpec.__dataclass_fields__)
-    if unknown:
-        raise ConfigError(f"history.{sorted(unknown)[0]} is not a history option; use "
-                          f"{', '.join(HistorySpec.__dataclass_fields__)}")
-    window = options.get("window", 0)
-    if isinstance(window, bool) or not isinstance(window, int) or not 0 <= window <= 7:
-        raise ConfigError(f"history.window={window} must be a whole number of days in 0..7")
-    for name, value in options.items():
-        if name != "window" and not isinstance(value, bool):
-            raise ConfigError(f"history.{name}={value} must be true or false")
-    spec = HistorySpec(**options)
-    reads_days = "window" in (cfg.model.get("estimator", {}).get("backbone") or {})  # a sequence network
-    if reads_days and (spec != HistorySpec(window=spec.window) or cfg.model.get("missing_indicators")):
-        raise ConfigError(f"model={cfg.model.name} reads whole days: use history=days or none (lags only, no "
-                          "changes, extremes or covariates) and model.missing_indicators=false")
-    if spec.any and cfg.transfer.name != "none" and not reads_days:
-        raise ConfigError(f"transfer={cfg.transfer.name} pretrains on single COVID-19 samples: with a history, only "
-                          "a sequence network (model=gru, day_transformer, rcmnet) can use it, its per-day part "
-                          "pretrained")
-    if spec.any and cfg.protocol.unimpute == "fold":
-        raise ConfigError("history needs protocol.unimpute=sheet or none: fill values learnt per training fold cannot "
-                          "be masked before a patient's past is computed")
-    return spec
-
-
-def horizon_data(cfg: DictConfig, cohort: Cohort) -> HorizonData:
-    """The rows a run fits and scores: day t's factors of the config's ablation and combination,
-    its history, and the grade of day t + horizon."""
-    return make_horizon(cohort, check_horizon(cfg.horizon), features_of(cfg), history_spec(cfg),
-                        mask_history=cfg.protocol.unimpute == "sheet")
-
-
-def load_cart_for(cfg: DictConfig) -> Cohort:
-    """The run's CAR-T cohort: `data.path`, $PRCRS_DATA_DIR or `paths.data_dir` (real), or the
-    synthetic one (`data=synthetic`, or with a warning when no real sheet is found)."""
-    return load_cohort(cfg.data.kind, cfg.data.path, seed=cfg.seed, n_patients=cfg.data.n_patients,
-                       raw_dir=cfg.paths.data_dir)
-
-
-def load_covid_for(cfg: DictConfig) -> Cohort | None:
-    """The COVID-19 cohort for pretraining: real beside real CAR-T data, synthetic otherwise."""
-    if cfg.transfer.name == "none":
-        return None
-    if cfg.data.kind == "synthetic":
-        from prcrs.data.synthetic import synthetic_covid
-
-        return synthetic_covid(seed=cfg.seed)
-    return load_cohort("covid", cfg.data.path, seed=cfg.seed, raw_dir=cfg.paths.data_dir)
 
 
 @dataclass(frozen=True)
@@ -208,38 +96,6 @@ class RunSpec:
                                     freeze=t.freeze)
 
 
-def run_spec(cfg: DictConfig, fill_values: dict) -> RunSpec:
-    """The `RunSpec` of a config; `fill_values`: the CAR-T sheet's label-imputation fill values
-    (`Cohort.fill_values`), masked under `protocol.unimpute=sheet`."""
-    protocol = cfg.protocol
-    if protocol.unimpute not in UNIMPUTE:
-        raise ConfigError(f"protocol.unimpute={protocol.unimpute} is unknown; use one of {', '.join(UNIMPUTE)}")
-    transfer = None
-    if cfg.transfer.name == "covid":
-        if cfg.model.kind != "deep":
-            raise ConfigError(f"transfer=covid needs a deep model, not {cfg.model.name}")
-        transfer = TransferSpec(features_of(cfg), cfg.transfer.val_fraction, cfg.transfer.freeze, cfg.paths.cache_dir)
-    elif cfg.transfer.name != "none":
-        raise ConfigError(f"unknown transfer {cfg.transfer.name!r}; use none or covid")
-    return RunSpec(model=str(cfg.model.name), estimator=OmegaConf.to_container(cfg.model.estimator, resolve=True),
-                   preprocessing={"raw": protocol.raw, "unimpute": protocol.unimpute, "fill_values": fill_values,
-                                  "missing_indicators": cfg.model.missing_indicators},
-                   transfer=transfer,
-                   fit=FitSpec(cfg.cv.inner_val_fraction, protocol.early_stopping, protocol.threshold,
-                               protocol.alarm_specificity),
-                   design=CVDesign(protocol.split, cfg.cv.folds, cfg.cv.repeats, cfg.seed, cfg.cv.n_jobs,
-                                   cfg.cv.explain_rows),
-                   log_models=cfg.logger.log_models)
-
-
-def build_estimator(cfg: DictConfig, fill_values: dict, covid: Cohort | None = None):
-    """The configured model, unfitted (`run_spec(cfg, fill_values).build`); the COVID-19 cohort
-    is loaded when `transfer=covid` needs it and none is given."""
-    if covid is None and cfg.transfer.name == "covid":
-        covid = load_covid_for(cfg)
-    return run_spec(cfg, fill_values).build(covid)
-
-
 def check_model(spec: RunSpec, features: tuple[str, ...], covid: Cohort | None = None) -> None:
     """Build the spec's model once (a network with its optimizer) on the run's input columns
     (`features`: the factors, then any history columns) before any fold is trained: an option it
@@ -278,7 +134,7 @@ def _fit_and_score(spec: RunSpec, data: HorizonData, k: int, fold, covid: Cohort
 
 
 def _importance(explain_rows: int, data: HorizonData, model, fold, seed: int) -> dict[str, float]:
-    """Mean |contribution| of each factor (`prcrs.explain.contributions`, against the training
+    """Mean |contribution| of each factor (`prcrs.clinical.explain.contributions`, against the training
     rows' reference day) over up to `explain_rows` test rows drawn with `seed`:
     `importance_<factor>`, in units of P(severe)."""
     n = min(int(explain_rows), len(fold.test))
@@ -400,18 +256,3 @@ def fold_jobs(n_jobs: int, n_folds: int) -> int:
     if get_active_backend()[0].nesting_level > 0:
         return 1
     return max(1, min(int(n_jobs), n_folds))
-
-
-def format_summary(label: str, summary: dict[str, float]) -> str:
-    """The console's summary: each metric's mean ± sd over the folds, then the pooled
-    out-of-fold AUROC and AUPRC (the numbers of the ROC and PR figures), each labelled."""
-    n = sum(1 for k in summary if k.startswith("split") and k.endswith("_test_auroc"))
-    finite = int(summary.get("n_finite_folds", n))
-    over = f"{n} folds" if finite == n else f"{finite} of {n} folds ({n - finite} diverged: no prediction)"
-    lines = [f"{label}", f"  {'metric':18s} mean ± sd over {over}"]
-    for m in METRICS:
-        lines.append(f"  {m:18s} {summary[f'mean_test_{m}']:.3f} ± {summary[f'std_test_{m}']:.3f}")
-    if "pooled_test_auroc" in summary:
-        lines.append(f"  pooled out-of-fold AUROC {summary['pooled_test_auroc']:.3f}, AUPRC "
-                     f"{summary['pooled_test_auprc']:.3f} (the ROC/PR figures' numbers)")
-    return "\n".join(lines)

@@ -1,5 +1,5 @@
 """Evaluate one config: check it, load its data, cross-validate it (`prcrs.engine`) and log it
-(`prcrs.cv_logging`), unless the store already holds it (sweeps resume). `run.py` calls this."""
+(`prcrs.tracking.cv_logging`), unless the store already holds it (sweeps resume). `run.py` calls this."""
 
 from __future__ import annotations
 
@@ -11,27 +11,25 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from prcrs import interrupts, tracking, workers
+from prcrs import interrupts, workers
 from prcrs.code_fingerprint import code_fingerprint, same_numbers
 from prcrs.config_checks import check_run_config
-from prcrs.cv_logging import CVRunLogger, run_label
 from prcrs.data.targets import check_horizon
-from prcrs.engine import (
-    check_model,
+from prcrs.engine import check_model, cross_validate, fold_jobs
+from prcrs.errors import ConfigError, DataError
+from prcrs.metrics import METRICS
+from prcrs.progress import stage
+from prcrs.run_config import (
     config_hash,
-    cross_validate,
     features_of,
-    fold_jobs,
-    format_summary,
     history_spec,
     horizon_data,
     load_cart_for,
     load_covid_for,
     run_spec,
 )
-from prcrs.errors import ConfigError, DataError
-from prcrs.metrics import METRICS
-from prcrs.progress import stage
+from prcrs.tracking import leases, store
+from prcrs.tracking.cv_logging import CVRunLogger, run_label
 
 log = logging.getLogger("prcrs")
 
@@ -77,9 +75,9 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None, output_dir: st
                         f"patient-day of its {len(data.y)} has severe CRS (grade >= 3) on the day predicted: one "
                         "class, nothing to tell apart")
     chash = config_hash(cfg, cohort)
-    experiment_id = tracking.setup(cfg.study, cfg.logger.tracking_uri)
+    experiment_id = store.setup(cfg.study, cfg.logger.tracking_uri)
     label = run_label(cfg)
-    if reaped := tracking.reap_dead_runs(experiment_id, cfg.logger.tracking_uri):
+    if reaped := leases.reap_dead_runs(experiment_id, cfg.logger.tracking_uri):
         log.warning(f"{reaped} run(s) left RUNNING by a process that died were marked KILLED")
     if (done := _stored(experiment_id, chash, label, cfg.get("resume", "auto"))) is not None:
         return _written(done, output_dir, cfg)
@@ -108,7 +106,7 @@ def _stored(experiment_id: str, chash: str, label: str, resume: str = "auto") ->
     said likewise; one made by code recorded as computing the same numbers (`code_lineage.json`)
     is resumed. `resume="never"`: a finished run is run again all the same."""
     now = code_fingerprint()
-    done = tracking.finished_run(experiment_id, chash, now) if resume == "auto" else None
+    done = store.finished_run(experiment_id, chash, now) if resume == "auto" else None
     if done is not None:
         made_by = done.data.tags.get("code_fingerprint")
         summary = dict(done.data.metrics)
@@ -119,7 +117,7 @@ def _stored(experiment_id: str, chash: str, label: str, resume: str = "auto") ->
             return Evaluation(done.info.run_id, summary, skipped=True)
         log.warning(f"[{label}] the stored run {done.info.run_id} was made by other code (code fingerprint "
                     f"{made_by}, now {now}): running it again; the stored run is kept")
-    running = tracking.running_run(experiment_id, chash)
+    running = store.running_run(experiment_id, chash)
     if running is not None:
         tags = running.data.tags
         log.warning(f"[{label}] is being run now by process {tags.get('pid')} on {tags.get('host')} "
@@ -153,3 +151,18 @@ def _written(evaluation: Evaluation, output_dir: str | None, cfg: DictConfig) ->
         record = {"run_id": evaluation.run_id, "task": task_of(cfg), "model": str(cfg.model.name)}
         (Path(output_dir) / "run.json").write_text(json.dumps(record, indent=1))
     return evaluation
+
+
+def format_summary(label: str, summary: dict[str, float]) -> str:
+    """The console's summary: each metric's mean ± sd over the folds, then the pooled
+    out-of-fold AUROC and AUPRC (the numbers of the ROC and PR figures), each labelled."""
+    n = sum(1 for k in summary if k.startswith("split") and k.endswith("_test_auroc"))
+    finite = int(summary.get("n_finite_folds", n))
+    over = f"{n} folds" if finite == n else f"{finite} of {n} folds ({n - finite} diverged: no prediction)"
+    lines = [f"{label}", f"  {'metric':18s} mean ± sd over {over}"]
+    for m in METRICS:
+        lines.append(f"  {m:18s} {summary[f'mean_test_{m}']:.3f} ± {summary[f'std_test_{m}']:.3f}")
+    if "pooled_test_auroc" in summary:
+        lines.append(f"  pooled out-of-fold AUROC {summary['pooled_test_auroc']:.3f}, AUPRC "
+                     f"{summary['pooled_test_auprc']:.3f} (the ROC/PR figures' numbers)")
+    return "\n".join(lines)

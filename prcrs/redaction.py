@@ -28,7 +28,7 @@ class RedactDataPath(Callback):
     def on_job_start(self, config: DictConfig, **kwargs) -> None:
         from hydra.core.hydra_config import HydraConfig
 
-        from prcrs.cv_logging import data_file_name
+        from prcrs.tracking.cv_logging import data_file_name
 
         path = config.get("data", {}).get("path")
         if not path:

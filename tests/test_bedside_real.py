@@ -70,7 +70,7 @@ def test_nudging_one_measured_value_by_1_percent_barely_moves_the_risk(platform,
 
 
 def test_no_risk_is_more_extreme_than_its_out_of_fold_evidence(platform, real_cart):
-    from prcrs.results import oof
+    from prcrs.tracking.results import oof
 
     example = _days(real_cart, platform)["example"]
     grid = [{**example, k: bound} for k in example for bound in (schema.BY_KEY[k].low, schema.BY_KEY[k].high)]

@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prcrs import alarms, calibration, decision, explain
-from prcrs.conformal import RiskBand
-from prcrs.engine import compose_config, cross_validate, horizon_data, load_cart_for, run_spec
+from prcrs.clinical import alarms, calibration, decision, explain
+from prcrs.clinical.conformal import RiskBand
+from prcrs.engine import cross_validate
+from prcrs.run_config import compose_config, horizon_data, load_cart_for, run_spec
 
 FAST = ["data=synthetic", "cv.folds=3", "cv.n_jobs=1", "cv.explain_rows=20"]
 
@@ -110,7 +111,7 @@ def test_the_rule_out_band_keeps_its_promise_on_held_out_patients():
     """Fitted on the out-of-fold scores of half the patients, the 90 % band leaves at least 90 %
     of the other half's severe days "not ruled out" (within sampling error, averaged over 20
     random halves), and it is informative: it rules out a good share of the other days."""
-    from prcrs.calibration import PlattConversion
+    from prcrs.clinical.calibration import PlattConversion
 
     cfg = compose_config(["model=logreg", "data=synthetic", "cv.n_jobs=1", "cv.explain_rows=0"])
     data = horizon_data(cfg, load_cart_for(cfg))

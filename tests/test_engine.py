@@ -16,10 +16,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
-from prcrs import engine, evaluate, fitting, paths, tracking
+from prcrs import engine, evaluate, fitting, paths, run_config
 from prcrs.data.synthetic import synthetic_cart
 from prcrs.data.targets import check_horizon, make_horizon
 from prcrs.models import catalogue
+from prcrs.tracking import leases, store
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = str(ROOT / "conf")
@@ -39,10 +40,10 @@ def test_every_option_of_every_group_composes(group, option):
     cfg = _compose([f"{group}={option}"])
     assert cfg.study and cfg.seed == 0
     if group == "model":
-        est = engine.build_estimator(cfg, {})
+        est = run_config.build_estimator(cfg, {})
         assert hasattr(est, "fit") and hasattr(est, "predict_proba")
     if group == "ablation":
-        assert engine.features_of(cfg)
+        assert run_config.features_of(cfg)
 
 
 def test_the_model_catalogue_is_the_model_configs():
@@ -60,7 +61,7 @@ def test_a_new_model_is_one_yaml_and_lands_in_table_2s_sweep_and_report(tmp_path
 
     from prcrs.report.sections.table2 import table2_and_fig3
     from prcrs.report.tables import Report
-    from prcrs.results import parent_runs
+    from prcrs.tracking.results import parent_runs
 
     conf = tmp_path / "conf"
     shutil.copytree(paths.CONFIG_DIR, conf)
@@ -75,7 +76,7 @@ def test_a_new_model_is_one_yaml_and_lands_in_table_2s_sweep_and_report(tmp_path
     sweep = dict(o.split("=", 1) for o in reproduce.sweep_of("table2"))
     assert sweep["model"].split(",")[-3:] == ["bayes", "measix", "teachey"]  # by its rank
     uri = _mlflow_env(tmp_path, monkeypatch)
-    evaluate.evaluate(engine.compose_config(["experiment=table2", *FAST, "model=bayes", "protocol=honest"]))
+    evaluate.evaluate(run_config.compose_config(["experiment=table2", *FAST, "model=bayes", "protocol=honest"]))
     report = Report(tmp_path / "reports")
     report.out.mkdir()
     table2_and_fig3(report, parent_runs("table2", uri))
@@ -87,7 +88,7 @@ def test_a_new_model_is_one_yaml_and_lands_in_table_2s_sweep_and_report(tmp_path
 @pytest.mark.parametrize("horizon", [0, 1, 2, 3])
 def test_factors_and_horizons_compose_from_the_command_line_form(factors, horizon):
     cfg = _compose([f"factors={factors}", f"horizon={horizon}"])
-    assert len(engine.features_of(cfg)) == {"1234": 42, "123": 35, "4": 7, "23": 26, "3": 16, "2": 10}[factors]
+    assert len(run_config.features_of(cfg)) == {"1234": 42, "123": 35, "4": 7, "23": 26, "3": 16, "2": 10}[factors]
     assert check_horizon(cfg.horizon) == horizon
 
 
@@ -104,7 +105,7 @@ def _mlflow_env(tmp_path, monkeypatch):
 
 
 def _runs(uri, study):
-    tracking.use_store(uri)
+    store.use_store(uri)
     exp = mlflow.get_experiment_by_name(study)
     return mlflow.search_runs([exp.experiment_id], output_format="list") if exp else []
 
@@ -176,7 +177,7 @@ def test_fast_multirun_logs_parents_children_and_artifacts(tmp_path, monkeypatch
 
 def test_fold_parallelism_does_not_change_results():
     data = make_horizon(synthetic_cart(seed=0, n_patients=60), 1)
-    specs = [engine.run_spec(_compose([*FAST, "model=prcrs", f"cv.n_jobs={n}"]), data.fill_values) for n in (1, 2)]
+    specs = [run_config.run_spec(_compose([*FAST, "model=prcrs", f"cv.n_jobs={n}"]), data.fill_values) for n in (1, 2)]
     one, two = (engine.cross_validate(spec, data) for spec in specs)
     assert np.isfinite(one.oof["probability"]).all()
     np.testing.assert_allclose(one.oof["probability"], two.oof["probability"], rtol=1e-6)
@@ -202,7 +203,7 @@ def test_resume_skips_finished_configs(tmp_path, monkeypatch):
 
 
 def test_a_ctrl_c_while_a_run_starts_never_leaves_it_finished(tmp_path, monkeypatch):
-    from prcrs import cv_logging
+    from prcrs.tracking import cv_logging
 
     uri = _mlflow_env(tmp_path, monkeypatch)
     cfg = _compose([*FAST, "model=logreg", "study=start"])
@@ -229,7 +230,7 @@ def test_a_run_marked_finished_without_its_summary_is_not_resumed(tmp_path, monk
     run = mlflow.get_run(done.run_id)
     with mlflow.start_run(experiment_id=experiment, tags=run.data.tags):  # a newer one with no results
         pass
-    found = tracking.finished_run(experiment, run.data.tags["config_hash"])
+    found = store.finished_run(experiment, run.data.tags["config_hash"])
     assert found.info.run_id == done.run_id
 
 
@@ -264,11 +265,11 @@ def test_an_interrupted_sweep_stops_at_once_keeps_finished_runs_and_resumes(tmp_
 def test_a_store_used_once_does_not_become_the_default(tmp_path, monkeypatch):
     other = f"sqlite:///{tmp_path / 'other.db'}"
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert tracking.use_store(other) == other and mlflow.get_tracking_uri() == other
-    assert tracking.tracking_uri() == f"sqlite:///{paths.home() / 'mlruns' / 'mlflow.db'}"  # MLflow wrote the variable
+    assert store.use_store(other) == other and mlflow.get_tracking_uri() == other
+    assert store.tracking_uri() == f"sqlite:///{paths.home() / 'mlruns' / 'mlflow.db'}"  # MLflow wrote the variable
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////srv/team.db")
-    tracking.use_store(other)
-    assert tracking.tracking_uri() == "sqlite:////srv/team.db"
+    store.use_store(other)
+    assert store.tracking_uri() == "sqlite:////srv/team.db"
 
 
 def test_threshold_is_chosen_on_inner_validation_rows_never_the_test_fold(monkeypatch):
@@ -297,7 +298,7 @@ def test_threshold_is_chosen_on_inner_validation_rows_never_the_test_fold(monkey
     monkeypatch.setattr(engine, "fit_fold", spy_fit_fold)
     monkeypatch.setattr(fitting, "best_f1_threshold", spy_threshold)
     monkeypatch.setattr(FoldPreprocessor, "fit", spy_fit)
-    result = engine.cross_validate(engine.run_spec(cfg, data.fill_values), data)
+    result = engine.cross_validate(run_config.run_spec(cfg, data.fill_values), data)
     assert len(seen["threshold_rows"]) == len(seen["val"]) == 2
     for y, val in zip(seen["threshold_rows"], seen["val"], strict=True):
         np.testing.assert_array_equal(y, data.y[val])  # the threshold saw the validation labels only
@@ -315,7 +316,7 @@ def test_threshold_is_chosen_on_inner_validation_rows_never_the_test_fold(monkey
 def test_honest_out_of_fold_predictions_cover_each_row_once_and_never_share_patients():
     cfg = _compose([*FAST, "model=logreg"])
     data = make_horizon(synthetic_cart(seed=0), 1)
-    oof = engine.cross_validate(engine.run_spec(cfg, data.fill_values), data).oof
+    oof = engine.cross_validate(run_config.run_spec(cfg, data.fill_values), data).oof
     assert len(oof) == len(data) and not oof.duplicated(["patient", "day"]).any()
     assert oof.groupby("patient")["fold"].nunique().max() == 1
 
@@ -323,10 +324,10 @@ def test_honest_out_of_fold_predictions_cover_each_row_once_and_never_share_pati
 def test_paper_protocol_uses_rows_raw_values_and_threshold_0_3():
     cfg = _compose([*FAST, "model=logreg", "protocol=paper"])
     data = make_horizon(synthetic_cart(seed=0), 1)
-    oof = engine.cross_validate(engine.run_spec(cfg, data.fill_values), data).oof
+    oof = engine.cross_validate(run_config.run_spec(cfg, data.fill_values), data).oof
     assert (oof["threshold"] == 0.3).all()
     assert oof.groupby("patient")["fold"].nunique().max() > 1  # a patient's days on both sides
-    pre = engine.build_estimator(cfg, data.fill_values).preprocessor
+    pre = run_config.build_estimator(cfg, data.fill_values).preprocessor
     assert pre.raw and pre.unimpute == "none"  # raw values, the data as published
 
 
@@ -357,7 +358,7 @@ def test_bad_values_are_one_line_errors_naming_them(override, message, tmp_path,
 
     _mlflow_env(tmp_path, monkeypatch)
     with pytest.raises(Exception) as raised:  # noqa: PT011 - the one-line message is what is tested
-        evaluate.evaluate(engine.compose_config([*FAST, *override.split()]))
+        evaluate.evaluate(run_config.compose_config([*FAST, *override.split()]))
     assert say(raised.value) == 2
     said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(said) == 1 and message in said[0], said
@@ -387,7 +388,7 @@ def test_options_the_model_cannot_use_are_one_line_errors_before_training(overri
 
     cfg = _compose([*FAST, *override.split()])
     with pytest.raises(ConfigError, match=re.escape(message)):
-        engine.check_model(engine.run_spec(cfg, {}), engine.features_of(cfg))
+        engine.check_model(run_config.run_spec(cfg, {}), run_config.features_of(cfg))
 
 
 def test_an_unreachable_tracking_server_is_one_line_within_seconds(tmp_path):
@@ -420,30 +421,30 @@ def test_slurm_launcher_config_composes():
 
 def test_config_hash_covers_the_data_and_the_config_not_their_spelling():
     cohort = synthetic_cart(seed=0, n_patients=30)
-    base = engine.config_hash(_compose(FAST), cohort)
-    assert engine.config_hash(_compose([*FAST, "factors=1234"]), cohort) == base  # int 1234 vs "1234"
-    assert engine.config_hash(_compose([*FAST, "cv.n_jobs=1", "study=other"]), cohort) == base
-    assert engine.config_hash(_compose([*FAST, "seed=1"]), cohort) != base
+    base = run_config.config_hash(_compose(FAST), cohort)
+    assert run_config.config_hash(_compose([*FAST, "factors=1234"]), cohort) == base  # int 1234 vs "1234"
+    assert run_config.config_hash(_compose([*FAST, "cv.n_jobs=1", "study=other"]), cohort) == base
+    assert run_config.config_hash(_compose([*FAST, "seed=1"]), cohort) != base
     changed = synthetic_cart(seed=0, n_patients=30)
     changed.frame.loc[0, "grade"] = 4 - changed.frame.loc[0, "grade"]
-    assert engine.config_hash(_compose(FAST), changed) != base  # other data: never resumed from
+    assert run_config.config_hash(_compose(FAST), changed) != base  # other data: never resumed from
 
 
 def test_options_added_later_keep_the_stored_runs_hashes_only_at_their_old_value():
     cohort = synthetic_cart(seed=0, n_patients=30)
-    base = engine.config_hash(_compose(FAST), cohort)
+    base = run_config.config_hash(_compose(FAST), cohort)
     without = _compose(FAST)
     with open_dict(without):
         for key in ("accelerator", "devices"):  # a config from before the options
             del without.trainer[key], without.model.estimator[key]
-    assert engine.config_hash(without, cohort) == base
-    assert engine.config_hash(_compose([*FAST, "trainer.accelerator=gpu"]), cohort) != base
+    assert run_config.config_hash(without, cohort) == base
+    assert run_config.config_hash(_compose([*FAST, "trainer.accelerator=gpu"]), cohort) != base
     covid = _compose([*FAST, "transfer=covid"])
-    assert engine.config_hash(_compose([*FAST, "transfer=covid", "transfer.val_fraction=0.2"]), cohort) != \
-        engine.config_hash(covid, cohort)
+    assert run_config.config_hash(_compose([*FAST, "transfer=covid", "transfer.val_fraction=0.2"]), cohort) != \
+        run_config.config_hash(covid, cohort)
     with open_dict(covid):
         del covid.transfer["val_fraction"]
-    assert engine.config_hash(covid, cohort) == engine.config_hash(_compose([*FAST, "transfer=covid"]), cohort)
+    assert run_config.config_hash(covid, cohort) == run_config.config_hash(_compose([*FAST, "transfer=covid"]), cohort)
 
 
 def test_the_paths_config_says_where_sheets_and_caches_are(tmp_path, monkeypatch):
@@ -453,9 +454,9 @@ def test_the_paths_config_says_where_sheets_and_caches_are(tmp_path, monkeypatch
     to_sheet(synthetic_cart(seed=0, n_patients=20).frame).to_excel(tmp_path / "CAR-T.xlsx", index=False)
     cfg = _compose([f"paths.data_dir={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}", "transfer=covid"])
     assert cfg.paths.root_dir == str(paths.home())
-    cohort = engine.load_cart_for(cfg)
+    cohort = run_config.load_cart_for(cfg)
     assert cohort.source == str(tmp_path / "CAR-T.xlsx") and cohort.n_patients == 20
-    estimator = engine.build_estimator(cfg, {}, covid=synthetic_covid(n_subjects=60))
+    estimator = run_config.build_estimator(cfg, {}, covid=synthetic_covid(n_subjects=60))
     assert estimator.init_from.cache_dir == str(tmp_path / "cache")
 
 
@@ -480,7 +481,7 @@ def test_the_store_holds_no_input_path_unless_asked(tmp_path, monkeypatch):
     to_sheet(synthetic_cart(seed=0, n_patients=40).frame).to_csv(path, index=False)
     for study, extra in (("private", ["logger.log_predictions=false"]), ("named", ["logger.log_data_file=true"])):
         overrides = [*FAST, "model=logreg", "cv.n_jobs=1", f"data.path={path}", f"study={study}", *extra]
-        evaluate.evaluate(engine.compose_config(overrides), overrides)
+        evaluate.evaluate(run_config.compose_config(overrides), overrides)
         parent = next(r for r in _runs(uri, study) if r.data.tags["role"] == "cv_parent")
         folder_tmp = tmp_path / study
         files = mlflow.artifacts.download_artifacts(run_id=parent.info.run_id, dst_path=str(folder_tmp))
@@ -525,7 +526,7 @@ def test_sigkill_leaves_no_workers_and_the_next_start_marks_the_run_killed(tmp_p
     deadline = time.time() + 120
     while time.time() < deadline:  # until the parent run exists and the fold workers train
         time.sleep(1)
-        exp = (tracking.use_store(uri), mlflow.get_experiment_by_name("kill"))[1]
+        exp = (store.use_store(uri), mlflow.get_experiment_by_name("kill"))[1]
         if exp and mlflow.search_runs([exp.experiment_id], output_format="list") and len(_descendants(proc.pid)) >= 3:
             break
     tree = _descendants(proc.pid)
@@ -536,7 +537,7 @@ def test_sigkill_leaves_no_workers_and_the_next_start_marks_the_run_killed(tmp_p
     assert not [p for p in tree if _alive(p)]  # fork server and workers died with their parent
     assert [r.info.status for r in _runs(uri, "kill") if r.data.tags["role"] == "cv_parent"] == ["RUNNING"]
     exp = mlflow.get_experiment_by_name("kill")
-    assert tracking.reap_dead_runs(exp.experiment_id) == 1
+    assert leases.reap_dead_runs(exp.experiment_id) == 1
     assert [r.info.status for r in _runs(uri, "kill") if r.data.tags["role"] == "cv_parent"] == ["KILLED"]
 
 
@@ -569,7 +570,7 @@ def test_a_run_killed_as_a_containers_pid_1_is_reaped_and_run_again(tmp_path, mo
         except ProcessLookupError:
             break
     exp = mlflow.get_experiment_by_name("container")
-    assert tracking.reap_dead_runs(exp.experiment_id, uri) == 1  # no wait, no clock: its lease is free
+    assert leases.reap_dead_runs(exp.experiment_id, uri) == 1  # no wait, no clock: its lease is free
     again = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, *args], cwd=tmp_path,
                            capture_output=True, text=True, timeout=600)  # the same config, as PID 1 again
     assert again.returncode == 0 and "being run now" not in again.stderr, again.stderr[-2000:]
@@ -597,11 +598,11 @@ def test_the_code_fingerprint_follows_code_not_comments(tmp_path):
 
 @pytest.mark.slow  # over 2.5 s: the inner loop stays under 3 minutes
 def test_a_stored_run_made_by_other_code_is_run_again(tmp_path, monkeypatch, caplog):
-    from prcrs import cv_logging
+    from prcrs.tracking import cv_logging
 
     _mlflow_env(tmp_path, monkeypatch)
     overrides = [*FAST, "model=logreg", "cv.n_jobs=1", "study=code"]
-    cfg = engine.compose_config(overrides)
+    cfg = run_config.compose_config(overrides)
     assert not evaluate.evaluate(cfg, overrides).skipped
     assert evaluate.evaluate(cfg, overrides).skipped  # the same code: resumed
     for module in (evaluate, cv_logging):  # as after an edit of a model
@@ -610,16 +611,17 @@ def test_a_stored_run_made_by_other_code_is_run_again(tmp_path, monkeypatch, cap
     assert not again.skipped and "was made by other code (code fingerprint" in caplog.text
     assert evaluate.evaluate(cfg, overrides).run_id == again.run_id  # the new code's run: resumed
     forced = [*overrides, "resume=never"]
-    assert not evaluate.evaluate(engine.compose_config(forced), forced).skipped  # a deliberate rerun
+    assert not evaluate.evaluate(run_config.compose_config(forced), forced).skipped  # a deliberate rerun
 
 
 def test_runs_of_code_recorded_as_computing_the_same_numbers_resume(tmp_path, monkeypatch):
-    from prcrs import code_fingerprint, cv_logging
+    from prcrs import code_fingerprint
+    from prcrs.tracking import cv_logging
 
     _mlflow_env(tmp_path, monkeypatch)
     monkeypatch.setattr(code_fingerprint, "LINEAGE", tmp_path / "code_lineage.json")
     overrides = [*FAST, "model=logreg", "cv.n_jobs=1", "study=lineage"]
-    cfg = engine.compose_config(overrides)
+    cfg = run_config.compose_config(overrides)
     stored = evaluate.evaluate(cfg, overrides)
     made_by = code_fingerprint.code_fingerprint()
     for module in (evaluate, cv_logging, code_fingerprint):  # the code reshaped: another fingerprint
@@ -634,7 +636,7 @@ def test_runs_of_code_recorded_as_computing_the_same_numbers_resume(tmp_path, mo
 def test_the_sweep_summary_ranks_within_each_task(tmp_path):
     import json
 
-    from prcrs.sweep_summary import markdown, sweep_table
+    from prcrs.tracking.sweep_summary import markdown, sweep_table
 
     jobs = [("0", 0, "hgb", 0.97), ("1", 1, "hgb", 0.93), ("2", 1, "forest", 0.95), ("3", 0, "logreg", 0.90)]
     for job, horizon, model, auroc in jobs:
@@ -689,22 +691,22 @@ def test_a_store_read_by_another_process_from_before_it_exists_never_fails_a_swe
 def test_a_reused_pid_is_another_process():
     """A run's owner is its PID and that process's start time: PID 1 (alive) started at another
     time is not the owner."""
-    tags = tracking.owner_tags()
-    assert tracking.owner_alive(tags) and tracking.process_start(os.getpid()) == tags["started"]
-    assert not tracking.owner_alive({**tags, "pid": "1"})  # alive, but not the process that logged
-    assert not tracking.owner_alive({**tags, "boot": "another-boot"})
-    assert tracking.owner_alive({**tags, "host": "another-host"})  # not ours to judge
+    tags = leases.owner_tags()
+    assert leases.owner_alive(tags) and leases.process_start(os.getpid()) == tags["started"]
+    assert not leases.owner_alive({**tags, "pid": "1"})  # alive, but not the process that logged
+    assert not leases.owner_alive({**tags, "boot": "another-boot"})
+    assert leases.owner_alive({**tags, "host": "another-host"})  # not ours to judge
 
 
 def test_a_config_running_in_a_live_process_is_not_run_twice(tmp_path, monkeypatch, caplog):
     uri = _mlflow_env(tmp_path, monkeypatch)
     overrides = [*FAST, "model=logreg", "cv.n_jobs=1", "study=claim"]
-    cfg = engine.compose_config(overrides)
-    experiment = tracking.setup("claim", uri)
-    chash = engine.config_hash(cfg, synthetic_cart(seed=0, n_patients=cfg.data.n_patients))
+    cfg = run_config.compose_config(overrides)
+    experiment = store.setup("claim", uri)
+    chash = run_config.config_hash(cfg, synthetic_cart(seed=0, n_patients=cfg.data.n_patients))
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # a live process
     try:
-        owner = {"pid": str(other.pid), "host": tracking.owner_tags()["host"]}
+        owner = {"pid": str(other.pid), "host": leases.owner_tags()["host"]}
         mlflow.MlflowClient().create_run(experiment, tags={"role": "cv_parent", "config_hash": chash, **owner})
         skipped = evaluate.evaluate(cfg, overrides)  # skipped: that process is running it
         assert skipped.run_id is None and np.isnan(skipped.score("mean_test_auroc"))
@@ -735,12 +737,12 @@ def test_a_new_store_is_made_whole_and_a_broken_one_is_named(tmp_path):
     from prcrs.errors import PrcrsError
 
     db = tmp_path / "store" / "mlflow.db"
-    assert tracking.setup("fresh", f"sqlite:///{db}")
+    assert store.setup("fresh", f"sqlite:///{db}")
     assert db.is_file() and not list(db.parent.glob(".*creating"))  # made aside, then renamed into place
     broken = tmp_path / "broken.db"
     broken.write_bytes(b"half a store" * 100)  # what a kill during creation can leave
     with pytest.raises(PrcrsError, match=r"cannot be opened .*move it aside \(mv .*broken.db .*broken.db.broken\)"):
-        tracking.setup("x", f"sqlite:///{broken}")
+        store.setup("x", f"sqlite:///{broken}")
 
 
 def test_serve_refuses_a_port_out_of_range(capsys):
@@ -754,9 +756,9 @@ def test_serve_refuses_a_port_out_of_range(capsys):
 def test_pretrained_weights_are_cached_by_the_code_that_made_them(monkeypatch):
     from prcrs import code_fingerprint
 
-    cfg = engine.compose_config(["data=synthetic", "transfer=covid"])
-    data = engine.horizon_data(cfg, engine.load_cart_for(cfg))
-    estimator = engine.build_estimator(cfg, data.fill_values, engine.load_covid_for(cfg))
+    cfg = run_config.compose_config(["data=synthetic", "transfer=covid"])
+    data = run_config.horizon_data(cfg, run_config.load_cart_for(cfg))
+    estimator = run_config.build_estimator(cfg, data.fill_values, run_config.load_covid_for(cfg))
     key = estimator.init_from.key(estimator)
     assert estimator.init_from.key(estimator) == key
     monkeypatch.setattr(code_fingerprint, "code_fingerprint", lambda: "0123456789ab")  # other code
@@ -774,7 +776,7 @@ def test_a_mean_says_how_many_folds_it_rests_on():
                                     {m: 0.8 for m in METRICS}])
     summary = result.summary()
     assert summary["n_finite_folds"] == 2 and summary["diverged_folds"] == 1
-    assert "mean ± sd over 2 of 3 folds (1 diverged: no prediction)" in engine.format_summary("x", summary)
+    assert "mean ± sd over 2 of 3 folds (1 diverged: no prediction)" in evaluate.format_summary("x", summary)
     assert ci_cell(pd.Series(summary), "auroc").endswith("[2 of 3 folds]")
     assert "[" not in ci_cell(pd.Series(engine.CVResult(folds=[good, good]).summary()), "auroc")
 
@@ -793,7 +795,7 @@ def test_fold_workers_receive_the_run_spec_never_the_config(monkeypatch):
         return real(fn, jobs, n_jobs)
 
     monkeypatch.setattr(engine.workers, "map_ordered", spy)
-    spec = engine.run_spec(cfg, data.fill_values)
+    spec = run_config.run_spec(cfg, data.fill_values)
     engine.cross_validate(spec, data)
     assert spec in sent and not any(isinstance(arg, DictConfig) for arg in sent)
     assert (spec.design.folds, spec.fit.threshold, spec.transfer) == (2, "inner", None)

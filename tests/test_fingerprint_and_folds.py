@@ -70,7 +70,8 @@ def test_label_fill_keeps_values_and_fills_missing_cells_with_the_grade_median()
 
 
 def _hgb_same_day_auroc(cohort, unimpute: str) -> float:
-    from prcrs.engine import compose_config, cross_validate, run_spec
+    from prcrs.engine import cross_validate
+    from prcrs.run_config import compose_config, run_spec
 
     cfg = compose_config(["model=hgb", "horizon=0", "cv.n_jobs=1", "cv.repeats=2", f"protocol.unimpute={unimpute}"])
     data = make_horizon(cohort, 0)

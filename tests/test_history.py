@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prcrs import engine, schema
+from prcrs import engine, run_config, schema
 from prcrs.data.cohort import Cohort
 from prcrs.data.history import HistorySpec, history_features
 from prcrs.data.synthetic import synthetic_cart
@@ -91,11 +91,12 @@ def _trend_only_cohort(n_patients: int = 300, seed: int = 0) -> Cohort:
 
 def test_only_history_models_see_a_signal_carried_by_the_trend_alone():
     cohort = _trend_only_cohort()
-    cfg = engine.compose_config(["data=synthetic", "model=hgb", "cv.folds=3", "cv.n_jobs=1"])
+    cfg = run_config.compose_config(["data=synthetic", "model=hgb", "cv.folds=3", "cv.n_jobs=1"])
     scores = {}
     for name, spec in (("none", HistorySpec()), ("lags", HistorySpec(window=1, changes=True))):
         data = make_horizon(cohort, 0, schema.FEATURE_KEYS, spec, mask_history=True)
-        scores[name] = engine.cross_validate(engine.run_spec(cfg, data.fill_values), data).summary()["mean_test_auroc"]
+        run = run_config.run_spec(cfg, data.fill_values)
+        scores[name] = engine.cross_validate(run, data).summary()["mean_test_auroc"]
     assert scores["none"] < 0.6 and scores["lags"] > scores["none"] + 0.15, scores
 
 
@@ -111,40 +112,40 @@ def test_bad_history_options_are_one_line_errors(override, message):
     from prcrs.errors import ConfigError
 
     with pytest.raises(ConfigError, match=message):
-        engine.history_spec(engine.compose_config(override.split()))
+        run_config.history_spec(run_config.compose_config(override.split()))
 
 
 def test_history_runs_hash_apart_and_one_day_runs_keep_their_old_hash():
     cohort = synthetic_cart(seed=0, n_patients=30)
-    one_day = engine.compose_config(["data=synthetic"])
-    base = engine.config_hash(one_day, cohort)
+    one_day = run_config.compose_config(["data=synthetic"])
+    base = run_config.config_hash(one_day, cohort)
     from omegaconf import open_dict
 
     with open_dict(one_day):
         del one_day["history"]  # a config from before the group
-    assert engine.config_hash(one_day, cohort) == base
-    assert engine.config_hash(engine.compose_config(["data=synthetic", "history=lags"]), cohort) != base
+    assert run_config.config_hash(one_day, cohort) == base
+    assert run_config.config_hash(run_config.compose_config(["data=synthetic", "history=lags"]), cohort) != base
 
 
 def test_every_model_fits_history_features():
     cohort = synthetic_cart(seed=0, n_patients=40)
     for model in ("logreg", "cnn"):
-        cfg = engine.compose_config(["data=synthetic", f"model={model}", "history=trends", "cv.folds=2",
+        cfg = run_config.compose_config(["data=synthetic", f"model={model}", "history=trends", "cv.folds=2",
                                      "cv.n_jobs=1", "trainer.max_epochs=1", "cv.explain_rows=20"])
-        data = engine.horizon_data(cfg, cohort)
+        data = run_config.horizon_data(cfg, cohort)
         assert data.X.shape[1] > len(schema.FEATURE_KEYS) * 4
-        result = engine.cross_validate(engine.run_spec(cfg, data.fill_values), data)
+        result = engine.cross_validate(run_config.run_spec(cfg, data.fill_values), data)
         assert np.isfinite(result.oof["probability"]).all()
 
 
 def test_a_sequence_network_takes_covid_pretraining_on_single_days(tmp_path):
     """The per-day encoder learns from single COVID-19 samples (a window of one day); it is what
     the published freezing policy keeps fixed."""
-    cfg = engine.compose_config(["data=synthetic", "model=gru", "history=days", "transfer=covid", "cv.folds=2",
+    cfg = run_config.compose_config(["data=synthetic", "model=gru", "history=days", "transfer=covid", "cv.folds=2",
                                  "cv.n_jobs=1", "trainer.max_epochs=1", f"paths.cache_dir={tmp_path}"])
-    data = engine.horizon_data(cfg, synthetic_cart(seed=0, n_patients=40))
-    model = engine.fit_rows(engine.run_spec(cfg, data.fill_values), data, np.arange(len(data)), 0,
-                            engine.load_covid_for(cfg)).model
+    data = run_config.horizon_data(cfg, synthetic_cart(seed=0, n_patients=40))
+    model = engine.fit_rows(run_config.run_spec(cfg, data.fill_values), data, np.arange(len(data)), 0,
+                            run_config.load_covid_for(cfg)).model
     frozen = {n for n, p in model.module_.named_parameters() if not p.requires_grad}
     assert frozen and all(n.startswith("backbone.embedding.") for n in frozen)
     assert list(tmp_path.glob("pretrain/*.pt"))

@@ -11,10 +11,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CHECK = """
 import prcrs, prcrs.paths as paths
-from prcrs import tracking
-from prcrs.engine import compose_config
+from prcrs.tracking import store
+from prcrs.run_config import compose_config
 assert not paths.in_checkout(), prcrs.__file__
-print(compose_config(["model=hgb", "protocol=paper"]).protocol.unimpute, tracking.tracking_uri())
+print(compose_config(["model=hgb", "protocol=paper"]).protocol.unimpute, store.tracking_uri())
 """
 
 

@@ -12,11 +12,16 @@ import prcrs
 PACKAGE = Path(prcrs.__file__).resolve().parent
 
 
+def _modules() -> dict[str, Path]:
+    """{dotted module name: its file} of every module of the package."""
+    return {".".join(("prcrs", *p.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__"): p
+            for p in PACKAGE.rglob("*.py")}
+
+
 def _module_imports() -> dict[str, set[str]]:
     """For each prcrs module, the prcrs modules it imports: at module level and inside functions
     alike (a lazy import still ties two modules together)."""
-    modules = {".".join(("prcrs", *p.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__"): p
-               for p in PACKAGE.rglob("*.py")}
+    modules = _modules()
     graph = {}
     for name, path in modules.items():
         edges = set()
@@ -59,10 +64,14 @@ def test_no_module_imports_itself_back():
     assert len(graph) > 30 and not cycles, cycles
 
 
-@pytest.mark.parametrize("module", ["prcrs.config_checks", "prcrs.data.fingerprint", "prcrs.data.history",
-                                    "prcrs.calibration", "prcrs.decision", "prcrs.alarms", "prcrs.subgroups",
-                                    "prcrs.explain", "prcrs.conformal", "prcrs.models.catalogue",
-                                    "prcrs.report.sections"])
+DOCTESTED = sorted(name for name, path in _modules().items() if ">>> " in path.read_text())
+
+
+def test_the_modules_with_examples_are_found():
+    assert {"prcrs.clinical.calibration", "prcrs.data.history", "prcrs.moved_modules"} <= set(DOCTESTED)
+
+
+@pytest.mark.parametrize("module", DOCTESTED)
 def test_the_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted and not result.failed

@@ -9,12 +9,12 @@ from sklearn.base import clone
 from prcrs import paths, schema
 from prcrs.data.synthetic import synthetic_covid
 from prcrs.data.targets import make_horizon
-from prcrs.engine import build_estimator, compose_config
 from prcrs.metrics import fold_metrics
 from prcrs.models import backbones as B
 from prcrs.models.estimators import CytokineLogistic, DeepModel, MEasix, freeze
 from prcrs.models.transfer import Pretraining
 from prcrs.preprocessing import FoldPreprocessor
+from prcrs.run_config import build_estimator, compose_config
 from prcrs.splits import inner_split, make_folds
 
 

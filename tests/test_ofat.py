@@ -8,7 +8,7 @@ import mlflow
 import pytest
 from omegaconf import OmegaConf
 
-from prcrs import tracking
+from prcrs.tracking import store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,7 +40,7 @@ def test_ofat_search_on_run_py_scores_on_validation_and_reports_test_apart(tmp_p
     assert step.chosen == step["values"][max(range(2), key=lambda i: step.scores[i])]
     assert set(path.final_cv) >= {"mean_test_auroc", "mean_val_auroc"}
     assert path.final_cv.mean_val_auroc == path.search_score  # chosen by validation, test reported apart
-    tracking.use_store(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    store.use_store(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = mlflow.get_experiment_by_name("ofat")
     runs = mlflow.search_runs([exp.experiment_id], output_format="list", filter_string="tags.role = 'search'")
     assert len(runs) == 1 and "final_mean_test_auroc" in runs[0].data.metrics

@@ -46,7 +46,7 @@ def _on_identity(ax, line, x: float) -> bool:
 
 @pytest.mark.slow  # over 2 s: the inner loop stays under 3 minutes
 def test_the_perfect_calibration_line_is_y_equals_x_on_the_figures_scales(tmp_path, monkeypatch):
-    from prcrs.clinical import calibrated_oof
+    from prcrs.clinical.evaluation import calibrated_oof
     from prcrs.plots import perfect_calibration
     from prcrs.report import clinical
     from prcrs.report.tables import Report

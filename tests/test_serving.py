@@ -17,12 +17,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prcrs import cli, explain, schema, tracking, units
+from prcrs import cli, schema, units
+from prcrs.clinical import explain
 from prcrs.errors import DataError
 from prcrs.serving.inputs import MIN_PRESENT, PERCENT_KEYS, Cell, check_row, choose_combination, model_frame, parse_cell
 from prcrs.serving.platform import OUTPUT_COLUMNS
 from prcrs.serving.registry import PREDICTIONS
 from prcrs.serving.train_final import fit_calibrators
+from prcrs.tracking import store
 
 HORIZONS = (1, 2)
 from conftest import PLATFORM_TRAIN as TRAIN  # noqa: E402
@@ -121,7 +123,7 @@ def test_calibrators_are_increasing_and_fitted_on_oof_predictions():
 
 
 @pytest.fixture(scope="module")
-def store(platform_store):
+def served_uri(platform_store):
     """A release of every combination at horizons 1 and 2 (synthetic data, logistic regression)."""
     old = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = platform_store
@@ -130,10 +132,10 @@ def store(platform_store):
 
 
 @pytest.fixture(scope="module")
-def platform(store):
+def platform(served_uri):
     from prcrs.serving.registry import load_platform
 
-    return load_platform(store, horizons=HORIZONS)
+    return load_platform(served_uri, horizons=HORIZONS)
 
 
 def _example_rows(platform) -> pd.DataFrame:
@@ -149,10 +151,10 @@ def _example_rows(platform) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_train_final_registers_calibrated_pyfunc_models_with_a_signature(store, platform):
+def test_train_final_registers_calibrated_pyfunc_models_with_a_signature(served_uri, platform):
     import mlflow
 
-    tracking.use_store(store)
+    store.use_store(served_uri)
     names = {m.name for m in mlflow.MlflowClient().search_registered_models()}
     assert names == {f"prcrs-f{c}-h{h}" for c in schema.COMBINATIONS for h in HORIZONS}
     pyfunc = mlflow.pyfunc.load_model("models:/prcrs-f123-h1/1")
@@ -179,11 +181,11 @@ def test_train_final_takes_the_best_honest_config_from_the_store(tmp_path):
     import mlflow
 
     from prcrs.data.synthetic import synthetic_cart
-    from prcrs.results import cv_design
     from prcrs.serving.train_final import best_honest_config
+    from prcrs.tracking.results import cv_design
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracking.use_store(uri)
+    store.use_store(uri)
     experiment = mlflow.create_experiment("table2")
     real, other = synthetic_cart(n_patients=30, seed=0), synthetic_cart(n_patients=40, seed=2)
     five = {"cv.folds": 5, "cv.repeats": 1, "seed": 0}
@@ -210,7 +212,7 @@ def test_train_final_takes_the_best_honest_config_from_the_store(tmp_path):
     assert best_honest_config(real, design, uri, horizon=2)["model"] == "hgb"  # none there: the usual horizon
 
 
-def test_predict_cli_keeps_going_past_bad_rows(store, platform, tmp_path, capsys):
+def test_predict_cli_keeps_going_past_bad_rows(served_uri, platform, tmp_path, capsys):
     path = tmp_path / "days.csv"
     _example_rows(platform).to_csv(path, index=False)
     out = tmp_path / "pred.csv"
@@ -248,7 +250,7 @@ def test_predict_cli_keeps_going_past_bad_rows(store, platform, tmp_path, capsys
     assert predicted["reference_probability"].between(0, 1).all()
 
 
-def test_predict_takes_the_pages_labels_from_its_own_template(store, platform, tmp_path, capsys):
+def test_predict_takes_the_pages_labels_from_its_own_template(served_uri, platform, tmp_path, capsys):
     template = tmp_path / "template.csv"
     assert cli.main(["predict", "--template", str(template)]) == 0
     header = pd.read_csv(template).columns.tolist()
@@ -275,7 +277,7 @@ def test_predict_takes_the_pages_labels_from_its_own_template(store, platform, t
     assert "no row could be predicted" in capsys.readouterr().err
 
 
-def test_every_prediction_says_where_its_model_came_from(store, platform, tmp_path, capsys, client):
+def test_every_prediction_says_where_its_model_came_from(served_uri, platform, tmp_path, capsys, client):
     from prcrs.serving.platform import shown_risk
 
     health = client.get("/health").json()
@@ -332,7 +334,7 @@ def test_contributions_add_up_to_the_calibrated_probability(platform):
     assert {t["factor"] for t in top}.isdisjoint({"hemoglobin", "monocyte_count", "lymphocyte_count", "chloride"})
 
 
-def test_predict_reads_the_published_sheet_layout_from_xlsx(store, platform, tmp_path, capsys):
+def test_predict_reads_the_published_sheet_layout_from_xlsx(served_uri, platform, tmp_path, capsys):
     rows = _example_rows(platform).iloc[:2].drop(columns="patient")
     path = tmp_path / "sheet.xlsx"
     with pd.ExcelWriter(path) as writer:  # a title row above the header, as in the published sheet
@@ -469,7 +471,7 @@ def test_the_page_of_a_model_trained_on_the_real_sheet_says_so(real_dir, tmp_pat
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("PRCRS_DATA_DIR", str(real_dir))  # the module's `store` fixture hides it
+    monkeypatch.setenv("PRCRS_DATA_DIR", str(real_dir))  # the module's `served_uri` fixture hides it
     assert cli.main(["train-final", "model=logreg", "cv.n_jobs=1", "--horizon", "1"]) == 0
     platform = load_platform(uri, horizons=(1,))
     assert platform.data_sources == {"real"}
@@ -579,10 +581,10 @@ def test_page_works_in_headless_chromium(server):
 
 
 @pytest.mark.slow
-def test_mlflow_models_serve_answers(store, platform):
+def test_mlflow_models_serve_answers(served_uri, platform):
     port = _free_port()
     # mlflow starts `uvicorn` from PATH: the venv's, as after `source .venv/bin/activate`
-    env = {**os.environ, "MLFLOW_TRACKING_URI": store,
+    env = {**os.environ, "MLFLOW_TRACKING_URI": served_uri,
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     mlflow_bin = Path(sys.executable).with_name("mlflow")
     proc = subprocess.Popen([str(mlflow_bin), "models", "serve", "-m", "models:/prcrs-f1234-h1/1", "--env-manager",
@@ -622,8 +624,8 @@ def test_a_model_not_registered_by_train_final_is_refused_before_loading(tmp_pat
     from prcrs.serving.registry import load_platform, record_release
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracking.use_store(uri)
-    experiment = tracking.setup("foreign", uri)
+    store.use_store(uri)
+    experiment = store.setup("foreign", uri)
     with mlflow.start_run(experiment_id=experiment):
         mlflow.sklearn.log_model(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), name="m",
                                  registered_model_name="prcrs-f1234-h1")
@@ -673,7 +675,7 @@ def test_a_history_model_reads_each_patients_earlier_days_by_day(history_store, 
     from prcrs.serving.registry import check_trusted
     from prcrs.serving.web import create_app
 
-    tracking.use_store(history_store)
+    store.use_store(history_store)
     version = mlflow.MlflowClient().search_model_versions("name = 'prcrs-f1234-h1'")[0]
     check_trusted(version, "1234", 1)  # its signature is the factors, then patient and day
     model = mlflow.pyfunc.load_model(f"models:/prcrs-f1234-h1/{version.version}").unwrap_python_model().model
@@ -734,7 +736,7 @@ def test_train_final_reads_a_runs_overrides_back_as_a_list(tmp_path, capsys):
 
     from prcrs import evaluate
     from prcrs.data.synthetic import synthetic_cart, to_sheet
-    from prcrs.engine import compose_config
+    from prcrs.run_config import compose_config
 
     sheet = tmp_path / "site.csv"
     to_sheet(synthetic_cart(seed=4, n_patients=60).frame).to_csv(sheet, index=False)
@@ -749,3 +751,23 @@ def test_train_final_reads_a_runs_overrides_back_as_a_list(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "model logreg with history none" in err and "model.estimator.estimator.C=0.5" in err
     assert "<not" not in err.split("its config:")[1].splitlines()[0]
+
+
+def test_a_platform_model_pickled_under_the_old_module_names_still_loads(platform):
+    """Models registered before `calibration`, `conformal` and `explain` moved into
+    `prcrs.clinical` name the old modules: they load, and predict what they predicted."""
+    import pickle
+
+    from prcrs.moved_modules import MOVED
+
+    model = platform.models[("1234", 1)]
+    blob = pickle.dumps(model, protocol=2)  # names each class's module as a line of text
+    renamed = 0
+    for old, new in MOVED.items():
+        renamed += blob.count(f"{new}\n".encode())
+        blob = blob.replace(f"{new}\n".encode(), f"{old}\n".encode())
+    assert renamed and b"prcrs.clinical." not in blob  # the pickle names only old modules now
+    loaded = pickle.loads(blob)
+    X = pd.DataFrame([{k: model.medians[k] for k in model.features}] * 3)
+    X.iloc[1, 0] *= 4
+    pd.testing.assert_frame_equal(loaded.predict(X), model.predict(X))

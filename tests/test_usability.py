@@ -68,7 +68,7 @@ def test_what_a_user_can_fix_is_one_line_naming_it(tmp_path, monkeypatch):
     past 3, a one-class cohort, a report whose run lost its artifacts: each a one-line error."""
     import mlflow
 
-    from prcrs import engine, evaluate
+    from prcrs import evaluate, run_config
     from prcrs.config_checks import check_command_line, check_run_config
     from prcrs.data.synthetic import synthetic_cart, to_sheet
     from prcrs.errors import ConfigError, DataError, PrcrsError
@@ -82,16 +82,16 @@ def test_what_a_user_can_fix_is_one_line_naming_it(tmp_path, monkeypatch):
             check_command_line(argv)
     check_command_line(["-m", "model=cnn,prcrs", "horizon=0,1", "hydra/launcher=parallel", "--cfg", "job"])
     with pytest.raises(ConfigError, match="seed=4294967296 must be below 2"):
-        check_run_config(engine.compose_config(["seed=4294967296"]))
+        check_run_config(run_config.compose_config(["seed=4294967296"]))
     with pytest.raises(ConfigError, match="horizon=7 must be a whole number of days from 0 to 3"):
-        check_run_config(engine.compose_config(["horizon=7"]))
+        check_run_config(run_config.compose_config(["horizon=7"]))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     mild = synthetic_cart(seed=2, n_patients=30).frame
     mild["grade"] = mild["grade"].clip(upper=2)  # no day at grade 3 or above: one class
     to_sheet(mild).to_csv(tmp_path / "mild.csv", index=False)
     with pytest.raises(DataError, match="no patient-day of its .* has severe CRS .* one class"):
-        evaluate.evaluate(engine.compose_config([f"data.path={tmp_path / 'mild.csv'}", "model=logreg"]))
-    run = evaluate.evaluate(engine.compose_config(["data=synthetic", "model=logreg", "cv.folds=2", "study=table2"]))
+        evaluate.evaluate(run_config.compose_config([f"data.path={tmp_path / 'mild.csv'}", "model=logreg"]))
+    run = evaluate.evaluate(run_config.compose_config(["data=synthetic", "model=logreg", "cv.folds=2", "study=table2"]))
     artifacts = Path(mlflow.get_run(run.run_id).info.artifact_uri.removeprefix("file://"))
     (artifacts / "oof_predictions.csv").unlink()
     with pytest.raises(PrcrsError, match=f"run {run.run_id} \\(logreg, study table2.* no oof_predictions.csv"):

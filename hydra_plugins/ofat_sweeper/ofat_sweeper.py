@@ -135,9 +135,9 @@ def _log_to_mlflow(config: DictConfig, final: dict, path_file: Path) -> None:
         return
     import mlflow
 
-    from prcrs import tracking
+    from prcrs.tracking import store
 
-    experiment_id = tracking.setup(config.study, config.logger.get("tracking_uri"))
+    experiment_id = store.setup(config.study, config.logger.get("tracking_uri"))
     with mlflow.start_run(experiment_id=experiment_id, run_name="ofat search", tags={"role": "search",
                                                                                      "study": config.study}):
         mlflow.log_params({f"chosen.{k}": v for k, v in final["chosen"].items()})

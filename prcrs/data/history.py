@@ -19,7 +19,7 @@ afterwards, and a change would hide one).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -52,7 +52,13 @@ class HistorySpec:
 
     @property
     def any(self) -> bool:
-        return bool(self.window or self.changes or self.extremes or self.since_infusion or self.baseline)
+        """True when a column beyond day t's factors is added."""
+        return any(asdict(self).values())
+
+    @property
+    def reach(self) -> float:
+        """How many days before t the lags, changes and extremes read (inf: every earlier day)."""
+        return np.inf if self.extremes else max(self.window, 1 if self.changes else 0)
 
 
 def _shifted(frame: pd.DataFrame, values: pd.DataFrame, days: int) -> pd.DataFrame:

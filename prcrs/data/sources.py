@@ -9,7 +9,7 @@ from pathlib import Path
 
 from prcrs import paths
 from prcrs.data.cohort import CART_FILE, COVID_FILE, DATA_ENV, Cohort, load_cart, load_covid
-from prcrs.data.synthetic import synthetic_cart, synthetic_covid
+from prcrs.data.synthetic import PATIENTS, synthetic_cart, synthetic_covid
 from prcrs.errors import DataError
 
 
@@ -48,7 +48,7 @@ def _read_once(loader, path: Path) -> Cohort:
     return Cohort(cohort.frame.copy(), cohort.kind, cohort.source)
 
 
-def load_cohort(kind: str = "cart", path: str | Path | None = None, seed: int = 0, n_patients: int = 202,
+def load_cohort(kind: str = "cart", path: str | Path | None = None, seed: int = 0, n_patients: int = PATIENTS,
                 raw_dir: str | Path | None = None) -> Cohort:
     """The cohort for `kind` ('cart', 'covid' or 'synthetic'), real when found.
 

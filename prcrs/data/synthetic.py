@@ -56,7 +56,10 @@ def _grade(inflammation: np.ndarray, noise: np.ndarray) -> np.ndarray:
     return np.digitize(inflammation + noise, [0.5, 1.4, 2.5, 3.4])
 
 
-def synthetic_cart(n_patients: int = 202, seed: int = 0, label_fill: bool = False) -> Cohort:
+PATIENTS = 202  # as many as the published sheet: `data.n_patients`'s default (conf/data/)
+
+
+def synthetic_cart(n_patients: int = PATIENTS, seed: int = 0, label_fill: bool = False) -> Cohort:
     """A seeded synthetic CAR-T cohort (see the module docstring).
 
     `label_fill=True` fills every missing lab cell the way the published sheet was made: with the

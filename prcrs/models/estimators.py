@@ -41,7 +41,7 @@ class CRSModel(ClassifierMixin, BaseEstimator):
     `FoldPreprocessor`) is one of its parameters, and so is its inner validation split
     (`train_split`: a callable `(strata, groups) -> (fit positions, validation positions)`, such
     as `prcrs.fitting.InnerSplit`; the model validates on those rows, e.g. for early stopping,
-    when the split's `monitor` is true). Built from the config (`prcrs.engine.build_estimator`),
+    when the split's `monitor` is true). Built from the config (`prcrs.run_config.build_estimator`),
     which holds every default. After `fit`, `val_rows_`: the validation positions, or None."""
 
     def fit(self, X: pd.DataFrame, y: np.ndarray, grade_today: np.ndarray | None = None, *,

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from prcrs.clinical.subgroups import patient_covariates
 from prcrs.errors import PrcrsError
 from prcrs.progress import Steps
 from prcrs.report import sections
 from prcrs.report.tables import N_BOOT, SYNTHETIC_BANNER, Report
-from prcrs.results import parent_runs, select
-from prcrs.subgroups import patient_covariates
+from prcrs.tracking.results import parent_runs, select
 
 
 def _cohort_of(run: pd.Series):
@@ -28,8 +28,8 @@ def _cohort_of(run: pd.Series):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # a missing real sheet is named below instead
-        patients = run.get("data_patients")
-        cohort = (load_cohort("synthetic", n_patients=int(patients) if isinstance(patients, str) else 202)
+        patients = run.get("data_patients")  # absent from runs logged before it was recorded: the default
+        cohort = (load_cohort("synthetic", **({"n_patients": int(patients)} if isinstance(patients, str) else {}))
                   if run["data_source"] == "synthetic" else load_cohort("cart"))
     expected = run.get("data_content")  # absent from runs logged before it was recorded
     if isinstance(expected, str) and cohort.content_id != expected:

@@ -21,13 +21,14 @@ import numpy as np
 import pandas as pd
 from sklearn.calibration import calibration_curve
 
-from prcrs import alarms, calibration, decision, metrics, schema, subgroups
-from prcrs.clinical import calibrated_oof
+from prcrs import metrics, schema
+from prcrs.clinical import alarms, calibration, decision, subgroups
+from prcrs.clinical.evaluation import calibrated_oof
 from prcrs.models import catalogue
 from prcrs.plots import perfect_calibration, plt
 from prcrs.report import stats
 from prcrs.report.tables import Report, md_table
-from prcrs.results import oof, platform_run, select
+from prcrs.tracking.results import oof, platform_run, select
 
 CONVERSION_ORDER = ("raw model output", "paper_window", "isotonic", "platt")
 
@@ -208,7 +209,7 @@ def subgroup_part(horizons, covariates: pd.DataFrame, n_boot: int) -> tuple[str,
 def band_part(horizons, splits: int = 20, seed: int = 0) -> str:
     """The rule-out band's coverage on held-out patients: fitted on the out-of-fold rows of a
     random half of the patients, checked on the other half, `splits` times."""
-    from prcrs.conformal import BAND_CONFIDENCE, RiskBand
+    from prcrs.clinical.conformal import BAND_CONFIDENCE, RiskBand
 
     rows = []
     for h, (run, frame, _) in horizons.items():
@@ -226,7 +227,7 @@ def band_part(horizons, splits: int = 20, seed: int = 0) -> str:
         rows.append([h, _label(run), f"{np.mean(covered):.3f} ({np.min(covered):.3f})",
                      f"{np.mean(ruled_out):.3f} ({np.min(ruled_out):.3f})"])
     return ("### Uncertainty: the rule-out band\n\nEach platform prediction says whether severe CRS is ruled out "
-            "at 90 % (`prcrs/conformal.py`): 'ruled out' when the day's score is below those of at least 90 % of "
+            "at 90 % (`prcrs/clinical/conformal.py`): 'ruled out' when the day's score is below those of at least 90 % of "
             "the days that turned severe (a split-conformal p-value) and its calibrated risk is below the base "
             "rate; 'not ruled out' otherwise. Its promise: at least 90 % of severe days are 'not ruled out'. "
             f"Checked here on held-out patients: fitted on the out-of-fold rows of a random half of the patients, "
@@ -278,7 +279,8 @@ def importance_part(t2: pd.DataFrame, t3: pd.DataFrame, horizons, report: Report
     report.save(fig, "clinical_importance.png")
     text = ("### Explanations: which factors the models use\n\nMean |contribution| of each factor to P(severe) over "
             "up to 100 test rows per fold (factor Shapley values against the training rows' median day, "
-            "`prcrs.explain`; a factor's lags and changes count with it), summed per group. The paper's Table 3 "
+            "`prcrs.clinical.explain`; a factor's lags and changes count with it), summed per group. "
+            "The paper's Table 3 "
             "asks the same question by deleting a group and retraining; a deletion can cost little when other "
             "groups carry the same signal, which contributions do not show.\n\n"
             + md_table(["model", *[f"{g}. {t} (pp)" for g, t in schema.GROUP_NAMES.items()], "top 5 factors"], rows)

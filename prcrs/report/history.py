@@ -8,7 +8,7 @@ import pandas as pd
 from prcrs.plots import plt
 from prcrs.report import stats
 from prcrs.report.tables import Report, ci_cell, md_table, p_cell
-from prcrs.results import oof
+from prcrs.tracking.results import oof
 
 ONE_DAY = "none"
 

@@ -4,8 +4,8 @@ says why it does not apply. Numbers come from the logged runs (`prcrs.report.cli
 
 from __future__ import annotations
 
-from prcrs import subgroups
-from prcrs.conformal import BAND_CONFIDENCE
+from prcrs.clinical import subgroups
+from prcrs.clinical.conformal import BAND_CONFIDENCE
 from prcrs.data.cohort import Cohort
 from prcrs.report.clinical import span
 from prcrs.report.tables import Report, ci_cell, md_table

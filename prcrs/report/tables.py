@@ -11,7 +11,7 @@ import pandas as pd
 
 from prcrs.plots import plt
 from prcrs.report import stats
-from prcrs.results import oof, select
+from prcrs.tracking.results import oof, select
 
 N_BOOT = 500  # patient-level bootstrap resamples
 SHORT = {"precision_macro": "P", "recall_macro": "R", "f1_macro": "F1", "auroc": "AUROC", "auprc": "AUPRC",

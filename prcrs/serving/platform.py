@@ -7,8 +7,8 @@ by day since infusion) with three numbers per row: `calibrated_probability`, the
 better-scoring standard calibrator, isotonic or Platt, fitted on patient-grouped out-of-fold
 predictions and never more extreme than their evidence: `calibration.EvidenceBounds`),
 `probability` (the model's raw score) and `paper_probability` (the paper's windowed conversion);
-a rule-out band with a coverage guarantee (`prcrs.conformal`); and the factors that pushed the
-risk up or down against the reference day (`prcrs.explain`: the training rows' medians), in
+a rule-out band with a coverage guarantee (`prcrs.clinical.conformal`); and the factors that pushed the
+risk up or down against the reference day (`prcrs.clinical.explain`: the training rows' medians), in
 probability units, with the factors not measured on the day as one player, "not measured".
 
 A new patient's values are measurements: none is read as missing because it equals one of the
@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from prcrs import explain
-from prcrs.conformal import MEANING as BAND_MEANING
-from prcrs.conformal import RiskBand
+from prcrs.clinical import explain
+from prcrs.clinical.conformal import MEANING as BAND_MEANING
+from prcrs.clinical.conformal import RiskBand
 from prcrs.data.cohort import segment_patients
 from prcrs.data.history import HistorySpec
 from prcrs.errors import DataError, PrcrsError
@@ -109,7 +109,7 @@ class CombinationModel:
         if not self.history.any:
             return np.zeros(len(day), int)
         patient, day = np.asarray(patient), np.asarray(day, float)
-        reach = np.inf if self.history.extremes else max(self.history.window, 1 if self.history.changes else 0)
+        reach = self.history.reach
         return np.array([int(np.sum((patient == p) & (day < t) & (day >= t - reach))) for p, t in zip(patient, day,
                                                                                                      strict=True)])
 

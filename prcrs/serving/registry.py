@@ -31,10 +31,11 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from prcrs import schema, tracking
+from prcrs import schema
 from prcrs.errors import DataError, PrcrsError
 from prcrs.serving.inputs import field_errors, read_columns
 from prcrs.serving.platform import OUTPUT_COLUMNS, PROBABILITIES, CombinationModel, Platform, registered_name
+from prcrs.tracking import store
 
 PREDICTIONS = ("probability", "calibrated_probability", "paper_probability")
 TAG = "prcrs_model"  # model version tag set by `register`: "<combination>/h<horizon>"
@@ -120,19 +121,19 @@ def record_release(release: str, members: list[tuple[str, str]], study: str, dat
                    tracking_uri: str | None = None) -> str:
     """The release run (`role=release`): its manifest of every (name, version), written after all
     were registered; returns its run id."""
-    experiment_id = tracking.setup(study, tracking_uri)
+    experiment_id = store.setup(study, tracking_uri)
     manifest = {"release": release, "data_source": data_source, "created": datetime.now(UTC).isoformat(),
                 "models": [{"name": name, "version": version} for name, version in members]}
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"release {release}",
                           tags={"role": "release", "release": release, "data_source": data_source,
-                                "git_sha": tracking.git_sha()}) as run:
+                                "git_sha": store.git_sha()}) as run:
         mlflow.log_dict(manifest, MANIFEST)
     return run.info.run_id
 
 
 def releases(tracking_uri: str | None = None) -> pd.DataFrame:
     """The recorded releases, newest first: release, run_id, start_time (finished runs only)."""
-    tracking.use_store(tracking_uri)
+    store.use_store(tracking_uri)
     runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.role = 'release'",
                               order_by=["attributes.start_time DESC"])
     if runs.empty:
@@ -165,7 +166,7 @@ def load_platform(tracking_uri: str | None = None, horizons=None, release: str |
     release, or `release`."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     found = releases(tracking_uri)
-    uri = tracking.tracking_uri(tracking_uri)
+    uri = store.tracking_uri(tracking_uri)
     if release is not None:
         found = found[found["release"] == release]
         if found.empty:

@@ -22,14 +22,16 @@ import logging
 import numpy as np
 from omegaconf import DictConfig
 
-from prcrs import calibration, engine, explain, schema, tracking
-from prcrs.conformal import BAND_CONFIDENCE, RiskBand
+from prcrs import engine, run_config, schema
+from prcrs.clinical import calibration, explain
+from prcrs.clinical.conformal import BAND_CONFIDENCE, RiskBand
 from prcrs.data.cohort import Cohort
 from prcrs.errors import ConfigError, PrcrsError
 from prcrs.evaluate import evaluate
-from prcrs.results import cv_design, oof, parent_runs, platform_run
 from prcrs.serving.platform import HORIZONS, CombinationModel, registered_name
 from prcrs.serving.registry import new_release_id, record_release, register
+from prcrs.tracking import store
+from prcrs.tracking.results import cv_design, oof, parent_runs, platform_run
 
 log = logging.getLogger("prcrs")
 STUDY = "platform"
@@ -79,12 +81,12 @@ def fit_calibrators(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, 
 def train_one(cfg: DictConfig, cohort, overrides: list[str]) -> CombinationModel:
     """Cross-validate (or reuse the finished run), calibrate on its OOF, fit on all rows."""
 
-    features = engine.features_of(cfg)
-    history = engine.history_spec(cfg)
+    features = run_config.features_of(cfg)
+    history = run_config.history_spec(cfg)
     if history.baseline:
         raise ConfigError(f"history={cfg.history.name} reads baseline covariates (age, dose, ...), which the platform "
                           "does not take: use a history of labs and days only (lags, days) or none")
-    data = engine.horizon_data(cfg, cohort)
+    data = run_config.horizon_data(cfg, cohort)
     evaluation = evaluate(cfg, overrides)
     if evaluation.run_id is None or not evaluation.summary:
         raise PrcrsError(f"the honest CV of {cfg.model.name} (factors {cfg.factors}, horizon {cfg.horizon}) is being "
@@ -94,8 +96,8 @@ def train_one(cfg: DictConfig, cohort, overrides: list[str]) -> CombinationModel
                                                      predictions["label"].to_numpy(int),
                                                      predictions["patient"].to_numpy(), cfg.seed)
     band = RiskBand(BAND_CONFIDENCE).fit(predictions["probability"].to_numpy(), predictions["label"].to_numpy(int))
-    spec = engine.run_spec(cfg, data.fill_values)
-    estimator = engine.fit_rows(spec, data, np.arange(len(data)), cfg.seed, engine.load_covid_for(cfg)).model
+    spec = run_config.run_spec(cfg, data.fill_values)
+    estimator = engine.fit_rows(spec, data, np.arange(len(data)), cfg.seed, run_config.load_covid_for(cfg)).model
     X = cohort.frame[list(schema.FEATURE_KEYS)]
     masker = estimator.preprocessor_.masker_  # the page's example: medians of what the model reads
     medians = (X if masker is None else masker.transform(X)).median().dropna().to_dict()
@@ -122,10 +124,10 @@ def train_final(overrides: list[str], horizons=HORIZONS, combinations=None,
         overrides.append(f"study={STUDY}")
     if tracking_uri:
         overrides.append(f"logger.tracking_uri={tracking_uri}")
-    base = engine.compose_config(overrides)
+    base = run_config.compose_config(overrides)
     if base.protocol.name != "honest":
         raise ConfigError("train-final fits the platform under protocol=honest only (the paper protocol leaks)")
-    cohort = engine.load_cart_for(base)
+    cohort = run_config.load_cart_for(base)
     release = new_release_id()
     trained = []  # every model first: nothing is registered until all are trained
     for h in horizons:
@@ -133,18 +135,18 @@ def train_final(overrides: list[str], horizons=HORIZONS, combinations=None,
             _chosen_config(cohort, base, h) + overrides
         for code in combinations or schema.COMBINATIONS:
             run_overrides = [*chosen, f"factors={code}", f"horizon={h}"]
-            cfg = engine.compose_config(run_overrides)
+            cfg = run_config.compose_config(run_overrides)
             model = train_one(cfg, cohort, run_overrides)
             model.info["release"] = release
             trained.append((cfg, model))
     out = []
     for cfg, model in trained:
         name = registered_name(model.combination, model.horizon)
-        experiment_id = tracking.setup(cfg.study, cfg.logger.tracking_uri)
+        experiment_id = store.setup(cfg.study, cfg.logger.tracking_uri)
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"final {name}",
                               tags={"role": "final_model", "model": cfg.model.name, "history": cfg.history.name,
                                     "factors": model.combination, "horizon": str(model.horizon), "protocol": "honest",
-                                    "data_source": cohort.data_source, "git_sha": tracking.git_sha(),
+                                    "data_source": cohort.data_source, "git_sha": store.git_sha(),
                                     "study": cfg.study, "release": release, "calibrator": model.calibrator_name}):
             mlflow.log_metrics({k: float(v) for k, v in model.info.items() if isinstance(v, (int, float))})
             version = register(model)

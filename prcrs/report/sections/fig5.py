@@ -7,7 +7,7 @@ import pandas as pd
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import brier_score_loss
 
-from prcrs import calibration
+from prcrs.clinical import calibration
 from prcrs.plots import perfect_calibration, plt
 from prcrs.report.sections import ReportInputs, section
 from prcrs.report.tables import Report, honest_prcrs_oof, md_table

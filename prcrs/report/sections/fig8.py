@@ -10,7 +10,7 @@ from prcrs.plots import plt, roc_axes
 from prcrs.report import published
 from prcrs.report.sections import ReportInputs, section
 from prcrs.report.tables import Report, ci_cell, english_list, md_table, one
-from prcrs.results import oof, select
+from prcrs.tracking.results import oof, select
 
 
 def fig8_combinations(report: Report, f8: pd.DataFrame) -> None:

@@ -10,7 +10,7 @@ from prcrs.plots import plt, pr_axes, roc_axes
 from prcrs.report import published
 from prcrs.report.sections import ReportInputs, section
 from prcrs.report.tables import PROTOCOLS, Report, ci_cell, fold_values, one, side_by_side
-from prcrs.results import oof
+from prcrs.tracking.results import oof
 
 
 def table2_and_fig3(report: Report, t2: pd.DataFrame) -> None:

@@ -9,7 +9,7 @@ from prcrs.plots import plt, roc_axes
 from prcrs.report import published, stats
 from prcrs.report.sections import ReportInputs, section
 from prcrs.report.tables import PROTOCOLS, Report, fold_values, md_table, one, p_cell, side_by_side
-from prcrs.results import oof, select
+from prcrs.tracking.results import oof, select
 
 
 def table3_and_fig4(report: Report, t2: pd.DataFrame, t3: pd.DataFrame) -> None:

@@ -7,7 +7,7 @@ import pandas as pd
 from prcrs.report import stats
 from prcrs.report.sections import ReportInputs, section
 from prcrs.report.tables import PROTOCOLS, Report, ci_cell, md_table, one, p_cell
-from prcrs.results import oof
+from prcrs.tracking.results import oof
 
 
 def transfer_table(report: Report, t2: pd.DataFrame, tr: pd.DataFrame) -> None:

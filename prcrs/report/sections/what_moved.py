@@ -6,7 +6,7 @@ import pandas as pd
 
 from prcrs.report.sections import ReportInputs, section
 from prcrs.report.tables import Report, ci_cell, md_table, one
-from prcrs.results import select
+from prcrs.tracking.results import select
 
 MOVED = ("table2", "table3", "transfer", "fig8")  # studies compared by `what_moved`
 

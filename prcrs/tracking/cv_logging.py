@@ -19,14 +19,16 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from prcrs import schema, tracking
-from prcrs.clinical import clinical_metrics
+from prcrs import schema
+from prcrs.clinical.evaluation import clinical_metrics
+from prcrs.clinical.subgroups import patient_covariates
 from prcrs.code_fingerprint import code_fingerprint
 from prcrs.data.cohort import Cohort
-from prcrs.engine import RESULT_KEYS, CVResult, FoldOutput
+from prcrs.engine import CVResult, FoldOutput
 from prcrs.metrics import METRICS
 from prcrs.progress import Steps
-from prcrs.subgroups import patient_covariates
+from prcrs.run_config import RESULT_KEYS
+from prcrs.tracking import leases, store
 
 log = logging.getLogger("prcrs")
 NOT_LOGGED = "<not logged: logger.log_data_file=false>"
@@ -64,9 +66,9 @@ def run_tags(cfg: DictConfig, cohort: Cohort, config_hash: str) -> dict[str, str
             "horizon": str(cfg.horizon), "history": cfg.history.name, "protocol": cfg.protocol.name,
             "transfer": cfg.transfer.name,
             "data_source": cohort.data_source, "data_file": data_file_name(cfg, cohort.source),
-            "data_content": cohort.content_id, "data_patients": str(cohort.n_patients), "git_sha": tracking.git_sha(),
+            "data_content": cohort.content_id, "data_patients": str(cohort.n_patients), "git_sha": store.git_sha(),
             "study": cfg.study, "config_hash": config_hash, "code_fingerprint": code_fingerprint(),
-            **tracking.owner_tags()}
+            **leases.owner_tags()}
 
 
 def run_records(cfg: DictConfig, overrides: list[str]) -> dict[str, str]:
@@ -75,7 +77,7 @@ def run_records(cfg: DictConfig, overrides: list[str]) -> dict[str, str]:
     import json
     from dataclasses import asdict
 
-    from prcrs.engine import history_spec
+    from prcrs.run_config import history_spec
 
     design = {"folds": int(cfg.cv.folds), "repeats": int(cfg.cv.get("repeats", 1)), "seed": int(cfg.seed)}
     return {"prcrs.overrides": json.dumps(list(overrides)), "prcrs.cv_design": json.dumps(design),
@@ -124,14 +126,14 @@ class CVRunLogger:
     def __enter__(self) -> CVRunLogger:
         import mlflow
 
-        with tracking.store_lock(self.cfg.logger.tracking_uri):  # one process claims a config: check and start
+        with store.store_lock(self.cfg.logger.tracking_uri):  # one process claims a config: check and start
             self.found = self.already_stored()
             if self.found is not None:
                 return self
             self._run = mlflow.start_run(experiment_id=self.experiment_id, run_name=self.label,
                                          tags={**self.tags, "role": "cv_parent"})
             try:
-                self._lease = tracking.Lease(self._run.info.run_id, self.cfg.logger.tracking_uri)
+                self._lease = leases.Lease(self._run.info.run_id, self.cfg.logger.tracking_uri)
             except BaseException:
                 mlflow.end_run("KILLED")
                 raise
@@ -200,7 +202,7 @@ class CVRunLogger:
 
     def log_result(self, result: CVResult) -> str:
         """The parent run's summary metrics (`CVResult.summary`), clinical metrics
-        (`prcrs.clinical.clinical_metrics`: calibration, net benefit, warning time, subgroups),
+        (`prcrs.clinical.evaluation.clinical_metrics`: calibration, net benefit, warning time, subgroups),
         config, overrides, out-of-fold predictions (unless `logger.log_predictions=false`) and
         curves; returns its run id. The metrics logged are kept as `metrics`."""
         import mlflow

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from prcrs import alarms, calibration, decision, subgroups
+from prcrs.clinical import alarms, calibration, decision, subgroups
 
 MIN_PATIENTS = 10  # fewer held-out patients than this: no pooled clinical metric
 

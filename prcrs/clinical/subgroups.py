@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from prcrs.calibration import calibration_stats
+from prcrs.clinical.calibration import calibration_stats
 from prcrs.metrics import auprc, auroc
 
 YOUNG_BELOW = 25  # years: the paper's younger group, "0-25" (under 25: its 62 patients in the published sheet)
