@@ -51,7 +51,7 @@ def _serve(app) -> tuple[str, object]:
 def latency(platform) -> dict:
     import httpx
 
-    from prcrs.serving.inputs import check_row
+    from prcrs.data.reading import check_row
     from prcrs.serving.web import create_app
 
     app = create_app(platform)

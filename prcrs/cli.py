@@ -57,9 +57,9 @@ def cmd_train_final(args) -> int:
 
 def read_input(path: str, sheet: str | None = None):
     """A csv/xlsx/parquet file of patient-days; the header row is the first with a factor name
-    (any accepted name: `prcrs.serving.inputs.name_lookup`); `sheet` of a workbook."""
+    (any accepted name: `prcrs.data.reading.name_lookup`); `sheet` of a workbook."""
     from prcrs.data.io import read_table
-    from prcrs.serving.inputs import name_lookup, normal_name
+    from prcrs.data.reading import name_lookup, normal_name
 
     return read_table(path, header_markers=(tuple(name_lookup()),), normalize=normal_name, sheet=sheet)
 
@@ -81,7 +81,7 @@ def write_template(path: Path) -> None:
     """An empty CSV whose header holds every factor the platform reads, as the page labels it, with
     its unit, and the patient and day columns a history model needs."""
     from prcrs import schema
-    from prcrs.serving.inputs import IGNORED, PERCENT_KEYS
+    from prcrs.data.reading import IGNORED, PERCENT_KEYS
 
     def unit(f):
         return "%" if f.key in PERCENT_KEYS else f.unit
@@ -119,8 +119,8 @@ def cmd_predict(args) -> int:
     import pandas as pd
 
     from prcrs.data.cohort import check_one_name_per_factor
+    from prcrs.data.reading import name_lookup, normal_name, read_columns, resolve_columns
     from prcrs.progress import stage
-    from prcrs.serving.inputs import name_lookup, normal_name, read_columns, resolve_columns
     from prcrs.serving.platform import patients_and_days
     from prcrs.serving.registry import load_platform
 
@@ -134,8 +134,14 @@ def cmd_predict(args) -> int:
         raise DataError("give the input file (csv, xlsx or parquet), or --template PATH for an empty one")
     if args.out:
         check_writable(Path(args.out), Path(args.input))
-    with stage(f"reading {Path(args.input).name}"):
-        raw = read_input(args.input, args.sheet)
+    if args.mapping:  # a site's export (long, wide or MEDS) by its mapping: read as patient-days first
+        from prcrs.serving.site_commands import read_site
+
+        export = read_site(args.input, args.mapping, args.sheet)
+        raw = export.table.set_axis(export.table.index + 1)  # numbered as patient-day rows, from 1
+    else:
+        with stage(f"reading {Path(args.input).name}"):
+            raw = read_input(args.input, args.sheet)
     check_one_name_per_factor(resolve_columns(raw.columns)[0], Path(args.input).name)  # before any model loads
     columns = read_columns(raw.columns, {c: raw[c].tolist() for c in raw.columns})  # a unit it cannot read: stop
     patients_and_days(raw, {name_lookup().get(normal_name(c)): c for c in raw.columns}, history=False)
@@ -281,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write an empty input CSV (the accepted columns, with units) to PATH and stop")
     p.add_argument("--strict", action="store_true",
                    help="refuse a row with an implausible value (default: leave that value out, with a warning)")
+    p.add_argument("--mapping", default=None, metavar="YAML",
+                   help="a site's mapping file: the input is then its lab export (long, wide or a MEDS folder), read "
+                        "as patient-days (rows of the output: patient-days, numbered from 1)")
     p.add_argument("--tracking-uri", default=None, help=uri_help)
     p.set_defaults(func=cmd_predict)
     p = _command(sub, "serve", "the web page and JSON API (POST /predict)",
@@ -292,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--release", default=None, help="the platform release to serve (default: the newest recorded)")
     p.add_argument("--tracking-uri", default=None, help=uri_help)
     p.set_defaults(func=cmd_serve)
+    from prcrs.serving.site_commands import add_commands
+
+    add_commands(sub, _command, uri_help)
     return parser
 
 

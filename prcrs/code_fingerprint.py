@@ -73,17 +73,23 @@ def lineage() -> dict[str, list[str]]:
 
 def same_numbers(made_by: str, now: str | None = None) -> bool:
     """True when code with fingerprint `made_by` computes what the code of `now` (default: this
-    installation's) computes: the same fingerprint, or one recorded as equivalent, however many
-    records back."""
+    installation's) computes: the same fingerprint, or one linked to it by records, in either
+    direction and however many records apart (computing the same numbers is an equivalence: two
+    reshapes each shown against one baseline compute each other's numbers)."""
     now = now or code_fingerprint()
-    seen, todo, records = set(), [now], lineage()
+    linked: dict[str, set[str]] = {}
+    for new, olds in lineage().items():
+        for old in olds:
+            linked.setdefault(new, set()).add(old)
+            linked.setdefault(old, set()).add(new)
+    seen, todo = set(), [now]
     while todo:
         fingerprint = todo.pop()
         if fingerprint == made_by:
             return True
         if fingerprint not in seen:
             seen.add(fingerprint)
-            todo += records.get(fingerprint, [])
+            todo += linked.get(fingerprint, ())
     return False
 
 

@@ -46,6 +46,7 @@ class CVDesign:
     """The folds of a cross-validation and what each one reports besides its metrics."""
 
     split: str  # protocol.split: "row" (the paper) or "patient"
+    group: str  # cv.group: "patient" (folds of `split`) or "site" (one fold per site)
     folds: int
     repeats: int
     seed: int  # of the folds; fold k fits with seed + k
@@ -219,8 +220,10 @@ def cross_validate(spec: RunSpec, data: HorizonData, covid: Cohort | None = None
     one by one. `on_fold(k, n, output)` is called in this process, in fold order.
     """
     design = spec.design
+    if design.group == "site" and data.site is None:
+        raise ConfigError("cv.group=site needs a cohort with a site column (a site export with one)")
     folds = make_folds(design.split, data.y, data.grade_target, data.patient, design.folds, design.repeats,
-                       design.seed)
+                       design.seed, data.site if design.group == "site" else None)
     if spec.transfer is not None:  # pretrain once, here, before the workers read the cache
         estimator = spec.build(covid)
         try:

@@ -26,6 +26,7 @@ from prcrs.run_config import (
     horizon_data,
     load_cart_for,
     load_covid_for,
+    resolve_factors,
     run_spec,
 )
 from prcrs.tracking import leases, store
@@ -55,7 +56,9 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None, output_dir: st
     interrupts.install()
     interrupts.check()  # a Ctrl-C during the previous config of a sweep
     check_run_config(cfg)
-    features = features_of(cfg)
+    auto = str(cfg.factors) == "auto"  # the combination follows the data: chosen once it is loaded
+    if not auto:
+        features_of(cfg)
     check_horizon(cfg.horizon)
     history_spec(cfg)  # before any data loads
     _check_optimized(cfg.get("optimized_metric", "mean_test_auroc"), cfg)
@@ -68,6 +71,10 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None, output_dir: st
         covid = load_covid_for(cfg)
     for w in caught:
         log.warning(str(w.message))
+    if auto:
+        log.info(f"factors=auto: combination {resolve_factors(cfg, cohort)}, the largest that half of the "
+                 f"{len(cohort.frame)} patient-days can use")
+    features = features_of(cfg)
     data = horizon_data(cfg, cohort)
     severe = int(data.y.sum())
     if severe == 0 or severe == len(data.y):

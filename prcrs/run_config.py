@@ -27,7 +27,8 @@ RESULT_KEYS = ("data", "model", "ablation", "factors", "horizon", "history", "pr
 # they keep it, so the stored runs are still found (resumed, reported) and not run again.
 HASH_NEUTRAL = {"trainer.accelerator": "cpu", "trainer.devices": 1, "model.estimator.accelerator": "cpu",
                 "model.estimator.devices": 1, "transfer.val_fraction": 0.15, "protocol.alarm_specificity": 0.9,
-                "history": {"name": "none", **asdict(HistorySpec())}}  # conf/history/none.yaml
+                "history": {"name": "none", **asdict(HistorySpec())},  # conf/history/none.yaml
+                "cv.group": "patient", "data.mapping": None}
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
@@ -70,7 +71,7 @@ def features_of(cfg: DictConfig) -> tuple[str, ...]:
     """Factor keys of the config's ablation and factor combination (validated)."""
     if str(cfg.factors) not in schema.COMBINATIONS:
         raise ConfigError(f"factors={cfg.factors} is not a platform combination; use one of "
-                          f"{', '.join(schema.COMBINATIONS)}")
+                          f"{', '.join(schema.COMBINATIONS)}, or auto (the largest the data has)")
     try:
         return schema.select_features(cfg.ablation.name, str(cfg.factors))
     except ValueError as exc:
@@ -127,9 +128,39 @@ def horizon_data(cfg: DictConfig, cohort: Cohort) -> HorizonData:
 
 def load_cart_for(cfg: DictConfig) -> Cohort:
     """The run's CAR-T cohort: `data.path`, $PRCRS_DATA_DIR or `paths.data_dir` (real), or the
-    synthetic one (`data=synthetic`, or with a warning when no real sheet is found)."""
+    synthetic one (`data=synthetic`, or with a warning when no real sheet is found); a site's
+    export (long, wide or MEDS) when `data.mapping` names its mapping file."""
     return load_cohort(cfg.data.kind, cfg.data.path, seed=cfg.seed, n_patients=cfg.data.n_patients,
-                       raw_dir=cfg.paths.data_dir)
+                       raw_dir=cfg.paths.data_dir, mapping=cfg.data.get("mapping"))
+
+
+def resolve_factors(cfg: DictConfig, cohort: Cohort) -> str:
+    """`factors=auto`: set the config's factor combination to the first (1234 > 123 > 4 > 23 >
+    3 > 2) that at least half of the cohort's patient-days can use (`reading.cohort_combinations`),
+    and return it; any other value is returned as it is."""
+    from omegaconf import open_dict
+
+    from prcrs.data.reading import cohort_combinations
+
+    if str(cfg.factors) != "auto":
+        return str(cfg.factors)
+    usable = cohort_combinations(cohort.frame[list(schema.FEATURE_KEYS)])
+    if not usable:
+        raise ConfigError("factors=auto: no factor combination is available on half of the patient-days (a group "
+                          "needs half of its factors on a day)")
+    with open_dict(cfg):
+        cfg.factors = usable[0]
+    return usable[0]
+
+
+def _group(cfg: DictConfig) -> str:
+    """`cv.group`, checked."""
+    from prcrs.splits import GROUPS
+
+    group = str(cfg.cv.get("group", "patient"))
+    if group not in GROUPS:
+        raise ConfigError(f"cv.group={group} is unknown; use one of {', '.join(GROUPS)}")
+    return group
 
 
 def load_covid_for(cfg: DictConfig) -> Cohort | None:
@@ -162,8 +193,8 @@ def run_spec(cfg: DictConfig, fill_values: dict) -> RunSpec:
                    transfer=transfer,
                    fit=FitSpec(cfg.cv.inner_val_fraction, protocol.early_stopping, protocol.threshold,
                                protocol.alarm_specificity),
-                   design=CVDesign(protocol.split, cfg.cv.folds, cfg.cv.repeats, cfg.seed, cfg.cv.n_jobs,
-                                   cfg.cv.explain_rows),
+                   design=CVDesign(protocol.split, _group(cfg), cfg.cv.folds, cfg.cv.repeats, cfg.seed,
+                                   cfg.cv.n_jobs, cfg.cv.explain_rows),
                    log_models=cfg.logger.log_models)
 
 

@@ -14,6 +14,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from prcrs.errors import ConfigError
 
 SPLITS = ("row", "patient")
+GROUPS = ("patient", "site")  # cv.group: folds over patients (the protocol's split), or one per site
 log = logging.getLogger("prcrs")
 
 
@@ -31,13 +32,17 @@ def worst_grade(grade: np.ndarray, patient: np.ndarray) -> np.ndarray:
 
 
 def make_folds(split: str, y: np.ndarray, grade: np.ndarray, patient: np.ndarray,
-               folds: int = 5, repeats: int = 1, seed: int = 0) -> list[Fold]:
+               folds: int = 5, repeats: int = 1, seed: int = 0, site: np.ndarray | None = None) -> list[Fold]:
     """K folds x R repeats, seeded.
 
     `row` (the paper's): stratified by the row label `y`, patients ignored, so a patient's days
     land on both sides. `patient`: StratifiedGroupKFold over patients, stratified by each
-    patient's worst grade; no patient is on both sides.
+    patient's worst grade; no patient is on both sides. With `site` (one label per row): one
+    fold per site, tested on that site after training on the others (leave-one-site-out; `folds`
+    and `repeats` do not apply).
     """
+    if site is not None:
+        return site_folds(site)
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     n_groups = len(np.unique(patient)) if split == "patient" else len(y)
@@ -54,6 +59,17 @@ def make_folds(split: str, y: np.ndarray, grade: np.ndarray, patient: np.ndarray
         with _rare_classes_said(folds):
             out.extend(Fold(r, k, np.sort(tr), np.sort(te)) for k, (tr, te) in enumerate(parts))
     return out
+
+
+def site_folds(site: np.ndarray) -> list[Fold]:
+    """Leave-one-site-out folds (scikit-learn's `LeaveOneGroupOut`), in the sites' sorted order."""
+    from sklearn.model_selection import LeaveOneGroupOut
+
+    site = np.asarray(site)
+    if len(np.unique(site)) < 2:
+        raise ConfigError(f"cv.group=site needs at least two sites; the data has {len(np.unique(site))}")
+    return [Fold(0, k, np.sort(train), np.sort(test))
+            for k, (train, test) in enumerate(LeaveOneGroupOut().split(site, groups=site))]
 
 
 @contextlib.contextmanager

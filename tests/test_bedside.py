@@ -101,7 +101,7 @@ def test_censored_annotated_and_decimal_comma_cells_are_read_and_said(platform, 
     assert "D-dimer left out (read as not measured): ambiguous value '1,000'" in second and "D-dimer" not in first
     assert "Fibrinogen left out (read as not measured): unknown unit 'furlongs' for Fibrinogen" in second
     assert "TNF" not in first + second  # '35 pg/mL' and '0,035 ng/mL' are the same value, read as such
-    from prcrs.serving.inputs import read_values
+    from prcrs.data.reading import read_values
 
     values = read_values({"D-dimer": "0,52", "TNF-alpha": "0,035 ng/mL", "Ferritin": "<5"})[0]
     assert values == {"d_dimer": 0.52, "tnf_alpha": pytest.approx(35.0), "ferritin": 5.0}

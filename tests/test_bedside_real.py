@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from prcrs import cli, schema
-from prcrs.serving.inputs import IGNORED
+from prcrs.data.reading import IGNORED
 
 pytestmark = pytest.mark.slow
 NUDGE_BOUND = 0.03  # a 1 % change of one value moves the risk by at most 3 percentage points

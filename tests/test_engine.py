@@ -633,6 +633,19 @@ def test_runs_of_code_recorded_as_computing_the_same_numbers_resume(tmp_path, mo
     assert not code_fingerprint.same_numbers("aaaaaaaaaaaa", "0123456789ab")
 
 
+def test_two_reshapes_shown_against_one_baseline_compute_each_others_numbers(tmp_path, monkeypatch):
+    """Equivalence recorded as new -> baseline twice links the two new fingerprints: runs of the
+    first reshape resume under the second (a directed search missed them)."""
+    from prcrs import code_fingerprint
+
+    monkeypatch.setattr(code_fingerprint, "LINEAGE", tmp_path / "code_lineage.json")
+    code_fingerprint.record_equivalent("aaaaaaaaaaa1", "000000000000")
+    code_fingerprint.record_equivalent("aaaaaaaaaaa2", "000000000000")
+    assert code_fingerprint.same_numbers("aaaaaaaaaaa1", "aaaaaaaaaaa2")
+    assert code_fingerprint.same_numbers("000000000000", "aaaaaaaaaaa2")
+    assert not code_fingerprint.same_numbers("bbbbbbbbbbbb", "aaaaaaaaaaa2")
+
+
 def test_the_sweep_summary_ranks_within_each_task(tmp_path):
     import json
 

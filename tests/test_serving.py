@@ -19,8 +19,8 @@ import pytest
 
 from prcrs import cli, schema, units
 from prcrs.clinical import explain
+from prcrs.data.reading import MIN_PRESENT, PERCENT_KEYS, Cell, check_row, choose_combination, model_frame, parse_cell
 from prcrs.errors import DataError
-from prcrs.serving.inputs import MIN_PRESENT, PERCENT_KEYS, Cell, check_row, choose_combination, model_frame, parse_cell
 from prcrs.serving.platform import OUTPUT_COLUMNS
 from prcrs.serving.registry import PREDICTIONS
 from prcrs.serving.train_final import fit_calibrators
@@ -111,14 +111,14 @@ def test_calibrators_are_increasing_and_fitted_on_oof_predictions():
     scores = rng.beta(1, 6, 3000)
     labels = (rng.random(3000) < scores ** 0.7).astype(int)  # miscalibrated: the true risk is higher
     groups = np.repeat(np.arange(300), 10)
-    paper, name, calibrator, brier = fit_calibrators(scores, labels, groups)
+    paper, name, calibrator, brier, _ = fit_calibrators(scores, labels, groups)
     grid = np.linspace(0, 1, 201)
     assert name in {"isotonic", "platt"} and brier[name] == min(brier["isotonic"], brier["platt"])
     assert np.all(np.diff(calibrator.predict(grid)) >= -1e-12)
     assert calibrator.predict(np.array([0.05]))[0] > 0.05  # corrects the under-estimate
     assert brier[name] < np.mean((scores - labels) ** 2)
     assert paper.predict(grid).min() >= 0 and paper.predict(grid).max() <= 1
-    _, inverted_name, inverted, _ = fit_calibrators(1 - scores, labels, groups)  # an inverted score
+    _, inverted_name, inverted, _, _ = fit_calibrators(1 - scores, labels, groups)  # an inverted score
     assert inverted_name == "isotonic" and np.all(np.diff(inverted.predict(grid)) >= -1e-12)
 
 

@@ -130,9 +130,11 @@ def calibration_stats(probabilities, labels, bins: int = 10) -> dict[str, float]
     average; > 0: risks too low). slope: b of logit P(y) = a + b logit(p) (1 = right spread; < 1:
     too extreme). ece: expected calibration error, the row-weighted mean |mean p - frequency| over
     `bins` equal-count bins. oe: observed / expected events. brier: the Brier score. NaN (Brier
-    excepted) where the labels hold one class.
+    excepted) where the labels hold one class; all NaN without rows.
     """
     p, y = np.clip(np.asarray(probabilities, float), 1e-6, 1 - 1e-6), np.asarray(labels, int)
+    if len(y) == 0:  # an empty subgroup (no covariate known, say): nothing to measure
+        return dict.fromkeys(("citl", "slope", "ece", "oe", "brier"), float("nan"))
     brier = float(brier_score_loss(y, p, pos_label=1))
     if len(np.unique(y)) < 2:
         return {**dict.fromkeys(("citl", "slope", "ece", "oe"), float("nan")), "brier": brier}
@@ -144,3 +146,47 @@ def calibration_stats(probabilities, labels, bins: int = 10) -> dict[str, float]
               for b in np.unique(bin_of)) / len(p)
     return {"citl": float(citl), "slope": float(slope), "ece": float(ece), "oe": float(y.sum() / p.sum()),
             "brier": brier}
+
+
+RECALIBRATIONS = ("intercept", "logistic")  # Steyerberg's order: calibration-in-the-large, then intercept and slope
+
+
+def fit_recalibration(risks, labels, method: str) -> tuple[float, float]:
+    """(a, b) of logit(updated risk) = a + b logit(risk), fitted to a site's labels: `intercept`
+    fixes b = 1 and solves for the calibration-in-the-large a; `logistic` fits both."""
+    lp, y = _logit(risks).ravel(), np.asarray(labels, int)
+    if method == "intercept":
+        return float(brentq(lambda a: np.sum(y - expit(a + lp)), -30, 30)), 1.0
+    model = LogisticRegression(C=np.inf).fit(lp.reshape(-1, 1), y)
+    return float(model.intercept_[0]), float(model.coef_[0, 0])
+
+
+def choose_recalibration(risks, labels, groups, folds: int = 5, seed: int = 0) -> tuple[str, dict[str, np.ndarray]]:
+    """Of `RECALIBRATIONS`, the one with the lower patient-cross-fitted log loss on a site's
+    risks and labels (logistic only with a positive slope, so the update keeps the ranking);
+    returns its name and each method's cross-fitted updated risks."""
+    from sklearn.metrics import log_loss
+    from sklearn.model_selection import GroupKFold
+
+    risks, labels, groups = np.asarray(risks, float), np.asarray(labels, int), np.asarray(groups)
+    folds = min(folds, len(np.unique(groups)))
+    crossed = {m: np.empty(len(risks)) for m in RECALIBRATIONS}
+    for train, test in GroupKFold(folds, shuffle=True, random_state=seed).split(risks, labels, groups):
+        for method in RECALIBRATIONS:
+            a, b = fit_recalibration(risks[train], labels[train], method)
+            crossed[method][test] = expit(a + b * _logit(risks[test]).ravel())
+    losses = {m: log_loss(labels, q, labels=[0, 1]) for m, q in crossed.items()}
+    allowed = [m for m in RECALIBRATIONS if m == "intercept" or fit_recalibration(risks, labels, m)[1] > 0]
+    return min(allowed, key=losses.get), crossed
+
+
+class SiteRecalibration:
+    """A release's calibrator updated for one site: the served risk, then logit(risk') = `a` + `b`
+    logit(risk) (`fit_recalibration`). The update is increasing (b > 0), so it ranks days as the
+    release did: discrimination is unchanged."""
+
+    def __init__(self, base, method: str, a: float, b: float, site: str | None):
+        self.base, self.method, self.a, self.b, self.site = base, method, a, b, site
+
+    def predict(self, scores) -> np.ndarray:
+        return expit(self.a + self.b * _logit(self.base.predict(scores)).ravel())

@@ -31,6 +31,9 @@ class Cohort:
     frame: pd.DataFrame
     kind: str  # "cart" or "covid"
     source: str  # "synthetic" or the file it was read from
+    label_imputed: bool = True  # missing cells filled by grade (the published sheet): `fill_values` are masked
+    synthetic: bool = False  # a made-up site export (`prcrs example-site`), though read from a file
+    site: str | None = None  # the site a site's export names (its mapping's `site`)
 
     @property
     def target(self) -> str:
@@ -54,13 +57,16 @@ class Cohort:
     @functools.cached_property
     def fill_values(self) -> dict[str, tuple[float, ...]]:
         """Each factor's label-imputation fill values: its per-target-level medians over every row
-        (`prcrs.data.fingerprint`). Computed once from the whole sheet, as the authors did."""
+        (`prcrs.data.fingerprint`). Computed once from the whole sheet, as the authors did. Empty
+        for a cohort that was not label-imputed (a site's export): its values are measurements."""
+        if not self.label_imputed:
+            return {}
         return fill_values(self.frame[list(schema.FEATURE_KEYS)], self.frame[self.target].to_numpy())
 
     @property
     def data_source(self) -> str:
         """Short tag for run records: 'real' or 'synthetic'."""
-        return "synthetic" if self.source == "synthetic" else "real"
+        return "synthetic" if self.source == "synthetic" or self.synthetic else "real"
 
 
 @functools.cache

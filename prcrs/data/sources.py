@@ -49,7 +49,7 @@ def _read_once(loader, path: Path) -> Cohort:
 
 
 def load_cohort(kind: str = "cart", path: str | Path | None = None, seed: int = 0, n_patients: int = PATIENTS,
-                raw_dir: str | Path | None = None) -> Cohort:
+                raw_dir: str | Path | None = None, mapping: str | Path | None = None) -> Cohort:
     """The cohort for `kind` ('cart', 'covid' or 'synthetic'), real when found.
 
     `path` may be a data folder or a CAR-T file (the COVID-19 sheet is then looked for beside
@@ -58,6 +58,13 @@ def load_cohort(kind: str = "cart", path: str | Path | None = None, seed: int = 
     """
     if kind not in {"cart", "covid", "synthetic"}:
         raise DataError(f"unknown data kind {kind!r}; use cart, covid or synthetic")
+    if mapping is not None and kind == "cart":  # a site's export: its own names, units and form
+        from prcrs.data.exports import read_export
+        from prcrs.data.mapping import load_mapping
+
+        if path is None:
+            raise DataError("data.mapping names a site's mapping file: give its export as data.path")
+        return read_export(path, load_mapping(mapping)).cohort()
     if kind == "synthetic":
         return synthetic_cart(n_patients, seed=seed)
     if kind == "cart" and path is not None and Path(path).is_file():  # a CAR-T file of any name

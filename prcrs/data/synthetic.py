@@ -10,6 +10,8 @@ number of decimals each lab is reported with.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 
@@ -59,21 +61,42 @@ def _grade(inflammation: np.ndarray, noise: np.ndarray) -> np.ndarray:
 PATIENTS = 202  # as many as the published sheet: `data.n_patients`'s default (conf/data/)
 
 
-def synthetic_cart(n_patients: int = PATIENTS, seed: int = 0, label_fill: bool = False) -> Cohort:
+@dataclass(frozen=True)
+class SiteShift:
+    """How another hospital differs from the embedded cohort: its patients' CRS is more or less
+    severe (`severity` scales the inflammation peak, and so the share of severe days), its assays
+    read some labs higher or lower (`lab_scale`: factor key -> multiplier), it draws some factor
+    groups more or less often (`missing_scale`: group -> multiplier of the missing rate) and never
+    measures some factors (`absent`), and grades CRS more or less severely for the same
+    inflammation (`grading`, added to the inflammation the grade follows: another grading scale
+    or practice, which the labs cannot show)."""
+
+    severity: float = 1.0
+    grading: float = 0.0
+    lab_scale: dict = field(default_factory=dict)
+    missing_scale: dict = field(default_factory=dict)
+    absent: tuple[str, ...] = ()
+
+
+def synthetic_cart(n_patients: int = PATIENTS, seed: int = 0, label_fill: bool = False,
+                   shift: SiteShift | None = None) -> Cohort:
     """A seeded synthetic CAR-T cohort (see the module docstring).
 
     `label_fill=True` fills every missing lab cell the way the published sheet was made: with the
     median of that lab over the days of the same CRS grade. The values and missing cells are
     otherwise the same as without it, so the two cohorts measure what the fingerprint buys.
+    `shift`: another site's cohort (`SiteShift`), drawn from the same random numbers.
     """
+    shift = shift or SiteShift()
     rng = np.random.default_rng(seed)
     rows = []
     for p in range(n_patients):
         n_days = int(np.clip(rng.geometric(0.12) + 2, 1, 18)) if rng.random() > 0.03 else 1
         days = np.arange(n_days)
-        height = rng.gamma(2.0, 0.8) * (1.6 if rng.random() < 0.25 else 1.0)
+        height = rng.gamma(2.0, 0.8) * (1.6 if rng.random() < 0.25 else 1.0) * shift.severity
         peak, width = rng.uniform(2, 8), rng.uniform(1.2, 2.5)
-        grade = _grade(_inflammation(days - _LAG_DAYS, peak, height, width), rng.normal(0, 0.3, n_days))
+        grade = _grade(_inflammation(days - _LAG_DAYS, peak, height, width) + shift.grading,
+                       rng.normal(0, 0.3, n_days))
         infl = _inflammation(days, peak, height, width)
         frame = {"patient": p, "day": days, "grade": grade,
                  "female": float(rng.random() < 0.5), "age": float(rng.integers(4, 74)),
@@ -85,8 +108,10 @@ def synthetic_cart(n_patients: int = PATIENTS, seed: int = 0, label_fill: bool =
             feature = schema.BY_KEY[key]
             if feature.unit == "fraction":
                 values = rng.beta(median * 12, (1 - median) * 12, n_days)
-            values = np.round(np.clip(values, feature.low, feature.high), _DECIMALS[key])
-            missing = rng.random(n_days) < _MISSING_RATE[feature.group]
+            values = np.clip(values * shift.lab_scale.get(key, 1.0), feature.low, feature.high)
+            values = np.round(values, _DECIMALS[key])
+            rate = _MISSING_RATE[feature.group] * shift.missing_scale.get(feature.group, 1.0)
+            missing = (rng.random(n_days) < rate) | (key in shift.absent)
             frame[key] = np.where(missing, np.nan, values)
         rows.append(pd.DataFrame(frame))
     out = pd.concat(rows, ignore_index=True)

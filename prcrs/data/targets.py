@@ -25,6 +25,7 @@ class HorizonData:
     day: np.ndarray  # (n,) relative day t
     horizon: int
     fill_values: dict[str, tuple[float, ...]]  # the cohort's label-imputation fill values (Cohort.fill_values)
+    site: np.ndarray | None = None  # (n,) the row's site, when the cohort has a `site` column
 
     def __len__(self) -> int:
         return len(self.y)
@@ -52,7 +53,8 @@ def make_horizon(cohort: Cohort, horizon: int, features: tuple[str, ...] = schem
     columns = list(features)
     if history is not None and history.any:
         grade = frame["grade"].to_numpy(int)
-        baseline = baseline_fill_values(frame, grade) if history.baseline and mask_history else {}
+        baseline = baseline_fill_values(frame, grade) if history.baseline and mask_history and cohort.label_imputed \
+            else {}
         masked = {**cohort.fill_values, **baseline} if mask_history else None
         past = history_features(frame, features, history, masked)
         frame = pd.concat([frame.reset_index(drop=True), past], axis=1)
@@ -72,4 +74,5 @@ def make_horizon(cohort: Cohort, horizon: int, features: tuple[str, ...] = schem
         day=paired["day"].to_numpy(int),
         horizon=int(horizon),
         fill_values=cohort.fill_values,
+        site=paired["site"].astype(str).to_numpy() if "site" in paired.columns else None,
     )

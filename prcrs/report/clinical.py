@@ -227,7 +227,8 @@ def band_part(horizons, splits: int = 20, seed: int = 0) -> str:
         rows.append([h, _label(run), f"{np.mean(covered):.3f} ({np.min(covered):.3f})",
                      f"{np.mean(ruled_out):.3f} ({np.min(ruled_out):.3f})"])
     return ("### Uncertainty: the rule-out band\n\nEach platform prediction says whether severe CRS is ruled out "
-            "at 90 % (`prcrs/clinical/conformal.py`): 'ruled out' when the day's score is below those of at least 90 % of "
+            "at 90 % (`prcrs/clinical/conformal.py`): 'ruled out' when the day's score is below those of at least "
+            "90 % of "
             "the days that turned severe (a split-conformal p-value) and its calibrated risk is below the base "
             "rate; 'not ruled out' otherwise. Its promise: at least 90 % of severe days are 'not ruled out'. "
             f"Checked here on held-out patients: fitted on the out-of-fold rows of a random half of the patients, "

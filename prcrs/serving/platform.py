@@ -28,10 +28,7 @@ from prcrs.clinical.conformal import MEANING as BAND_MEANING
 from prcrs.clinical.conformal import RiskBand
 from prcrs.data.cohort import segment_patients
 from prcrs.data.history import HistorySpec
-from prcrs.errors import DataError, PrcrsError
-from prcrs.fitting import severe_probability
-from prcrs.progress import Steps
-from prcrs.serving.inputs import (
+from prcrs.data.reading import (
     IGNORED,
     Columns,
     RowInput,
@@ -41,6 +38,9 @@ from prcrs.serving.inputs import (
     normal_name,
     read_columns,
 )
+from prcrs.errors import DataError, PrcrsError
+from prcrs.fitting import severe_probability
+from prcrs.progress import Steps
 
 HORIZONS = (1, 2, 3)
 OUTPUT_COLUMNS = ("row", "patient", "day", "horizon", "predicted_day", "combination", "past_days",
@@ -267,12 +267,13 @@ class Platform:
                        if (code, h) in self.models))
 
     def predict_table(self, raw: pd.DataFrame, horizons=HORIZONS, strict: bool = False,
-                      columns: Columns | None = None, explain_rows: bool = True) -> tuple[pd.DataFrame, Columns]:
+                      columns: Columns | None = None, explain_rows: bool = True,
+                      rounded: bool = True) -> tuple[pd.DataFrame, Columns]:
         """A frame of input rows (any accepted column names, cells as read; the index is the file
         row) -> one output row per input row and horizon (OUTPUT_COLUMNS; probabilities to 4
-        significant digits), and how its columns were read (`inputs.read_columns`: units, the
-        percentage convention of each column, notes, unknown columns). `strict`: see
-        `inputs.read_values`; `explain_rows`: see `predict_rows`."""
+        significant digits, unless `rounded` is False), and how its columns were read
+        (`inputs.read_columns`: units, the percentage convention of each column, notes, unknown
+        columns). `strict`: see `inputs.read_values`; `explain_rows`: see `predict_rows`."""
         columns = read_columns(raw.columns, {c: raw[c].tolist() for c in raw.columns}) if columns is None else columns
         ids = {name_lookup().get(normal_name(c)): c for c in raw.columns}
         cells = raw[[*columns.readings, *columns.ignored]].to_dict("records")
@@ -293,8 +294,10 @@ class Platform:
                                 "top_factors": factors_text(res.get("top_factors")),
                                 "warnings": "; ".join(res["warnings"])})
         table = pd.DataFrame(records).reindex(columns=list(OUTPUT_COLUMNS))
-        table[list(PROBABILITIES)] = table[list(PROBABILITIES)].astype(float).map(
-            lambda v: float(f"{v:.4g}") if np.isfinite(v) else v)  # 4 significant digits: 0.00108, 0.1116
+        table[list(PROBABILITIES)] = table[list(PROBABILITIES)].astype(float)
+        if rounded:  # 4 significant digits: 0.00108, 0.1116
+            table[list(PROBABILITIES)] = table[list(PROBABILITIES)].map(lambda v: float(f"{v:.4g}") if np.isfinite(v)
+                                                                         else v)
         table["cv_auroc"] = table["cv_auroc"].astype(float).round(3)
         return table, columns
 

@@ -32,8 +32,8 @@ import mlflow
 import pandas as pd
 
 from prcrs import schema
+from prcrs.data.reading import field_errors, read_columns
 from prcrs.errors import DataError, PrcrsError
-from prcrs.serving.inputs import field_errors, read_columns
 from prcrs.serving.platform import OUTPUT_COLUMNS, PROBABILITIES, CombinationModel, Platform, registered_name
 from prcrs.tracking import store
 
@@ -118,17 +118,40 @@ def new_release_id() -> str:
 
 
 def record_release(release: str, members: list[tuple[str, str]], study: str, data_source: str,
-                   tracking_uri: str | None = None) -> str:
+                   tracking_uri: str | None = None, about: dict | None = None) -> str:
     """The release run (`role=release`): its manifest of every (name, version), written after all
-    were registered; returns its run id."""
+    were registered, with `about` (e.g. the site a recalibrated release is for, and its numbers);
+    returns its run id."""
     experiment_id = store.setup(study, tracking_uri)
     manifest = {"release": release, "data_source": data_source, "created": datetime.now(UTC).isoformat(),
-                "models": [{"name": name, "version": version} for name, version in members]}
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"release {release}",
-                          tags={"role": "release", "release": release, "data_source": data_source,
-                                "git_sha": store.git_sha()}) as run:
+                **(about or {}), "models": [{"name": name, "version": version} for name, version in members]}
+    tags = {"role": "release", "release": release, "data_source": data_source, "git_sha": store.git_sha()}
+    if about and about.get("site"):
+        tags["site"] = str(about["site"])
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"release {release}", tags=tags) as run:
         mlflow.log_dict(manifest, MANIFEST)
     return run.info.run_id
+
+
+def publish(models: list[CombinationModel], release: str, study: str, data_source: str,
+            tracking_uri: str | None = None, run_tags=None, about: dict | None = None) -> list[tuple[str, str]]:
+    """Register every model of a release, each in its own run (`run_tags(model)`: that run's tags,
+    `role=final_model` by default) with its numbers, then record the release (`record_release`);
+    returns [(registered name, version)]. Nothing is served until the release is recorded."""
+    experiment_id = store.setup(study, tracking_uri)
+    members = []
+    for model in models:
+        model.info["release"] = release
+        name = registered_name(model.combination, model.horizon)
+        tags = {"role": "final_model", "factors": model.combination, "horizon": str(model.horizon),
+                "data_source": data_source, "git_sha": store.git_sha(), "study": study, "release": release,
+                "calibrator": model.calibrator_name, **(run_tags(model) if run_tags else {})}
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"final {name}", tags=tags):
+            mlflow.log_metrics({k: float(v) for k, v in model.info.items()
+                                if isinstance(v, (int, float)) and not isinstance(v, bool)})
+            members.append((name, register(model)))
+    record_release(release, members, study, data_source, tracking_uri, about)
+    return members
 
 
 def releases(tracking_uri: str | None = None) -> pd.DataFrame:

@@ -24,13 +24,13 @@ from omegaconf import DictConfig
 
 from prcrs import engine, run_config, schema
 from prcrs.clinical import calibration, explain
+from prcrs.clinical.alarms import specificity_threshold
 from prcrs.clinical.conformal import BAND_CONFIDENCE, RiskBand
 from prcrs.data.cohort import Cohort
 from prcrs.errors import ConfigError, PrcrsError
 from prcrs.evaluate import evaluate
-from prcrs.serving.platform import HORIZONS, CombinationModel, registered_name
-from prcrs.serving.registry import new_release_id, record_release, register
-from prcrs.tracking import store
+from prcrs.serving.platform import HORIZONS, CombinationModel
+from prcrs.serving.registry import new_release_id, publish
 from prcrs.tracking.results import cv_design, oof, parent_runs, platform_run
 
 log = logging.getLogger("prcrs")
@@ -71,11 +71,12 @@ def _chosen_config(cohort: Cohort, base: DictConfig, horizon: int) -> list[str]:
 
 
 def fit_calibrators(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, seed: int = 0):
-    """(paper conversion, name of the better standard calibrator, that calibrator, Brier scores),
-    all from out-of-fold predictions; the standard one is `calibration.choose_calibrator`'s."""
-    best, _, brier = calibration.choose_calibrator(scores, labels, groups, seed)
+    """(paper conversion, name of the better standard calibrator, that calibrator, Brier scores,
+    its patient-cross-fitted risks), all from out-of-fold predictions; the standard one is
+    `calibration.choose_calibrator`'s."""
+    best, converted, brier = calibration.choose_calibrator(scores, labels, groups, seed)
     fitted = calibration.CONVERSIONS[best]().fit(scores, labels)
-    return calibration.WindowConversion().fit(scores, labels), best, fitted, brier
+    return calibration.WindowConversion().fit(scores, labels), best, fitted, brier, converted[best]
 
 
 def train_one(cfg: DictConfig, cohort, overrides: list[str]) -> CombinationModel:
@@ -92,9 +93,9 @@ def train_one(cfg: DictConfig, cohort, overrides: list[str]) -> CombinationModel
         raise PrcrsError(f"the honest CV of {cfg.model.name} (factors {cfg.factors}, horizon {cfg.horizon}) is being "
                          "run by another process now; rerun train-final once it has finished")
     predictions = oof(evaluation.run_id)
-    paper, name, calibrator, brier = fit_calibrators(predictions["probability"].to_numpy(),
-                                                     predictions["label"].to_numpy(int),
-                                                     predictions["patient"].to_numpy(), cfg.seed)
+    paper, name, calibrator, brier, risks = fit_calibrators(predictions["probability"].to_numpy(),
+                                                            predictions["label"].to_numpy(int),
+                                                            predictions["patient"].to_numpy(), cfg.seed)
     band = RiskBand(BAND_CONFIDENCE).fit(predictions["probability"].to_numpy(), predictions["label"].to_numpy(int))
     spec = run_config.run_spec(cfg, data.fill_values)
     estimator = engine.fit_rows(spec, data, np.arange(len(data)), cfg.seed, run_config.load_covid_for(cfg)).model
@@ -109,6 +110,10 @@ def train_one(cfg: DictConfig, cohort, overrides: list[str]) -> CombinationModel
             "rows": len(data), "severe_rows": int(data.y.sum()), "mean_test_auroc": metrics["mean_test_auroc"],
             "mean_test_auprc": metrics["mean_test_auprc"], **{f"brier_{k}": v for k, v in brier.items()}}
     info["risk_band_confidence"] = BAND_CONFIDENCE
+    info["patients"] = cohort.n_patients
+    # the alarm of warning time on the risk scale: 90 % of the out-of-fold days not severe stay below it
+    info["alarm_risk"] = specificity_threshold(predictions["label"].to_numpy(int), risks,
+                                               cfg.protocol.alarm_specificity)
     return CombinationModel(str(cfg.factors), int(cfg.horizon), features, estimator, paper, name, calibrator,
                             medians, info, history, reference, band)
 
@@ -117,7 +122,6 @@ def train_final(overrides: list[str], horizons=HORIZONS, combinations=None,
                 tracking_uri: str | None = None) -> tuple[str, list[tuple[str, str, CombinationModel]]]:
     """Train, calibrate and register every combination x horizon as one release; returns (the
     release id, [(name, version, model)])."""
-    import mlflow
 
     overrides = list(overrides)
     if not any(o.startswith("study=") for o in overrides):
@@ -128,6 +132,13 @@ def train_final(overrides: list[str], horizons=HORIZONS, combinations=None,
     if base.protocol.name != "honest":
         raise ConfigError("train-final fits the platform under protocol=honest only (the paper protocol leaks)")
     cohort = run_config.load_cart_for(base)
+    if combinations is None and not cohort.label_imputed:  # a site's export: the combinations its labs allow
+        from prcrs.data.reading import cohort_combinations
+
+        combinations = cohort_combinations(cohort.frame[list(schema.FEATURE_KEYS)])
+        if not combinations:
+            raise ConfigError("no factor combination is available on half of the site's patient-days")
+        log.info(f"combinations {', '.join(combinations)}: those at least half of the site's patient-days can use")
     release = new_release_id()
     trained = []  # every model first: nothing is registered until all are trained
     for h in horizons:
@@ -139,22 +150,15 @@ def train_final(overrides: list[str], horizons=HORIZONS, combinations=None,
             model = train_one(cfg, cohort, run_overrides)
             model.info["release"] = release
             trained.append((cfg, model))
+    models = [model for _, model in trained]
+    members = publish(models, release, base.study, cohort.data_source, base.logger.tracking_uri,
+                      run_tags=lambda m: {"model": m.info["model"], "history": m.info["history"], "protocol": "honest"},
+                      about={"site": cohort.site} if cohort.site else None)
     out = []
-    for cfg, model in trained:
-        name = registered_name(model.combination, model.horizon)
-        experiment_id = store.setup(cfg.study, cfg.logger.tracking_uri)
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"final {name}",
-                              tags={"role": "final_model", "model": cfg.model.name, "history": cfg.history.name,
-                                    "factors": model.combination, "horizon": str(model.horizon), "protocol": "honest",
-                                    "data_source": cohort.data_source, "git_sha": store.git_sha(),
-                                    "study": cfg.study, "release": release, "calibrator": model.calibrator_name}):
-            mlflow.log_metrics({k: float(v) for k, v in model.info.items() if isinstance(v, (int, float))})
-            version = register(model)
-        log.info(f"{name} v{version}: {cfg.model.name}, CV AUROC {model.info['mean_test_auroc']:.3f}, "
+    for (name, version), model in zip(members, models, strict=True):
+        log.info(f"{name} v{version}: {model.info['model']}, CV AUROC {model.info['mean_test_auroc']:.3f}, "
                  f"calibrator {model.calibrator_name} (Brier {model.info[f'brier_{model.calibrator_name}']:.4f}"
                  f" vs paper window {model.info['brier_paper_window']:.4f})")
         out.append((name, version, model))
-    record_release(release, [(name, version) for name, version, _ in out], base.study, cohort.data_source,
-                   base.logger.tracking_uri)
     log.info(f"release {release}: {len(out)} model(s), now the one served")
     return release, out

@@ -29,8 +29,8 @@ from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr, field_
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from prcrs import schema
+from prcrs.data.reading import IGNORED, MIN_PRESENT, PERCENT_KEYS, check_row, resolve_columns
 from prcrs.errors import DataError
-from prcrs.serving.inputs import IGNORED, MIN_PRESENT, PERCENT_KEYS, check_row, resolve_columns
 from prcrs.serving.platform import MEANINGS, Platform, example_values, provenance
 
 NOTE = ("The risk is the calibrated probability of severe CRS (grade 3 or above) on the day predicted (the day "
@@ -118,7 +118,7 @@ class Health(BaseModel):
 
 
 class PredictRequest(BaseModel):
-    # values are checked by prcrs.serving.inputs, as in `prcrs predict`, so that errors read the same
+    # values are checked by prcrs.data.reading, as in `prcrs predict`, so that errors read the same
     values: dict[str, Number | StrictStr | None] = Field(
         max_length=len(schema.FEATURES) * 2,
         description="factor name (sheet name or key) -> value in schema units; null or blank = not measured")

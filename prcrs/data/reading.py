@@ -342,6 +342,22 @@ def choose_combination(present: set[str]) -> str | None:
     return None
 
 
+def cohort_combinations(values: pd.DataFrame, share: float = 0.5) -> list[str]:
+    """The platform combinations, in order, that at least `share` of the rows of `values`
+    (patient-days; factor keys as columns, NaN where not measured) can use: each of its groups
+    available on the day (`available_groups`)."""
+    present = values.notna()
+    usable = []
+    for code in schema.COMBINATIONS:
+        ok = np.ones(len(values), bool)
+        for g in schema.combination_groups(code):
+            keys = [k for k in schema.group_features(g) if k in present.columns]
+            ok &= present[keys].sum(axis=1).to_numpy() >= MIN_PRESENT[g]
+        if len(values) and ok.mean() >= share:
+            usable.append(code)
+    return usable
+
+
 def check_row(cells: dict[str, object], strict: bool = False, columns: Columns | None = None,
               unreadable: str = "drop") -> RowInput:
     """Validate one row of cells (input name -> raw value; `read_values`) and choose its combination.
