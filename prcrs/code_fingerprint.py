@@ -1,9 +1,9 @@
 """The code that determines a run's numbers, as one fingerprint: part of a run's identity (a
 stored run made by other code is run again) and of the pretraining cache's key.
 
-It hashes the source of the modules that shape results (`RESULT_SOURCES`: models, data,
-preprocessing, fitting, splits, metrics, the engine, the clinical metrics, the schema and its
-units), each parsed and dumped without its docstrings, so an edit of a comment or a docstring
+It hashes the source of the modules that shape results (`RESULT_SOURCES`: models, data, the
+reading of a config, preprocessing, fitting, splits, metrics, the engine, the clinical analysis,
+the schema and its units), each parsed and dumped without its docstrings, so an edit of a comment or a docstring
 keeps the fingerprint and an edit of code changes it. Tracking, reports, serving and the CLI
 cannot change a stored number and are left out.
 
@@ -26,7 +26,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
 RESULT_SOURCES = ("models", "data", "clinical", "schema.py", "units.py", "preprocessing.py", "fitting.py",
-                  "splits.py", "metrics.py", "engine.py")
+                  "splits.py", "metrics.py", "engine.py", "run_config.py")
 
 
 def _without_docstrings(tree: ast.AST) -> ast.AST:

@@ -175,6 +175,7 @@ def test_fast_multirun_logs_parents_children_and_artifacts(tmp_path, monkeypatch
     assert proba.shape == (len(rows), 2) and ((proba >= 0) & (proba <= 1)).all()
 
 
+@pytest.mark.slow  # over 7 s: the inner loop stays under 3 minutes
 def test_fold_parallelism_does_not_change_results():
     data = make_horizon(synthetic_cart(seed=0, n_patients=60), 1)
     specs = [run_config.run_spec(_compose([*FAST, "model=prcrs", f"cv.n_jobs={n}"]), data.fill_values) for n in (1, 2)]

@@ -127,6 +127,7 @@ def test_history_runs_hash_apart_and_one_day_runs_keep_their_old_hash():
     assert run_config.config_hash(run_config.compose_config(["data=synthetic", "history=lags"]), cohort) != base
 
 
+@pytest.mark.slow  # over 7 s: the inner loop stays under 3 minutes
 def test_every_model_fits_history_features():
     cohort = synthetic_cart(seed=0, n_patients=40)
     for model in ("logreg", "cnn"):

@@ -73,7 +73,8 @@ def test_units_are_converted_by_the_unit_table_and_an_unknown_one_refused(export
     first = long[(long["test"] == "LAB//CRP")].iloc[0]
     table = exports["long"].table
     day = table[(table[PATIENT] == first["subject"]) & (table[DAY] == first["day"])]
-    same_day = long[(long["subject"] == first["subject"]) & (long["day"] == first["day"]) & (long["test"] == "LAB//CRP")]
+    same_day = long[(long["subject"] == first["subject"]) & (long["day"] == first["day"])
+                    & (long["test"] == "LAB//CRP")]
     assert day["crp (mg/L)"].iloc[0] == pytest.approx(10 * same_day["result"].max())  # mg/dL x 10, the day's max
     long.loc[long["test"] == "LAB//IL6", "unit"] = "furlongs"
     long.to_csv(tmp_path / "bad.csv", index=False)
@@ -83,8 +84,8 @@ def test_units_are_converted_by_the_unit_table_and_an_unknown_one_refused(export
 
 
 def test_several_values_on_a_day_follow_the_stated_rule(tmp_path):
-    rows = pd.DataFrame({"patient": ["a"] * 5, "day": [0, 0, 0, 0, 1], "lab": ["IL-6", "IL-6", "sodium", "sodium", "CRS"],
-                         "value": ["20", "80", "140", "136", "3"]})
+    rows = pd.DataFrame({"patient": ["a"] * 5, "day": [0, 0, 0, 0, 1],
+                         "lab": ["IL-6", "IL-6", "sodium", "sodium", "CRS"], "value": ["20", "80", "140", "136", "3"]})
     rows.loc[len(rows)] = ["a", 0, "CRS", "1"]
     rows.to_csv(tmp_path / "long.csv", index=False)
     default = read_export(tmp_path / "long.csv").table
@@ -131,8 +132,8 @@ def test_validate_reports_what_scikit_learn_computes_and_logs_no_row_or_name(exp
         assert result.metrics["auroc"] == pytest.approx(roc_auc_score(rows["label"], rows["risk"]), abs=1e-12)
         assert result.metrics["auprc"] == pytest.approx(average_precision_score(rows["label"], rows["risk"]), abs=1e-12)
         assert result.metrics["auroc_low"] < result.metrics["auroc"] < result.metrics["auroc_high"]
-        assert result.rows == len(rows) and result.rows + sum(validation.predictions.unusable[result.horizon].values()) \
-            == len(exports["long"].table)
+        left_out = sum(validation.predictions.unusable[result.horizon].values())
+        assert result.rows == len(rows) and result.rows + left_out == len(exports["long"].table)
     for name in FILES:
         assert (tmp_path / "report" / name).is_file()
     run = mlflow.search_runs(search_all_experiments=True, filter_string="tags.role = 'external_validation'",

@@ -257,7 +257,7 @@ class Platform:
                                          if explain_rows else None, **provenance(model))
                     if steps is not None:
                         steps.done(f"combination {code}, {h} day(s) ahead: {min(start + EXPLAIN_ROWS, len(idx))} of "
-                                   f"{len(idx)} row(s) predicted and explained")
+                                   f"{len(idx)} row(s) predicted{' and explained' if explain_rows else ''}")
         return out
 
     def explain_batches(self, rows: list[RowInput], horizons) -> int:

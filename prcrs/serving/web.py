@@ -36,7 +36,7 @@ from prcrs.serving.platform import MEANINGS, Platform, example_values, provenanc
 NOTE = ("The risk is the calibrated probability of severe CRS (grade 3 or above) on the day predicted (the day "
         "of the values + the horizon): the share of past patient-days with a similar model score (out-of-fold, "
         "patient-grouped) that had severe CRS, never more extreme than the out-of-fold evidence (the share among "
-        "the 5 % highest- or lowest-scoring days). It is a risk estimate from a small cohort (202 patients), not a "
+        "the 5 % highest- or lowest-scoring days). It is a risk estimate from a small cohort ({cohort}), not a "
         "diagnosis. The band says whether severe CRS is ruled out at 90 % (the day scores below at least 90 % of "
         "the days that turned severe, and its risk is below the base rate) or cannot be ruled out; at least 90 % "
         "of severe days are not ruled out. The factors are those that moved this risk most, in percentage points, "
@@ -152,11 +152,19 @@ def _unprocessable(errors: dict[tuple[str, ...], str]) -> HTTPException:
                                       for loc, msg in errors.items()])
 
 
+def note_for(platform: Platform) -> str:
+    """`NOTE` with the size of the cohort the served models were trained on (as each model records it)."""
+    sizes = sorted({int(m.info["patients"]) for m in platform.models.values() if "patients" in m.info})
+    cohort = f"{' and '.join(map(str, sizes))} patients" if sizes else "its size not recorded by this release"
+    return NOTE.format(cohort=cohort)
+
+
 def create_app(platform: Platform) -> FastAPI:
+    note = note_for(platform)
     app = FastAPI(title="prcrs: severe CRS risk after CAR-T", docs_url=None, redoc_url=None,
                   description="Risk of severe cytokine release syndrome (grade >= 3) 1-3 days ahead from a patient-"
                               "day's labs, with a conformal risk band, the factors behind it and where the model came "
-                              "from. " + NOTE)
+                              "from. " + note)
     app.mount("/static/swagger", StaticFiles(directory=str(files("fastapi_offline") / "static")), name="swagger")
 
     @app.get("/docs", include_in_schema=False)
@@ -185,7 +193,7 @@ def create_app(platform: Platform) -> FastAPI:
         return await call_next(request)
     fullest = min(platform.models, key=lambda k: (schema.COMBINATIONS.index(k[0]), k[1]))  # 1234 when there
     example = page_example(example_values(platform.models[fullest]))
-    page = render_page(platform.horizons, "synthetic" in platform.data_sources)
+    page = render_page(platform.horizons, "synthetic" in platform.data_sources, note=note)
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
@@ -227,7 +235,7 @@ def create_app(platform: Platform) -> FastAPI:
         if not request.past_days:
             day = None if request.day is None else [request.day]
             results = platform.predict_rows([row], horizons, None if day is None else ["patient"], day)[0]
-            return {"results": _dated(results, request.day), "note": NOTE}
+            return {"results": _dated(results, request.day), "note": note}
         if request.day is None:
             raise _unprocessable({("day",): "give the day since infusion of `values` with past_days"})
         past, errors = [], {}
@@ -250,7 +258,7 @@ def create_app(platform: Platform) -> FastAPI:
         said = [f"earlier day {d:g}: {w}" for d, p in zip(days, past, strict=False) for w in p.read_warnings]
         for result in results:
             result["warnings"] = said + result["warnings"]
-        return {"results": _dated(results, request.day), "note": NOTE}
+        return {"results": _dated(results, request.day), "note": note}
 
     return app
 
@@ -327,7 +335,7 @@ def page_example(example: dict[str, float]) -> dict[str, float]:
     return {page_field(k): float(f"{100 * v:.3g}") if k in PERCENT_KEYS else v for k, v in example.items()}
 
 
-def render_page(horizons: tuple[int, ...], synthetic: bool = False) -> str:
+def render_page(horizons: tuple[int, ...], synthetic: bool = False, *, note: str) -> str:
     groups = []
     for g, title in schema.GROUP_NAMES.items():
         fields = "".join(
@@ -340,4 +348,4 @@ def render_page(horizons: tuple[int, ...], synthetic: bool = False) -> str:
     page = (files("prcrs.serving") / "page.html").read_text(encoding="utf-8")
     return page.replace("{banner}", SYNTHETIC_BANNER if synthetic else "").replace(
         "{groups}", "".join(groups)).replace("{options}", options).replace(
-        "{order}", " &gt; ".join(schema.COMBINATIONS)).replace("{note}", html.escape(NOTE))
+        "{order}", " &gt; ".join(schema.COMBINATIONS)).replace("{note}", html.escape(note))
