@@ -169,7 +169,7 @@ def test_no_output_cell_is_a_live_formula(platform, store, tmp_path, capsys):
 @pytest.mark.slow  # over 2 s: the inner loop stays under 3 minutes
 def test_a_stopped_train_final_leaves_the_previous_release_in_service(platform, store, tmp_path, capsys,
                                                                         monkeypatch):
-    from prcrs.serving import registry, train_final
+    from prcrs.serving import registry
     from prcrs.serving.registry import load_platform
 
     before = load_platform(store)
@@ -182,7 +182,7 @@ def test_a_stopped_train_final_leaves_the_previous_release_in_service(platform, 
         return real_register(model)
 
     real_register = registry.register
-    monkeypatch.setattr(train_final, "register", stop_after_one)
+    monkeypatch.setattr(registry, "register", stop_after_one)  # as `registry.publish` calls it
     code = cli.main(["train-final", *TRAIN, "--horizon", "1", "--combinations", "1234", "123",
                      "--tracking-uri", store])
     assert code == 130 and len(registered) == 1

@@ -248,11 +248,17 @@ def test_an_interrupted_sweep_stops_at_once_keeps_finished_runs_and_resumes(tmp_
                    if r.data.tags["role"] == "cv_parent"}
         return parents.get("logreg") == "FINISHED" and parents.get("cnn") == "RUNNING"
 
-    while not state():
+    while True:
         if sweep.poll() is not None or time.monotonic() > deadline:
             pytest.fail(f"the sweep ended before it could be interrupted: {sweep.communicate()[1][-3000:]}")
+        if state():
+            os.killpg(sweep.pid, signal.SIGSTOP)  # frozen: the cnn run cannot finish before the Ctrl-C lands
+            if state():
+                break
+            os.killpg(sweep.pid, signal.SIGCONT)
         time.sleep(0.2)
     os.killpg(sweep.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group, fold workers included
+    os.killpg(sweep.pid, signal.SIGCONT)  # delivered as the group resumes, while the cnn run is still RUNNING
     stderr = sweep.communicate(timeout=30)[1]  # the workers' output too: they share it
     assert sweep.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr, stderr[-2000:]
     parents = [r for r in _runs(uri, "interrupt") if r.data.tags["role"] == "cv_parent"]

@@ -84,3 +84,10 @@ def sweep_value(study: str) -> str:
 
 if not OmegaConf.has_resolver("models"):  # ${models:table2} in conf/experiment/*.yaml
     OmegaConf.register_new_resolver("models", sweep_value)
+
+
+def model_label(model: str, history=None) -> str:
+    """A model with the history it reads, as reports and predictions name it: 'prcrs', 'forest +
+    lags' (no history: none, None or NaN)."""
+    shown = history is not None and history == history and history != "none"  # NaN != NaN
+    return f"{model} + {history}" if shown else str(model)

@@ -34,9 +34,7 @@ CONVERSION_ORDER = ("raw model output", "paper_window", "isotonic", "platt")
 
 
 def _label(run: pd.Series) -> str:
-    history = "" if run.get("history", "none") in ("none", None) or pd.isna(run.get("history")) else \
-        f" + {run['history']}"
-    return f"{run['model']}{history}"
+    return catalogue.model_label(run["model"], run.get("history"))
 
 
 def span(value: float, low: float, high: float, digits: int = 3) -> str:

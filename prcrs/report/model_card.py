@@ -4,56 +4,27 @@ says why it does not apply. Numbers come from the logged runs (`prcrs.report.cli
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 from prcrs.clinical import subgroups
 from prcrs.clinical.conformal import BAND_CONFIDENCE
 from prcrs.data.cohort import Cohort
 from prcrs.report.clinical import span
 from prcrs.report.tables import Report, ci_cell, md_table
 
-# (item, topic, where it is covered or why not applicable)
-TRIPOD_AI = (
-    ("1", "Title", "This card's title; README.md"),
-    ("2", "Abstract", "Not applicable: no manuscript; README.md summarises the pipeline"),
-    ("3a-c", "Background: healthcare context, rationale, existing models", "Intended use (below); README.md "
-     "(PrCRS, m-EASIX, the Teachey-style cytokine model as comparators)"),
-    ("4", "Objectives: development and validation", "Intended use; Validation design"),
-    ("5a-b", "Data sources, dates", "Data (below). Dates: not in the published sheet, not reported"),
-    ("6a-c", "Participants: setting, eligibility, treatment", "Data; Known limits (one centre, eligibility as "
-     "published by Wei et al.)"),
-    ("7", "Data preparation", "reports/audit.md (label-imputation fingerprint, masking); README 'Un-imputation'"),
-    ("8a-c", "Outcome: definition, time horizon, blinding", "Outcome (below); blinding not recorded in the sheet"),
-    ("9a-c", "Predictors: choice, definition, timing", "Inputs (below); prcrs/schema.py (names, units, ranges)"),
-    ("10", "Sample size", "Data (patients, severe patients); subgroups flagged when too small (clinical.md)"),
-    ("11", "Missing data", "Validation design (fill values masked, medians of training rows); prcrs/preprocessing.py"),
-    ("12a", "Analytical methods: data use", "Validation design"),
-    ("12b", "Predictor handling", "prcrs/preprocessing.py (log1p, standardization fitted on training folds)"),
-    ("12c", "Model type, building, tuning", "Models (below); conf/model/*.yaml; reports/table2.md, history.md"),
-    ("12d", "Heterogeneity across clusters", "Not applicable: one centre; subgroups in clinical.md"),
-    ("12e", "Performance measures", "Performance; reports/clinical.md (calibration, decision curves, warning time)"),
-    ("12f", "Model updating", "Not applicable: no updating; train-final refits on all rows with the same config"),
-    ("12g", "Fairness-related methods", "Subgroups (age, sex) in reports/clinical.md"),
-    ("13", "Class imbalance", "No resampling; AUPRC reported; thresholds chosen on inner validation rows"),
-    ("14", "Fairness", "Subgroups (below; reports/clinical.md)"),
-    ("15", "Model output", "Outputs (below): calibrated risk, rule-out band, top factors"),
-    ("16", "Training versus evaluation", "Validation design: the test fold is never used for fitting, thresholds, "
-     "early stopping or calibration"),
-    ("17", "Ethical approval", "Not applicable here: public de-identified data published with the paper"),
-    ("18a-b", "Funding, conflicts of interest", "Not applicable: no funding; none declared"),
-    ("18c-d", "Protocol, registration", "Not applicable: no preregistered protocol; conf/experiment/*.yaml fix "
-     "every analysis"),
-    ("18e", "Data sharing", "The sheets are public with the paper; nothing derived row by row is committed"),
-    ("18f", "Code sharing", "This repository; `make reproduce`"),
-    ("19", "Patient and public involvement", "Not applicable: none in this reproduction"),
-    ("20a-c", "Participants: flow, characteristics, comparison", "Data (below); reports/audit.md"),
-    ("21", "Model development: participants and outcomes per analysis", "Performance (rows, severe rows per horizon)"),
-    ("22", "Model specification", "Models (below): MLflow run and config of each; registered as pyfunc models"),
-    ("23a-b", "Model performance, heterogeneity", "Performance; reports/clinical.md (subgroups)"),
-    ("24", "Model updating results", "Not applicable: no updating"),
-    ("25", "Interpretation", "reports/README.md (claims); reports/clinical.md"),
-    ("26", "Limitations", "Known limits (below)"),
-    ("27a-c", "Usability: data quality handling, user interaction, future research", "Outputs; README 'Prediction "
-     "platform' (input checks, warnings); Known limits"),
-)
+TRIPOD_AI = Path(__file__).with_name("tripod_ai.csv")  # item, topic, where it is covered or why not applicable
+
+
+PERFORMANCE_NOTE = ("AUROC, AUPRC, Brier: mean over folds with 95 % t interval. The rest: pooled out-of-fold, 95 % "
+                    "patient bootstrap (reports/clinical.md, which also holds calibration, decision curves against "
+                    "treat-all and the bedside scores, and subgroups).")
+
+
+def _checklist() -> list[list[str]]:
+    """The TRIPOD+AI checklist rows (`TRIPOD_AI`): item, topic, where the card covers it."""
+    with TRIPOD_AI.open(newline="") as handle:
+        return [row for row in csv.reader(handle)][1:]
 
 
 def _cohort_facts(cohort: Cohort) -> str:
@@ -107,9 +78,7 @@ def model_card(report: Report, headline: dict, cohort: Cohort) -> None:
             "## Performance (held-out patients)\n\n"
             + md_table(["horizon", "AUROC", "AUPRC", "Brier (raw)", "net benefit at 10 % (95 % CI)",
                         "warned ≥ 1 day ahead", "median warning (days)", "false alarms / patient-week"], perf)
-            + "\n\nAUROC, AUPRC, Brier: mean over folds with 95 % t interval. The rest: pooled out-of-fold, 95 % "
-              "patient bootstrap (reports/clinical.md, which also holds calibration, decision curves against "
-              "treat-all and the bedside scores, and subgroups).\n\n"
+            + f"\n\n{PERFORMANCE_NOTE}\n\n"
             "## Calibration, subgroups, uncertainty, explanations\n\n"
             "- Calibration: the platform serves the better of isotonic and Platt (cross-fitted Brier); CITL, slope "
             "and ECE per conversion and reliability diagrams in reports/clinical.md.\n"
@@ -130,5 +99,5 @@ def model_card(report: Report, headline: dict, cohort: Cohort) -> None:
             "recorded; treatment may have prevented severe CRS in some patients.\n"
             "- Probabilities are calibrated to this cohort's prevalence; another centre needs recalibration.\n"
             "- History models need the same patient's earlier days, matched by day since infusion.\n\n"
-            "## TRIPOD+AI checklist\n\n" + md_table(["item", "topic", "where"], [list(r) for r in TRIPOD_AI]))
+            "## TRIPOD+AI checklist\n\n" + md_table(["item", "topic", "where"], _checklist()))
     report.write("model_card.md", text + "\n")

@@ -167,10 +167,10 @@ def shown_risk(probability: float | None) -> str | None:
 def provenance(model: CombinationModel) -> dict:
     """Where a model came from: its data (real or synthetic, content id), the model and history,
     its registered name, version and CV run, and the honest CV AUROC (mean over folds) it earned."""
+    from prcrs.models.catalogue import model_label
+
     info = model.info
-    history = info.get("history", "none")
-    return {"release": info.get("release"),
-            "model": info.get("model", "?") + ("" if history in ("none", None) else f" + {history}"),
+    return {"release": info.get("release"), "model": model_label(info.get("model", "?"), info.get("history")),
             "registered_model": registered_name(model.combination, model.horizon),
             "model_version": info.get("registered_version"), "cv_run_id": info.get("cv_run_id"),
             "cv_auroc": info.get("mean_test_auroc"), "data_source": info.get("data_source", "unknown"),

@@ -86,10 +86,19 @@ def cmd_example_site(args) -> int:
     return 0
 
 
+def _site_input(parser, uri_help: str) -> None:
+    """The arguments of a command that reads a site's export against a release."""
+    parser.add_argument("input", help="the export: csv/xlsx/parquet (wide or long) or a MEDS folder")
+    parser.add_argument("--mapping", default=None, help="the site's mapping file (YAML: its column or lab names -> "
+                                                        "factor and unit, the same-day rule); without one, the "
+                                                        "names `prcrs predict` accepts")
+    parser.add_argument("--sheet", default=None, help="the sheet of a workbook")
+    parser.add_argument("--release", default=None, help="the release to use (default: the newest recorded)")
+    parser.add_argument("--tracking-uri", default=None, help=uri_help)
+
+
 def add_commands(sub, command, uri_help: str) -> None:
     """Register the site commands on `sub` (`command`: the CLI's subcommand maker)."""
-    common = {"mapping": "the site's mapping file (YAML: its column or lab names -> factor and unit, the "
-                         "same-day rule); without one, the names `prcrs predict` accepts"}
     p = command(sub, "validate", "validate the served release on a site's labelled export",
                 "Predicts every patient-day as `prcrs predict` does, pairs it with the CRS grade of the day "
                 "predicted and writes a TRIPOD+AI external-validation report: discrimination and calibration with "
@@ -99,14 +108,10 @@ def add_commands(sub, command, uri_help: str) -> None:
                 ["prcrs validate site/site_long.csv --mapping site/mapping.yaml",
                  "prcrs validate site/meds --mapping site/mapping.yaml --out reports/site-b",
                  "prcrs validate ward.xlsx                 # the published sheet's or prcrs's column names"])
-    p.add_argument("input", help="the export: csv/xlsx/parquet (wide or long) or a MEDS folder")
-    p.add_argument("--mapping", default=None, help=common["mapping"])
+    _site_input(p, uri_help)
     p.add_argument("--out", default="reports/external", help="report folder (default: reports/external)")
     p.add_argument("--n-boot", type=int, default=500, help="patient-bootstrap resamples (default: 500)")
     p.add_argument("--no-bedside", action="store_true", help="skip the bedside scores' cross-validation")
-    p.add_argument("--sheet", default=None, help="the sheet of a workbook")
-    p.add_argument("--release", default=None, help="the release to validate (default: the newest recorded)")
-    p.add_argument("--tracking-uri", default=None, help=uri_help)
     p.set_defaults(func=cmd_validate)
     p = command(sub, "recalibrate", "update the served release's calibration for a site (a new release)",
                 "On the site's labelled export: the intercept only (calibration-in-the-large) or intercept and "
@@ -114,11 +119,7 @@ def add_commands(sub, command, uri_help: str) -> None:
                 "before (discrimination unchanged). Registers a new release that names the site and its numbers "
                 "before and after.",
                 ["prcrs recalibrate site/site_long.csv --mapping site/mapping.yaml"])
-    p.add_argument("input", help="the export: csv/xlsx/parquet (wide or long) or a MEDS folder")
-    p.add_argument("--mapping", default=None, help=common["mapping"])
-    p.add_argument("--sheet", default=None, help="the sheet of a workbook")
-    p.add_argument("--release", default=None, help="the release to update (default: the newest recorded)")
-    p.add_argument("--tracking-uri", default=None, help=uri_help)
+    _site_input(p, uri_help)
     p.set_defaults(func=cmd_recalibrate)
     p = command(sub, "example-site", "write a made-up site's lab export (long, wide, MEDS) and its mapping file",
                 "Synthetic patients of a hospital unlike the embedded cohort (more severe CRS, other assays and "
