@@ -219,3 +219,14 @@ def test_a_site_export_trains_through_the_experiment_path_with_its_mapping(tmp_p
                  "cv.group=site", "cv.n_jobs=1", f"hydra.run.dir={tmp_path}"]
     result = evaluate(run_config.compose_config(overrides[:-1]), overrides[:-1])
     assert np.isfinite(result.score("mean_test_auroc")) and result.summary["n_finite_folds"] == 2
+
+
+def test_rows_go_to_the_combinations_the_release_has():
+    """A site's release holds only the combinations its labs allow: a full row goes to the first
+    of those, not to a combination the release lacks."""
+    from prcrs import schema
+    from prcrs.data.reading import check_row, choose_combination
+
+    full = set(schema.FEATURE_KEYS)
+    assert choose_combination(full) == "1234" and choose_combination(full, ("23", "3", "2")) == "23"
+    assert check_row({k: 1.0 for k in schema.select_features("none", "3")}, combinations=("23", "3")).combination == "3"

@@ -333,10 +333,11 @@ def available_groups(present: set[str]) -> set[int]:
     return {g for g in schema.GROUP_NAMES if len(present & set(schema.group_features(g))) >= MIN_PRESENT[g]}
 
 
-def choose_combination(present: set[str]) -> str | None:
-    """The first platform combination whose groups are all available, or None."""
+def choose_combination(present: set[str], combinations=schema.COMBINATIONS) -> str | None:
+    """The first platform combination (of `combinations`: those a release has models for) whose
+    groups are all available, or None."""
     groups = available_groups(present)
-    for code in schema.COMBINATIONS:
+    for code in (c for c in schema.COMBINATIONS if c in combinations):
         if set(schema.combination_groups(code)) <= groups:
             return code
     return None
@@ -359,17 +360,17 @@ def cohort_combinations(values: pd.DataFrame, share: float = 0.5) -> list[str]:
 
 
 def check_row(cells: dict[str, object], strict: bool = False, columns: Columns | None = None,
-              unreadable: str = "drop") -> RowInput:
-    """Validate one row of cells (input name -> raw value; `read_values`) and choose its combination.
-    `columns`: how the input's columns are read (`read_columns`; default: this row alone, whose
-    notes are then the row's warnings)."""
+              unreadable: str = "drop", combinations=schema.COMBINATIONS) -> RowInput:
+    """Validate one row of cells (input name -> raw value; `read_values`) and choose its combination
+    among `combinations` (those a release has models for). `columns`: how the input's columns
+    are read (`read_columns`; default: this row alone, whose notes are then the row's warnings)."""
     own = columns is None
     columns = read_columns(cells, {k: [v] for k, v in cells.items()}) if own else columns
     values, errors, read_warnings = read_values(cells, columns, strict, unreadable)
     read_warnings = (columns.notes if own else []) + read_warnings
     if errors:
         return RowInput(error="; ".join(f"{col}: {msg}" for col, msg in errors.items()), field_errors=errors)
-    code = choose_combination(set(values))
+    code = choose_combination(set(values), combinations)
     said = list(read_warnings)
     if code is None:
         counts = ", ".join(f"{len(set(values) & set(schema.group_features(g)))}/{GROUP_SIZES[g]} "

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from prcrs import schema
 from prcrs.clinical import explain
 from prcrs.clinical.conformal import MEANING as BAND_MEANING
 from prcrs.clinical.conformal import RiskBand
@@ -189,6 +190,12 @@ class Platform:
     def horizons(self) -> tuple[int, ...]:
         return tuple(sorted({h for _, h in self.models}))
 
+    @property
+    def combinations(self) -> tuple[str, ...]:
+        """The factor combinations the release has models for (a site's release may lack some), in
+        the platform's order: rows are routed to the first of them their labs allow."""
+        return tuple(c for c in schema.COMBINATIONS if any(code == c for code, _ in self.models))
+
     def check_horizons(self, horizons) -> tuple[int, ...]:
         horizons = tuple(int(h) for h in horizons)
         bad = [h for h in horizons if h not in self.horizons]
@@ -277,7 +284,8 @@ class Platform:
         columns = read_columns(raw.columns, {c: raw[c].tolist() for c in raw.columns}) if columns is None else columns
         ids = {name_lookup().get(normal_name(c)): c for c in raw.columns}
         cells = raw[[*columns.readings, *columns.ignored]].to_dict("records")
-        rows = [check_row(row, strict, columns) for row in cells] if columns.readings else \
+        rows = [check_row(row, strict, columns, combinations=self.combinations) for row in cells] if columns.readings \
+            else \
             [RowInput(error="nothing usable: no factor column") for _ in range(len(raw))]
         patient, day = patients_and_days(raw, ids, self.reads_history)
         batches = self.explain_batches(rows, horizons)

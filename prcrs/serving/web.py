@@ -220,7 +220,7 @@ def create_app(platform: Platform) -> FastAPI:
         models, the same patient's earlier days)."""
         unknown = resolve_columns(request.values)[2]
         try:
-            row = check_row(request.values, request.strict, unreadable="error")
+            row = check_row(request.values, request.strict, unreadable="error", combinations=platform.combinations)
         except DataError as exc:  # a unit in a name that its factor does not have
             raise _unprocessable({("values",): str(exc)}) from None
         errors = {name: "unknown factor name" for name in unknown} | row.field_errors
@@ -243,7 +243,8 @@ def create_app(platform: Platform) -> FastAPI:
             if earlier.day >= request.day:
                 errors[("past_days", str(i), "day")] = f"day {earlier.day:g} is not before day {request.day:g}"
             try:
-                checked = check_row(earlier.values, request.strict, unreadable="error")
+                checked = check_row(earlier.values, request.strict, unreadable="error",
+                                    combinations=platform.combinations)
             except DataError as exc:
                 errors[("past_days", str(i), "values")] = str(exc)
                 continue
