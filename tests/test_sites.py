@@ -230,3 +230,73 @@ def test_rows_go_to_the_combinations_the_release_has():
     full = set(schema.FEATURE_KEYS)
     assert choose_combination(full) == "1234" and choose_combination(full, ("23", "3", "2")) == "23"
     assert check_row({k: 1.0 for k in schema.select_features("none", "3")}, combinations=("23", "3")).combination == "3"
+
+
+def _long(tmp_path, rows, **mapping):
+    """A small long export from `rows` (patient, day, lab, value[, unit]) and its reading."""
+    columns = ["patient", "day", "lab", "value", "unit"][:len(rows[0])]
+    pd.DataFrame(rows, columns=columns).to_csv(tmp_path / "long.csv", index=False)
+    return read_export(tmp_path / "long.csv", SiteMapping.from_dict(mapping))
+
+
+@pytest.mark.parametrize("rows,mapping,message", [
+    ([["a", 0, "IL-6", "35", "ng/mL"], ["a", 1, "IL-6", "40", ""]], {}, "gives a unit on some rows and none"),
+    ([["", 0, "IL-6", "35"]], {}, "the patient column 'patient' is blank on row"),
+    ([["a", 0, "IL-6", "35"], ["a", 1, "CRS", "2.5"]], {}, "CRS grade must be a whole number 0-4"),
+    ([["a", 9999, "IL-6", "35"]], {}, "more than 365 days"),
+    ([["a", 0, "IL-6", "35", "furlongs"]], {}, "furlongs"),
+])
+def test_a_doubtful_export_is_refused_in_one_line(tmp_path, rows, mapping, message):
+    with pytest.raises(DataError, match=message) as caught:
+        _long(tmp_path, rows, **mapping)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_mappings_names_are_compared_as_column_names_and_bring_their_unit(tmp_path):
+    """'il6' in the export is the mapping's 'IL6' (ng/mL): 0.035 ng/mL is 35 pg/mL, not 0.035."""
+    read = _long(tmp_path, [["a", 0, "il6", "0.035"], ["a", 0, "Crp", "2.5"]],
+                 labs={"IL6": {"factor": "il6", "unit": "ng/mL"}, "CRP": {"factor": "crp", "unit": "mg/dL"}})
+    assert read.table.loc[0, "il6 (pg/mL)"] == pytest.approx(35) and read.table.loc[0, "crp (mg/L)"] == 25
+
+
+def test_a_days_last_value_is_the_last_in_time_and_censored_values_are_counted(tmp_path):
+    rows = pd.DataFrame({"patient": ["a"] * 3, "time": ["2026-01-02T20:00", "2026-01-02T10:00", "2026-01-03T09:00"],
+                         "infusion": "2026-01-01T08:00", "lab": ["sodium", "sodium", "IL-6"],
+                         "value": ["139", "131", "<5"]})
+    rows.to_csv(tmp_path / "timed.csv", index=False)
+    read = read_export(tmp_path / "timed.csv", SiteMapping.from_dict({"time": "time", "infusion": "infusion"}))
+    assert read.table["Relative date"].tolist() == [1, 2] and read.table.loc[0, "sodium (mmol/L)"] == 139  # 20:00
+    assert any("1 censored value(s) read at their bound" in n for n in read.notes)
+    rows.assign(time="02/01/2026 10:00").to_csv(tmp_path / "dmy.csv", index=False)
+    with pytest.raises(DataError, match="not a date-time in ISO8601.*time_format"):
+        read_export(tmp_path / "dmy.csv", SiteMapping.from_dict({"time": "time", "infusion": "infusion"}))
+
+
+def test_two_wide_columns_for_one_factor_are_refused(tmp_path):
+    pd.DataFrame({"patient": ["a"], "day": [0], "IL-6": [30], "IL6 (ng/mL)": [0.03]}).to_csv(tmp_path / "w.csv",
+                                                                                            index=False)
+    with pytest.raises(DataError, match="both give il6"):
+        read_export(tmp_path / "w.csv")
+
+
+def test_validate_logs_only_the_files_it_writes(exports, platform, platform_store, tmp_path):
+    import mlflow
+
+    from prcrs.serving.validation import validate
+
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "S0001_export.csv").write_text("a file the user keeps in the same folder\n")
+    validate(exports["wide"], platform, out, n_boot=5, tracking_uri=platform_store, bedside=False)
+    run = mlflow.search_runs(search_all_experiments=True, filter_string="tags.data_form = 'wide'",
+                             output_format="list")[0]
+    logged = [a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "report")]
+    assert "report/external_validation.md" in logged and not any("S0001" in p for p in logged)
+
+
+def test_too_few_severe_patients_keep_the_release_calibration_said(exports, platform):
+    from prcrs.serving.recalibration import site_updates
+
+    few = _part(exports["long"], lambda n: n < 8)
+    updates = site_updates(few, platform)
+    assert all(u.method is None and "patients with a severe day" in u.reason for u in updates)

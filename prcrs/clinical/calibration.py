@@ -11,6 +11,7 @@ Conversions are fitted on out-of-fold predictions (`scores`, `labels`) and appli
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scipy.optimize import brentq
 from scipy.special import expit
 from scipy.stats import rankdata
@@ -166,12 +167,15 @@ def choose_recalibration(risks, labels, groups, folds: int = 5, seed: int = 0) -
     risks and labels (logistic only with a positive slope, so the update keeps the ranking);
     returns its name and each method's cross-fitted updated risks."""
     from sklearn.metrics import log_loss
-    from sklearn.model_selection import GroupKFold
+    from sklearn.model_selection import StratifiedGroupKFold
 
     risks, labels, groups = np.asarray(risks, float), np.asarray(labels, int), np.asarray(groups)
-    folds = min(folds, len(np.unique(groups)))
+    severe = pd.Series(labels).groupby(groups).transform("max").to_numpy()  # the patient's: folds keep both kinds
+    folds = min(folds, len(np.unique(groups[severe == 1])), len(np.unique(groups[severe == 0])))
+    if folds < 2:
+        raise ValueError("recalibration needs at least two patients with a severe day and two without")
     crossed = {m: np.empty(len(risks)) for m in RECALIBRATIONS}
-    for train, test in GroupKFold(folds, shuffle=True, random_state=seed).split(risks, labels, groups):
+    for train, test in StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(risks, severe, groups):
         for method in RECALIBRATIONS:
             a, b = fit_recalibration(risks[train], labels[train], method)
             crossed[method][test] = expit(a + b * _logit(risks[test]).ravel())

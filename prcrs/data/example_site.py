@@ -26,7 +26,7 @@ from prcrs import schema, units
 from prcrs.data.cohort import Cohort
 from prcrs.data.synthetic import SiteShift, synthetic_cart
 
-SHIFT = SiteShift(severity=1.1, grading=0.5, lab_scale={"crp": 1.8, "ferritin": 0.6, "ldh": 1.3},
+SHIFT = SiteShift(severity=1.1, grading=0.5, lab_scale={"crp": 1.4, "ferritin": 0.6, "ldh": 1.3},
                   missing_scale={4: 1.6}, absent=("il17a", "il4", "bnp", "alpha_hbdh", "prealbumin", "tumor_burden"))
 UNITS = {"crp": "mg/dL", "il6": "ng/mL", "glucose": "mg/dL", "creatinine": "mg/dL", "hemoglobin": "g/dL",
          "albumin": "g/dL", "calcium": "mg/dL", "uric_acid": "mg/dL", "neutrophil_pct": "%", "lymphocyte_pct": "%",

@@ -64,7 +64,11 @@ def load_cohort(kind: str = "cart", path: str | Path | None = None, seed: int = 
 
         if path is None:
             raise DataError("data.mapping names a site's mapping file: give its export as data.path")
-        return read_export(path, load_mapping(mapping)).cohort()
+        export = read_export(path, load_mapping(mapping))
+        cohort = export.cohort()
+        for note in export.notes:  # said once, as each run's warnings are (no file name: it may name a patient)
+            warnings.warn(f"site export: {note}", stacklevel=2)
+        return cohort
     if kind == "synthetic":
         return synthetic_cart(n_patients, seed=seed)
     if kind == "cart" and path is not None and Path(path).is_file():  # a CAR-T file of any name

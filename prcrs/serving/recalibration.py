@@ -26,7 +26,7 @@ from prcrs.serving.platform import Platform
 from prcrs.serving.validation import content_id, site_predictions
 
 log = logging.getLogger("prcrs")
-MIN_SEVERE, MIN_PATIENTS = 5, 10  # below either, a horizon keeps the release's calibration
+MIN_SEVERE_PATIENTS, MIN_PATIENTS = 5, 10  # below either, a horizon keeps the release's calibration
 
 
 @dataclass
@@ -52,9 +52,12 @@ def site_updates(export: PatientDays, platform: Platform, seed: int = 0) -> list
     for h in sorted(platform.horizons):
         rows = frame[frame["horizon"] == h]
         y, p, g = rows["label"].to_numpy(int), rows["risk"].to_numpy(float), rows["patient"].to_numpy()
-        if y.sum() < MIN_SEVERE or len(np.unique(g)) < MIN_PATIENTS:
-            updates.append(Update(h, None, reason=f"{int(y.sum())} severe days, {len(np.unique(g))} patients (at least "
-                                                  f"{MIN_SEVERE} and {MIN_PATIENTS} needed)"))
+        severe_patients = len(np.unique(g[y == 1]))
+        if severe_patients < MIN_SEVERE_PATIENTS or len(np.unique(g)) - severe_patients < MIN_SEVERE_PATIENTS \
+                or len(np.unique(g)) < MIN_PATIENTS:
+            updates.append(Update(h, None, reason=f"{severe_patients} patients with a severe day of "
+                                                  f"{len(np.unique(g))} (at least {MIN_SEVERE_PATIENTS} with and "
+                                                  f"without, and {MIN_PATIENTS} in all, needed)"))
             continue
         method, crossed = calibration.choose_recalibration(p, y, g, seed=seed)
         a, b = calibration.fit_recalibration(p, y, method)

@@ -76,6 +76,8 @@ def cmd_example_site(args) -> int:
     from prcrs.data.example_site import write_example_site
 
     out = Path(args.folder)
+    if args.patients < 10 or args.sites < 1:
+        raise DataError(f"--patients {args.patients}, --sites {args.sites}: at least 10 patients and 1 site")
     if out.exists() and any(out.iterdir()):
         raise DataError(f"{out} is not empty: give a new folder")
     paths = write_example_site(out, n_patients=args.patients, seed=args.seed, sites=args.sites)

@@ -225,10 +225,13 @@ def validate(export: PatientDays, platform: Platform, out: Path, n_boot: int = N
     from prcrs.report import external
 
     predictions = site_predictions(export, platform)
-    if predictions.frame.empty:
-        raise DataError(f"{export.source}: no patient-day could be predicted and paired with a grade")
+    if predictions.frame.empty or predictions.frame["label"].nunique() < 2:
+        raise DataError(f"{export.source}: no patient-day could be predicted and paired with a grade, or every one "
+                        "has the same outcome: nothing to validate")
     results = []
     for h in predictions.horizons:
+        if not (predictions.frame["horizon"] == h).any():  # every patient-day of it went unused (said there)
+            continue
         scores, notes = bedside_predictions(export, h, seed) if bedside else ({}, [])
         result = horizon_result(predictions.frame, h, scores, n_boot, seed)
         result.bedside_notes = notes + result.bedside_notes
@@ -239,22 +242,25 @@ def validate(export: PatientDays, platform: Platform, out: Path, n_boot: int = N
                             int(graded[PATIENT].nunique()), len(graded), list(export.notes), predictions, results,
                             n_boot)
     out.mkdir(parents=True, exist_ok=True)
+    written = [out / name for name in external.FILES]
     for r in results:
         rows = predictions.frame[predictions.frame["horizon"] == r.horizon]
-        external.reliability_figure(rows, r.horizon, out / f"reliability_h{r.horizon}.png")
-        external.decision_figure(r.net_benefit, r.horizon, out / f"decision_h{r.horizon}.png")
-    shown = min((h for h in predictions.horizons if h >= 1), default=predictions.horizons[0])
+        written += [out / f"reliability_h{r.horizon}.png", out / f"decision_h{r.horizon}.png"]
+        external.reliability_figure(rows, r.horizon, written[-2])
+        external.decision_figure(r.net_benefit, r.horizon, written[-1])
+    shown = min((r.horizon for r in results if r.horizon >= 1), default=results[0].horizon)
     grades = pd.DataFrame({"patient": pd.factorize(export.table[PATIENT])[0] + 1, "day": export.table[DAY],
                            "grade": export.table[GRADE_COLUMN]}).dropna()
     validation.fig7_patients = external.fig7_figure(predictions.frame, grades, shown, out / external.FILES[1])
     (out / external.FILES[0]).write_text(external.markdown(validation, out))
-    _log_run(validation, out, tracking_uri)
+    _log_run(validation, written, tracking_uri)
     return validation
 
 
-def _log_run(validation: Validation, out: Path, tracking_uri: str | None) -> str:
+def _log_run(validation: Validation, files: list[Path], tracking_uri: str | None) -> str:
     """The MLflow run of a validation: tags (role, release, site, content id, data kind), the
-    numbers, the report folder; no row, id or file name."""
+    numbers, the report's `files` (only those: nothing else of the report folder); no row, id or
+    file name."""
     import mlflow
 
     from prcrs.tracking import store
@@ -270,5 +276,6 @@ def _log_run(validation: Validation, out: Path, tracking_uri: str | None) -> str
                            "n_boot": validation.n_boot, "patients": validation.patients,
                            "patient_days": validation.patient_days})
         mlflow.log_metrics(validation.metrics())
-        mlflow.log_artifacts(str(out), artifact_path="report")
+        for path in files:
+            mlflow.log_artifact(str(path), artifact_path="report")
     return run.info.run_id

@@ -49,7 +49,10 @@ def redacted(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, list[st
     cfg = copy.deepcopy(cfg)
     if cfg.data.get("path"):
         cfg.data.path = data_file_name(cfg, str(cfg.data.path))
-    shown = [f"data.path={data_file_name(cfg, o.split('=', 1)[1])}" if o.lstrip("+~").startswith("data.path=") else o
+    if cfg.data.get("mapping"):  # a site's mapping file: its name, not where it lives
+        cfg.data.mapping = Path(str(cfg.data.mapping)).name
+    shown = [f"data.path={data_file_name(cfg, o.split('=', 1)[1])}" if o.lstrip("+~").startswith("data.path=") else
+             f"data.mapping={Path(o.split('=', 1)[1]).name}" if o.lstrip("+~").startswith("data.mapping=") else o
              for o in overrides]
     return cfg, shown
 
