@@ -191,6 +191,7 @@ def test_recalibrate_registers_a_release_for_the_site_that_serves_the_update(exp
         b, a = (horizon_result(f, h, {}, n_boot=1).metrics for f in (before, after))
         assert abs(b["citl"]) > 0.3 and abs(a["citl"]) <= 0.1, (h, b["citl"], a["citl"])
         assert a["auroc"] == pytest.approx(b["auroc"], abs=1e-12)
+        assert a["band_coverage"] >= 0.9  # the band refitted on the site keeps its promise there
 
 
 def test_leave_one_site_out_never_puts_a_site_on_both_sides(tmp_path):

@@ -5,7 +5,9 @@ loss (`calibration.choose_recalibration`). Each horizon's update applies to all 
 combinations. The update is increasing, so the models rank the site's days as before: their
 discrimination is unchanged. The result is a new release that names its site and carries its
 numbers before and after (calibration after: cross-fitted, on patients the update was not fitted
-on); the rule-out band and the explanations are the release's own.
+on). The rule-out band is refitted on the site's days, so that its promise (at least 90 % of
+severe days not ruled out) holds for the site's patients: the development cohort's band need not
+(a site that grades more severely sees it fall short). The explanations are the release's own.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 from scipy.special import expit, logit
 
 from prcrs.clinical import calibration
+from prcrs.clinical.conformal import BAND_CONFIDENCE, RiskBand
 from prcrs.data.exports import PatientDays
 from prcrs.errors import DataError
 from prcrs.metrics import auroc
@@ -43,6 +46,7 @@ class Update:
     auroc_before: float = float("nan")
     auroc_after: float = float("nan")
     reason: str = ""
+    band: object = None  # the rule-out band refitted on the site's days (`RiskBand`)
 
 
 def site_updates(export: PatientDays, platform: Platform, seed: int = 0) -> list[Update]:
@@ -62,8 +66,10 @@ def site_updates(export: PatientDays, platform: Platform, seed: int = 0) -> list
         method, crossed = calibration.choose_recalibration(p, y, g, seed=seed)
         a, b = calibration.fit_recalibration(p, y, method)
         updated = expit(a + b * logit(np.clip(p, 1e-6, 1 - 1e-6)))
+        band = RiskBand(BAND_CONFIDENCE).fit(rows["probability"].to_numpy(float), y)  # the site's own days
         updates.append(Update(h, method, a, b, calibration.calibration_stats(p, y),
-                              calibration.calibration_stats(crossed[method], y), auroc(y, p), auroc(y, updated)))
+                              calibration.calibration_stats(crossed[method], y), auroc(y, p), auroc(y, updated),
+                              band=band))
     return updates
 
 
@@ -92,6 +98,7 @@ def recalibrated_release(export: PatientDays, platform: Platform, tracking_uri: 
                     "site_content": content_id(export), "recalibration": update.method or "none"}
         if update.method:
             new.calibrator = calibration.SiteRecalibration(model.calibrator, update.method, update.a, update.b, site)
+            new.band = update.band
             alarm = model.info.get("alarm_risk")
             if alarm is not None and np.isfinite(alarm):  # the same alarm days: the threshold moves with the risk
                 new.info["alarm_risk"] = float(expit(update.a + update.b * logit(np.clip(alarm, 1e-6, 1 - 1e-6))))
