@@ -100,6 +100,7 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None, output_dir: st
         interrupts.check()
         run_id = logger.log_result(result)
         log.info(f"[{label}] run {run_id} on {cohort.data_source} data, {len(data)} rows, {len(features)} factors")
+    interrupts.check()  # a Ctrl-C while the results were logged, swallowed there: the run was ended FAILED
     summary = logger.metrics  # as stored: the CV summary and the clinical metrics
     print(format_summary(label, summary))
     return _written(Evaluation(run_id, summary, skipped=False), output_dir, cfg)

@@ -31,5 +31,10 @@ def check() -> None:
         raise KeyboardInterrupt
 
 
+def asked() -> bool:
+    """True while a Ctrl-C is pending (pressed, not yet answered), even one a library swallowed."""
+    return _asked.is_set()
+
+
 def answered() -> None:
     _asked.clear()

@@ -223,6 +223,28 @@ def test_a_ctrl_c_while_a_run_starts_never_leaves_it_finished(tmp_path, monkeypa
     assert not again.skipped and again.summary["mean_test_auroc"] > 0.5
 
 
+def test_a_ctrl_c_a_library_swallows_while_results_are_logged_stops_and_never_leaves_it_finished(
+        tmp_path, monkeypatch):
+    """The interrupt is recorded (`interrupts`), so the run ends FAILED and the sweep stops after it."""
+    from prcrs import interrupts
+    from prcrs.tracking import cv_logging
+
+    uri = _mlflow_env(tmp_path, monkeypatch)
+    real = cv_logging.CVRunLogger.log_result
+
+    def swallowed(self, result):
+        interrupts._asked.set()  # as the handler does, the KeyboardInterrupt then caught by a library
+        return real(self, result)
+
+    monkeypatch.setattr(cv_logging.CVRunLogger, "log_result", swallowed)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            evaluate.evaluate(_compose([*FAST, "model=logreg", "study=swallowed"]))
+    finally:
+        interrupts.answered()
+    assert [r.info.status for r in _runs(uri, "swallowed") if r.data.tags["role"] == "cv_parent"] == ["FAILED"]
+
+
 def test_a_run_marked_finished_without_its_summary_is_not_resumed(tmp_path, monkeypatch):
     _mlflow_env(tmp_path, monkeypatch)
     cfg = _compose([*FAST, "model=logreg", "study=bare"])

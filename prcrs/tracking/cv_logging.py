@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from prcrs import schema
+from prcrs import interrupts, schema
 from prcrs.clinical.evaluation import clinical_metrics
 from prcrs.clinical.subgroups import patient_covariates
 from prcrs.code_fingerprint import code_fingerprint
@@ -167,6 +167,8 @@ class CVRunLogger:
 
     def __exit__(self, *exc_info) -> None:
         if self._run is not None:
+            if exc_info[0] is None and interrupts.asked():  # a Ctrl-C a library swallowed: never FINISHED
+                exc_info = (KeyboardInterrupt, KeyboardInterrupt(), None)
             try:
                 self._run.__exit__(*exc_info)
             finally:
