@@ -135,10 +135,14 @@ def cmd_predict(args) -> int:
     if args.out:
         check_writable(Path(args.out), Path(args.input))
     if args.mapping:  # a site's export (long, wide or MEDS) by its mapping: read as patient-days first
-        from prcrs.serving.site_commands import read_site
+        from prcrs.data.exports import read_export
+        from prcrs.data.mapping import load_mapping
 
-        export = read_site(args.input, args.mapping, args.sheet)
+        with stage(f"reading {Path(args.input).name}"):
+            export = read_export(args.input, load_mapping(args.mapping), args.sheet)
         raw = export.table.set_axis(export.table.index + 1)  # numbered as patient-day rows, from 1
+        raw.attrs["notes"] = [*export.notes, "rows are the export's patient-days, numbered from 1 in patient and "
+                              "day order"]
     else:
         with stage(f"reading {Path(args.input).name}"):
             raw = read_input(args.input, args.sheet)

@@ -257,35 +257,59 @@ def test_a_run_marked_finished_without_its_summary_is_not_resumed(tmp_path, monk
     assert found.info.run_id == done.run_id
 
 
+def _interrupt_in_training(cmd, cwd, uri, study: str, model: str, folds: int) -> subprocess.Popen | None:
+    """Start the sweep `cmd`; once `model`'s parent run is RUNNING with fewer than `folds` folds
+    logged (training, not yet logging its results), freeze the process group, check that state
+    again while it is frozen (a store it froze mid-write cannot be read: thaw and look again),
+    and press Ctrl-C. None when the sweep got past that state first
+    (a loaded machine): the caller starts over."""
+    sweep = subprocess.Popen(cmd, cwd=cwd, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    def training():
+        try:
+            runs = _runs(uri, study)
+        except Exception:  # noqa: BLE001 - the store is locked by the frozen sweep mid-write: not known now
+            return False
+        parents = {r.data.tags["model"]: r for r in runs if r.data.tags["role"] == "cv_parent"}
+        run = parents.get(model)
+        if run is None or run.info.status != "RUNNING":
+            return False
+        logged = [r for r in runs if r.data.tags["role"] == "cv_fold" and r.data.tags.get("model") == model]
+        return len(logged) < folds
+
+    deadline = time.monotonic() + 600
+    while sweep.poll() is None and time.monotonic() < deadline:
+        if training():
+            os.killpg(sweep.pid, signal.SIGSTOP)  # frozen: the run cannot move on before the Ctrl-C lands
+            if training():
+                os.killpg(sweep.pid, signal.SIGINT)  # Ctrl-C reaches the whole group, fold workers included
+                os.killpg(sweep.pid, signal.SIGCONT)  # delivered as the group resumes, still training
+                return sweep
+            os.killpg(sweep.pid, signal.SIGCONT)
+        time.sleep(0.1)
+    sweep.kill()
+    sweep.communicate()
+    return None
+
+
 @pytest.mark.slow
 def test_an_interrupted_sweep_stops_at_once_keeps_finished_runs_and_resumes(tmp_path, monkeypatch):
-    uri = _mlflow_env(tmp_path, monkeypatch)
-    cmd = [sys.executable, str(ROOT / "run.py"), "-m", *FAST, "model=logreg,cnn", "trainer.max_epochs=20",
-           "trainer.patience=20", "study=interrupt", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
-    sweep = subprocess.Popen(cmd, cwd=tmp_path, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.monotonic() + 600
-
-    def state():  # (logreg finished, cnn running): then the interrupt lands in cnn, whatever the machine's speed
-        parents = {r.data.tags["model"]: r.info.status for r in _runs(uri, "interrupt")
-                   if r.data.tags["role"] == "cv_parent"}
-        return parents.get("logreg") == "FINISHED" and parents.get("cnn") == "RUNNING"
-
-    while True:
-        if sweep.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"the sweep ended before it could be interrupted: {sweep.communicate()[1][-3000:]}")
-        if state():
-            os.killpg(sweep.pid, signal.SIGSTOP)  # frozen: the cnn run cannot finish before the Ctrl-C lands
-            if state():
-                break
-            os.killpg(sweep.pid, signal.SIGCONT)
-        time.sleep(0.2)
-    os.killpg(sweep.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group, fold workers included
-    os.killpg(sweep.pid, signal.SIGCONT)  # delivered as the group resumes, while the cnn run is still RUNNING
+    for attempt in range(3):  # the interrupt must land while the cnn trains: start over if it got past that
+        home = tmp_path / f"attempt{attempt}"
+        home.mkdir()
+        uri = _mlflow_env(home, monkeypatch)
+        cmd = [sys.executable, str(ROOT / "run.py"), "-m", *FAST, "model=logreg,cnn", "trainer.max_epochs=40",
+               "trainer.patience=40", "study=interrupt", f"hydra.sweep.dir={home / 'sweep'}"]
+        sweep = _interrupt_in_training(cmd, home, uri, "interrupt", "cnn", folds=2)
+        if sweep is not None:
+            break
+    else:
+        pytest.fail("the cnn run was never caught training in 3 sweeps")
     stderr = sweep.communicate(timeout=30)[1]  # the workers' output too: they share it
     assert sweep.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr, stderr[-2000:]
     parents = [r for r in _runs(uri, "interrupt") if r.data.tags["role"] == "cv_parent"]
     assert {r.data.tags["model"]: r.info.status for r in parents} == {"logreg": "FINISHED", "cnn": "FAILED"}
-    resumed = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    resumed = subprocess.run(cmd, capture_output=True, text=True, cwd=home, timeout=600)
     assert resumed.returncode == 0 and "already finished" in resumed.stdout, resumed.stderr[-2000:]
     parents = [r for r in _runs(uri, "interrupt") if r.data.tags["role"] == "cv_parent"]
     assert sorted(r.data.tags["model"] for r in parents if r.info.status == "FINISHED") == ["cnn", "logreg"]
