@@ -19,10 +19,13 @@ def _handler(signum, frame):
 
 def install() -> None:
     """Use the recording handler for SIGINT (in the main thread, where Python takes signals;
-    elsewhere nothing changes)."""
+    elsewhere nothing changes), and take SIGINT even if the process was started with it blocked
+    (a blocked signal mask is inherited across exec: a Ctrl-C would wait forever). An ignored
+    SIGINT (`nohup`, a background job) stays ignored."""
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not _handler:
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             signal.signal(signal.SIGINT, _handler)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def check() -> None:

@@ -245,6 +245,16 @@ def test_a_ctrl_c_a_library_swallows_while_results_are_logged_stops_and_never_le
     assert [r.info.status for r in _runs(uri, "swallowed") if r.data.tags["role"] == "cv_parent"] == ["FAILED"]
 
 
+def test_a_run_started_with_sigint_blocked_still_takes_a_ctrl_c():
+    """A blocked signal mask is inherited across exec (a test runner, a supervisor may leave
+    SIGINT blocked): `interrupts.install` unblocks it, or a Ctrl-C would wait forever."""
+    code = ("import signal; from prcrs import interrupts; interrupts.install(); "
+            "print(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}))
+    assert done.stdout.strip() == "False", done.stderr[-1000:]
+
+
 def test_a_run_marked_finished_without_its_summary_is_not_resumed(tmp_path, monkeypatch):
     _mlflow_env(tmp_path, monkeypatch)
     cfg = _compose([*FAST, "model=logreg", "study=bare"])
@@ -263,7 +273,12 @@ def _interrupt_in_training(cmd, cwd, uri, study: str, model: str, folds: int) ->
     again while it is frozen (a store it froze mid-write cannot be read: thaw and look again),
     and press Ctrl-C. None when the sweep got past that state first
     (a loaded machine): the caller starts over."""
-    sweep = subprocess.Popen(cmd, cwd=cwd, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    def interactive():  # as a shell starts a command: SIGINT neither ignored nor blocked, whatever pytest has
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+    sweep = subprocess.Popen(cmd, cwd=cwd, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                             preexec_fn=interactive)
 
     def training():
         try:
