@@ -7,8 +7,8 @@ with no framework, in the same fold workers. Both are timed warm, as every CV of
 the reproduction runs: the store exists and the workers have started (their start and the
 store's creation are timed apart), alternately `--repeats` times (timings on this machine vary
 by about 10 %); `overhead_ratio` divides the medians. `cold_run_seconds` is the wall time of a
-whole `python run.py model=prcrs` in a fresh process against an existing store. Targets (issue
-14): PrCRS warm CV at most 15 s, cold run at most 30 s, overhead ratio at most 1.2; `met` says
+whole `python run.py model=prcrs` in a fresh process against an existing store. Targets:
+PrCRS warm CV at most 15 s, cold run at most 30 s, overhead ratio at most 1.2; `met` says
 which are met. Writes bench.json at the root.
 """
 

@@ -134,7 +134,7 @@ def test_fast_multirun_logs_parents_children_and_artifacts(tmp_path, monkeypatch
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] in {p.info.run_id for p in parents}
         assert [a.path for a in mlflow.MlflowClient().list_artifacts(child.info.run_id, "model")]
-    # what a user meets (issue 17): labelled numbers, progress, the sweep's table, clean MLflow entries
+    # what a user meets: labelled numbers, progress, the sweep's table, clean MLflow entries
     out = done.stdout + done.stderr
     assert "mean ± sd over 2 folds" in out and "pooled out-of-fold AUROC" in out
     assert "loading data: done in" in out and "fold worker(s) and building the model once: done in" in out
@@ -250,8 +250,12 @@ def test_a_run_started_with_sigint_blocked_still_takes_a_ctrl_c():
     SIGINT blocked): `interrupts.install` unblocks it, or a Ctrl-C would wait forever."""
     code = ("import signal; from prcrs import interrupts; interrupts.install(); "
             "print(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))")
+    def blocked():  # SIGINT at its default disposition (whatever the runner's), but blocked
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}))
+                          preexec_fn=blocked)
     assert done.stdout.strip() == "False", done.stderr[-1000:]
 
 
