@@ -52,6 +52,7 @@ def test_leak_probe_on_the_real_sheets(real_cart, real_covid):
     assert leak_probe(real_covid, "sheet", "patient", seeds=1).auroc < HONEST_PROBE_BOUND
 
 
+@pytest.mark.slow  # over 4 s: the inner loop stays under 3 minutes
 def test_leak_probe_sees_the_synthetic_fill_and_its_removal():
     clean, filled = synthetic_cart(seed=0), synthetic_cart(seed=0, label_fill=True)
     assert leak_probe(filled, "none", seeds=1).auroc > 0.9
