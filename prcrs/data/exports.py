@@ -14,7 +14,6 @@ numbers patients 0, 1, ... and keeps no id.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +26,6 @@ from prcrs.data.mapping import GRADE, SiteMapping
 from prcrs.data.reading import name_lookup, normal_name, read_columns, read_values
 from prcrs.errors import DataError
 
-FORMS = ("wide", "long", "meds")
 PATIENT, DAY, GRADE_COLUMN, SITE = "patient", schema.DAY_COLUMN, schema.GRADE_COLUMN, "site"
 DAY_SECONDS = 86400.0
 
@@ -459,6 +457,4 @@ def _patient_days(observations: pd.DataFrame, mapping: SiteMapping, source: str)
     if missing:
         notes.append(f"{len(missing)} factor(s) never given: {', '.join(missing[:10])}"
                      + (" ..." if len(missing) > 10 else ""))
-    if not math.isfinite(float(out[DAY].max())):
-        raise DataError(f"{source}: no day since infusion could be read")
     return out.reset_index(drop=True), notes
