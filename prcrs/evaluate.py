@@ -83,7 +83,7 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None, output_dir: st
                         "class, nothing to tell apart")
     chash = config_hash(cfg, cohort)
     experiment_id = store.setup(cfg.study, cfg.logger.tracking_uri)
-    label = run_label(cfg)
+    label = run_label(cfg, cohort.data_source)
     if reaped := leases.reap_dead_runs(experiment_id, cfg.logger.tracking_uri):
         log.warning(f"{reaped} run(s) left RUNNING by a process that died were marked KILLED")
     if (done := _stored(experiment_id, chash, label, cfg.get("resume", "auto"))) is not None:

@@ -25,6 +25,47 @@ def auprc(y, scores) -> float:
     return float(average_precision_score(y, scores)) if len(np.unique(y)) == 2 else float("nan")
 
 
+def _tie_groups(y, scores, weights, descending: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Positive and negative weight (k, groups) of each group of tied scores, groups in score
+    order; `weights` (k, n) (a patient bootstrap's multiplicities), or (n,)."""
+    y, s = np.asarray(y, int) == 1, np.asarray(scores, float)
+    w = np.atleast_2d(np.asarray(weights, float))
+    order = np.argsort(-s if descending else s, kind="stable")
+    ranked = s[order]
+    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
+    w = w[:, order]
+    return np.add.reduceat(w * y[order], starts, axis=1), np.add.reduceat(w * ~y[order], starts, axis=1)
+
+
+def weighted_auroc(y, scores, weights) -> np.ndarray:
+    """(k,) AUROC of `scores` (n,) for labels `y` (n,) under each row of `weights` (k, n): what
+    `roc_auc_score(y, scores, sample_weight=w)` gives for each row w, ties counting half, in one
+    pass for all rows (a patient bootstrap's resamples); NaN where a row weighs one class only.
+
+    >>> float(weighted_auroc([0, 1, 0, 1], [0.1, 0.4, 0.35, 0.8], [[1, 1, 1, 1]])[0])
+    0.75
+    """
+    pos, neg = _tie_groups(y, scores, weights, descending=False)
+    below = np.cumsum(neg, axis=1) - neg
+    n_pos, n_neg = pos.sum(1), neg.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        area = (pos * (below + 0.5 * neg)).sum(1) / (n_pos * n_neg)
+    return np.where((n_pos > 0) & (n_neg > 0), area, np.nan)
+
+
+def weighted_auprc(y, scores, weights) -> np.ndarray:
+    """(k,) average precision of `scores` (n,) for labels `y` (n,) under each row of `weights`
+    (k, n): `average_precision_score(y, scores, sample_weight=w)` for each row w, in one pass;
+    NaN where a row weighs one class only."""
+    pos, neg = _tie_groups(y, scores, weights, descending=True)
+    tp, fp = np.cumsum(pos, axis=1), np.cumsum(neg, axis=1)
+    n_pos, n_neg = tp[:, -1], fp[:, -1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        area = (pos / n_pos[:, None] * precision).sum(1)  # recall steps by pos / n_pos at each threshold
+    return np.where((n_pos > 0) & (n_neg > 0), area, np.nan)
+
+
 def fold_metrics(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, float]:
     """Threshold-free and thresholded metrics of P(severe) `proba` (n,) against labels `y` (n,)."""
     y = np.asarray(y, int)

@@ -70,6 +70,49 @@ def test_prcrs_paper_is_the_published_network():
     assert (net.fc1.in_features, net.fc1.out_features, net.fc2.in_features) == (64, 16, 16)
 
 
+@pytest.mark.parametrize("heads", [1, 4])
+def test_self_attention_is_the_map_of_its_multihead_attention_parameters(heads):
+    """The block's attention, computed by hand for speed, is torch's MultiheadAttention with the
+    same parameters: outputs and input gradients agree to float precision."""
+    from prcrs.models.blocks import SelfAttention
+
+    torch.manual_seed(0)
+    block = SelfAttention(32, heads, dropout=0.0)
+    x = torch.randn(5, 19, 32, requires_grad=True)
+    ours = block(x)
+    theirs = block.attn(x, x, x, need_weights=False)[0]
+    torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=1e-5)
+    g_ours, = torch.autograd.grad(ours.square().sum(), x)
+    g_theirs, = torch.autograd.grad(theirs.square().sum(), x)
+    torch.testing.assert_close(g_ours, g_theirs, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kernel,stride,length", [(31, 1, 19), (15, 1, 40), (3, 2, 21), (7, 1, 5)])
+def test_a_banded_depthwise_convolution_is_the_convolution(kernel, stride, length):
+    from prcrs.models.blocks import banded_depthwise
+
+    torch.manual_seed(1)
+    conv = torch.nn.Conv1d(8, 8, kernel, stride=stride, padding=kernel // 2, groups=8)
+    x = torch.randn(4, 8, length, requires_grad=True)
+    ours, theirs = banded_depthwise(conv, x), conv(x)
+    torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=1e-5)
+    grads = [torch.autograd.grad(y.sum(), (x, conv.weight)) for y in (ours, theirs)]
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_a_forest_predicted_tree_by_tree_gives_scikit_learns_probabilities(n_jobs):
+    from sklearn.ensemble import RandomForestClassifier
+
+    from prcrs.models.estimators import forest_proba
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(200, 6)), rng.integers(0, 2, 200)
+    forest = RandomForestClassifier(30, n_jobs=n_jobs, random_state=0).fit(X, y)
+    np.testing.assert_allclose(forest_proba(forest, X[:7]), forest.predict_proba(X[:7]), rtol=0, atol=1e-15)
+
+
 def test_prcrs_has_a_unet_reduction_and_skip():
     net = B.PrCRS(n_features=42)
     seen = {}

@@ -54,27 +54,61 @@ def test_delong_of_a_score_against_itself_is_no_difference():
 def test_the_patient_bootstrap_of_one_row_patients_matches_scipys():
     rng = np.random.default_rng(3)
     values = rng.lognormal(0, 1, 150)  # skewed: the percentile interval is not symmetric
-    low, high = stats.patient_bootstrap(np.arange(150), lambda rows: values[rows].mean(), n_boot=4000, seed=0)
+    low, high = stats.patient_bootstrap(np.arange(150), lambda w: w @ values / w.sum(1), n_boot=4000, seed=0)
     ref = scipy_stats.bootstrap((values,), np.mean, n_resamples=4000, method="percentile",
                                 random_state=np.random.default_rng(0)).confidence_interval
     width = ref.high - ref.low
     assert abs(low - ref.low) < 0.05 * width and abs(high - ref.high) < 0.05 * width
 
 
-def test_a_patients_rows_stay_together_in_every_resample():
+def test_a_patients_rows_weigh_alike_and_a_resample_draws_as_many_patients_as_there_are():
     patient = np.repeat([10, 20, 30, 40], [1, 2, 3, 4])
-    for rows in stats.patient_resamples(patient, n_boot=50, seed=1):
-        counts = pd.Series(patient[rows]).value_counts()
-        assert all(counts[p] % {10: 1, 20: 2, 30: 3, 40: 4}[p] == 0 for p in counts.index)
-        assert len(rows) >= 4
+    weights = stats.PatientBootstrap.of(patient, n_boot=50, seed=1).weights
+    for w in weights:
+        assert all(len(np.unique(w[patient == p])) == 1 for p in (10, 20, 30, 40))
+        assert sum(w[patient == p][0] for p in (10, 20, 30, 40)) == 4
+
+
+def test_weighted_statistics_are_the_statistics_of_the_resampled_rows():
+    """Each vectorised statistic at a resample's weights equals the library's statistic on that
+    resample's rows, repeated as drawn."""
+    from sklearn.metrics import average_precision_score
+
+    from prcrs.clinical import alarms, calibration, decision
+    from prcrs.metrics import weighted_auprc, weighted_auroc
+
+    y, p1, _ = _two_scores(n=240, seed=6)
+    p1 = np.round(p1, 1)  # ties
+    patient = np.repeat(np.arange(60), 4)
+    weights = stats.PatientBootstrap.of(patient, n_boot=20, seed=3).weights
+    lp = calibration.logit(p1)
+    a, b = calibration.logistic_fit(lp, y, weights)
+    citl = calibration.logistic_fit(lp, y, weights, slope=False)[0]
+    nb = decision.net_benefit(y, p1, decision.REPORTED, weights)
+    for k, w in enumerate(weights):
+        rows = np.repeat(np.arange(len(y)), w.astype(int))
+        assert weighted_auroc(y, p1, w)[0] == pytest.approx(roc_auc_score(y[rows], p1[rows]), abs=1e-12)
+        assert weighted_auprc(y, p1, w)[0] == pytest.approx(average_precision_score(y[rows], p1[rows]), abs=1e-12)
+        cal = calibration.calibration_stats(p1[rows], y[rows])
+        assert (citl[k], b[k]) == pytest.approx((cal["citl"], cal["slope"]), abs=1e-8)
+        assert nb[k] == pytest.approx(decision.net_benefit(y[rows], p1[rows], decision.REPORTED), abs=1e-12)
+    outcomes = pd.DataFrame({"first_severe_day": [np.nan, 0, 2, 3, 5], "warning_days": [np.nan, np.nan, 1, 0, 3],
+                             "alarms": [2, 1, 3, 1, 4], "days": [9, 4, 6, 8, 10]})
+    weights = np.array([[1, 1, 1, 1, 1], [0, 2, 1, 0, 3], [3, 0, 0, 2, 0]])
+    resampled = alarms.warning_summary(outcomes, weights)
+    for k, w in enumerate(weights):
+        repeated = alarms.warning_summary(outcomes.loc[np.repeat(outcomes.index, w)].reset_index(drop=True))
+        assert {key: v[k] for key, v in resampled.items()} == pytest.approx(repeated, nan_ok=True)
 
 
 def test_the_auroc_difference_bootstrap_is_the_bootstrap_of_the_difference():
     y, p1, p2 = _two_scores(n=240, seed=4)
     patient = np.repeat(np.arange(60), 4)
     diff, low, high, p = stats.patient_bootstrap_auroc_diff(y, p1, p2, patient, n_boot=300, seed=2)
-    same = stats.patient_bootstrap(patient, lambda r: auroc(y[r], p1[r]) - auroc(y[r], p2[r]), n_boot=300, seed=2)
-    assert (low, high) == pytest.approx(same, abs=1e-15)
+    boot = stats.PatientBootstrap.of(patient, n_boot=300, seed=2)
+    rows = [np.repeat(np.arange(len(y)), w.astype(int)) for w in boot.weights]
+    diffs = [auroc(y[r], p1[r]) - auroc(y[r], p2[r]) for r in rows]  # the library's AUROC on each resample
+    assert (low, high) == pytest.approx(tuple(np.quantile(diffs, [0.025, 0.975])), abs=1e-12)
     assert diff == pytest.approx(roc_auc_score(y, p1) - roc_auc_score(y, p2)) and low < diff < high and 0 <= p <= 1
 
 

@@ -64,20 +64,41 @@ def patient_outcomes(oof: pd.DataFrame) -> pd.DataFrame:
     return out[["first_severe_day", "first_alarm_day", "warning_days", "alarms", "days"]]
 
 
-def warning_summary(outcomes: pd.DataFrame) -> dict[str, float]:
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(k,) median of `values` (m,) repeated by each row of whole-number `weights` (k, m), as the
+    median of the repeated values (the mean of the middle two for an even count); NaN when empty."""
+    if not values.size:
+        return np.full(len(weights), np.nan)
+    order = np.argsort(values, kind="stable")
+    values, cumulative = values[order], np.cumsum(weights[:, order], axis=1)
+    total = cumulative[:, -1]
+
+    def at(q):  # the q-th (0-based) of each row's repeated values
+        return values[(cumulative > q[:, None]).argmax(axis=1)]
+
+    return np.where(total > 0, (at((total - 1) // 2) + at(total // 2)) / 2, np.nan)
+
+
+def warning_summary(outcomes: pd.DataFrame, weights=None) -> dict:
     """From `patient_outcomes`: `severe_patients`; `warnable_patients` (first severe after day
     0, so a warning a day ahead was possible); `median_warning_days` over the warned severe
     patients; `warned_share` (of warnable patients, warned at least one day ahead);
     `detected_share` (of severe patients, alarmed by the first severe day);
-    `false_alarms_per_patient_week` (alarm days per 7 predicted days of never-severe patients)."""
-    severe = outcomes[outcomes["first_severe_day"].notna()]
-    warnable = severe[severe["first_severe_day"] >= 1]
-    never = outcomes[outcomes["first_severe_day"].isna()]
-    warned = severe["warning_days"].dropna()
-    days = never["days"].sum()
-    return {"severe_patients": float(len(severe)), "warnable_patients": float(len(warnable)),
-            "median_warning_days": float(warned.median()) if len(warned) else float("nan"),
-            "warned_share": float((warnable["warning_days"] >= 1).mean()) if len(warnable) else float("nan"),
-            "detected_share": float(severe["warning_days"].notna().mean()) if len(severe) else float("nan"),
-            "false_alarms_per_patient_week": float(never["alarms"].sum() / days * DAYS_PER_WEEK) if days else
-            float("nan")}
+    `false_alarms_per_patient_week` (alarm days per 7 predicted days of never-severe patients).
+    Floats; with patient `weights` (k, patients) (a patient bootstrap's multiplicities), each an
+    array (k,), every patient counted as many times as its weight."""
+    w = np.ones((1, len(outcomes))) if weights is None else np.atleast_2d(np.asarray(weights, float))
+    first, warning = outcomes["first_severe_day"].to_numpy(float), outcomes["warning_days"].to_numpy(float)
+    severe = np.isfinite(first)
+    warnable, never, warned = severe & (first >= 1), ~severe, severe & np.isfinite(warning)
+    n_severe, n_warnable = w @ severe, w @ warnable
+    never_days = w @ (never * outcomes["days"].to_numpy(float))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = {"severe_patients": n_severe, "warnable_patients": n_warnable,
+               "median_warning_days": _weighted_median(warning[warned], w[:, warned]),
+               "warned_share": np.where(n_warnable > 0, w @ (warnable & (warning >= 1)) / n_warnable, np.nan),
+               "detected_share": np.where(n_severe > 0, w @ warned / n_severe, np.nan),
+               "false_alarms_per_patient_week": np.where(
+                   never_days > 0, w @ (never * outcomes["alarms"].to_numpy(float)) / never_days * DAYS_PER_WEEK,
+                   np.nan)}
+    return {k: float(v[0]) for k, v in out.items()} if weights is None else out

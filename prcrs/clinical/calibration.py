@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import brentq
 from scipy.special import expit
 from scipy.stats import rankdata
 from sklearn.isotonic import IsotonicRegression
@@ -81,17 +80,18 @@ class PlattConversion:
     """Logistic regression on the score's log-odds, clipped to its `EvidenceBounds`."""
 
     def fit(self, scores, labels) -> PlattConversion:
-        self.model_ = LogisticRegression().fit(_logit(scores), labels)
+        self.model_ = LogisticRegression().fit(logit(scores).reshape(-1, 1), labels)
         self.bounds_ = EvidenceBounds().fit(scores, labels)
         return self
 
     def predict(self, scores) -> np.ndarray:
-        return self.bounds_.clip(self.model_.predict_proba(_logit(scores))[:, 1])
+        return self.bounds_.clip(self.model_.predict_proba(logit(scores).reshape(-1, 1))[:, 1])
 
 
-def _logit(p) -> np.ndarray:
-    p = np.clip(np.asarray(p, float), 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p)).reshape(-1, 1)
+def logit(p) -> np.ndarray:
+    """log(p / (1 - p)) of probabilities (n,), clipped to [1e-6, 1 - 1e-6] first: (n,)."""
+    p = np.clip(np.asarray(p, float).ravel(), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
 
 
 CONVERSIONS = {"paper_window": WindowConversion, "isotonic": IsotonicConversion, "platt": PlattConversion}
@@ -124,14 +124,53 @@ def choose_calibrator(scores, labels, groups, seed: int = 0) -> tuple[str, dict[
     return min(monotone, key=scores_.get), converted, scores_
 
 
+MAX_NEWTON_STEPS, STEP_MAX = 100, 5.0  # a Newton step is clipped to STEP_MAX (log-odds)
+
+
+def logistic_fit(lp, labels, weights=None, slope: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Maximum-likelihood (a, b) of logit P(y) = a + b lp, unpenalised, for each row of `weights`
+    (k, n) (a patient bootstrap's multiplicities; default one row of ones) at once: Newton's
+    method from the fit without `lp`, each a and b (k,). `slope=False` fixes b = 1 and solves the intercept's score
+    equation, sum w (y - expit(a + lp)) = 0 (calibration-in-the-large). NaN where a row weighs
+    one class only, or where the fit does not converge (separated rows)."""
+    lp, y = np.asarray(lp, float).ravel(), np.asarray(labels, float).ravel()
+    w = np.ones((1, len(y))) if weights is None else np.atleast_2d(np.asarray(weights, float))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        base = (w @ y) / w.sum(1)
+    if slope:  # from the fit without the score (Newton's usual start); b = 1 fixed otherwise
+        a, b = np.log(np.clip(base, 1e-6, 1 - 1e-6) / (1 - np.clip(base, 1e-6, 1 - 1e-6))), np.zeros(len(w))
+    else:
+        a, b = np.zeros(len(w)), np.ones(len(w))
+    for _ in range(MAX_NEWTON_STEPS):
+        p = expit(a[:, None] + b[:, None] * lp)
+        r, s = w * (y - p), w * p * (1 - p)
+        g0, h00 = r.sum(1), s.sum(1)
+        if slope:
+            g1, h01, h11 = r @ lp, s @ lp, s @ (lp * lp)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                det = h00 * h11 - h01 ** 2
+                da, db = (h11 * g0 - h01 * g1) / det, (h00 * g1 - h01 * g0) / det
+        else:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                da, db = g0 / h00, np.zeros(len(w))
+        da, db = np.clip(da, -STEP_MAX, STEP_MAX), np.clip(db, -STEP_MAX, STEP_MAX)  # damped far from the root
+        a, b = a + da, b + db
+        if np.all((np.abs(da) < 1e-10) & (np.abs(db) < 1e-10) | ~np.isfinite(da)):
+            break
+    both = ((w * y).sum(1) > 0) & ((w * (1 - y)).sum(1) > 0)
+    done = both & (np.abs(da) < 1e-8) & (np.abs(db) < 1e-8)
+    return np.where(done, a, np.nan), np.where(done, b, np.nan)
+
+
+
 def calibration_stats(probabilities, labels, bins: int = 10) -> dict[str, float]:
     """How right probabilities are, the Steyerberg way.
 
     citl: calibration-in-the-large, the intercept a of logit P(y) = a + logit(p) (0 = right on
     average; > 0: risks too low). slope: b of logit P(y) = a + b logit(p) (1 = right spread; < 1:
-    too extreme). ece: expected calibration error, the row-weighted mean |mean p - frequency| over
-    `bins` equal-count bins. oe: observed / expected events. brier: the Brier score. NaN (Brier
-    excepted) where the labels hold one class; all NaN without rows.
+    too extreme); both `logistic_fit`. ece: expected calibration error, the row-weighted mean
+    |mean p - frequency| over `bins` equal-count bins. oe: observed / expected events. brier: the
+    Brier score. NaN (Brier excepted) where the labels hold one class; all NaN without rows.
     """
     p, y = np.clip(np.asarray(probabilities, float), 1e-6, 1 - 1e-6), np.asarray(labels, int)
     if len(y) == 0:  # an empty subgroup (no covariate known, say): nothing to measure
@@ -139,9 +178,9 @@ def calibration_stats(probabilities, labels, bins: int = 10) -> dict[str, float]
     brier = float(brier_score_loss(y, p, pos_label=1))
     if len(np.unique(y)) < 2:
         return {**dict.fromkeys(("citl", "slope", "ece", "oe"), float("nan")), "brier": brier}
-    lp = np.log(p / (1 - p))
-    citl = brentq(lambda a: np.sum(y - expit(a + lp)), -30, 30)  # the score equation of the intercept
-    slope = LogisticRegression(C=np.inf).fit(lp.reshape(-1, 1), y).coef_[0, 0]
+    lp = logit(p)
+    citl = logistic_fit(lp, y, slope=False)[0][0]
+    slope = logistic_fit(lp, y)[1][0]
     bin_of = np.floor(rankdata(p, method="min") - 1) * bins // len(p)  # equal-count bins; ties stay together
     ece = sum(np.sum(bin_of == b) * abs(p[bin_of == b].mean() - y[bin_of == b].mean())
               for b in np.unique(bin_of)) / len(p)
@@ -155,11 +194,8 @@ RECALIBRATIONS = ("intercept", "logistic")  # Steyerberg's order: calibration-in
 def fit_recalibration(risks, labels, method: str) -> tuple[float, float]:
     """(a, b) of logit(updated risk) = a + b logit(risk), fitted to a site's labels: `intercept`
     fixes b = 1 and solves for the calibration-in-the-large a; `logistic` fits both."""
-    lp, y = _logit(risks).ravel(), np.asarray(labels, int)
-    if method == "intercept":
-        return float(brentq(lambda a: np.sum(y - expit(a + lp)), -30, 30)), 1.0
-    model = LogisticRegression(C=np.inf).fit(lp.reshape(-1, 1), y)
-    return float(model.intercept_[0]), float(model.coef_[0, 0])
+    a, b = logistic_fit(logit(risks), labels, slope=method == "logistic")
+    return float(a[0]), float(b[0])
 
 
 def choose_recalibration(risks, labels, groups, folds: int = 5, seed: int = 0) -> tuple[str, dict[str, np.ndarray]]:
@@ -178,7 +214,7 @@ def choose_recalibration(risks, labels, groups, folds: int = 5, seed: int = 0) -
     for train, test in StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(risks, severe, groups):
         for method in RECALIBRATIONS:
             a, b = fit_recalibration(risks[train], labels[train], method)
-            crossed[method][test] = expit(a + b * _logit(risks[test]).ravel())
+            crossed[method][test] = expit(a + b * logit(risks[test]))
     losses = {m: log_loss(labels, q, labels=[0, 1]) for m, q in crossed.items()}
     allowed = [m for m in RECALIBRATIONS if m == "intercept" or fit_recalibration(risks, labels, m)[1] > 0]
     return min(allowed, key=losses.get), crossed
@@ -193,4 +229,4 @@ class SiteRecalibration:
         self.base, self.method, self.a, self.b, self.site = base, method, a, b, site
 
     def predict(self, scores) -> np.ndarray:
-        return expit(self.a + self.b * _logit(self.base.predict(scores)).ravel())
+        return expit(self.a + self.b * logit(self.base.predict(scores)))

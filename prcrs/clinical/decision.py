@@ -20,13 +20,17 @@ THRESHOLDS = np.round(np.arange(0.02, 0.401, 0.01), 2)  # the clinically sensibl
 REPORTED = (0.05, 0.10, 0.20)  # thresholds whose net benefit is logged on every run
 
 
-def net_benefit(labels, probabilities, thresholds=THRESHOLDS) -> np.ndarray:
-    """Net benefit (true positives per row) of acting when P(severe) >= t, for each t."""
+def net_benefit(labels, probabilities, thresholds=THRESHOLDS, weights=None) -> np.ndarray:
+    """Net benefit (true positives per row, minus false positives weighted by the threshold's
+    odds) of acting when P(severe) >= t, for each t: (thresholds,); with row `weights` (k, n)
+    (a patient bootstrap's multiplicities), (k, thresholds), each row weighted."""
     y, p = np.asarray(labels, int), np.asarray(probabilities, float)
     t = np.asarray(thresholds, float)
-    acted = p[None, :] >= t[:, None]
-    tp, fp = (acted & (y == 1)).sum(1), (acted & (y == 0)).sum(1)
-    return tp / len(y) - fp / len(y) * t / (1 - t)
+    w = np.ones((1, len(y))) if weights is None else np.atleast_2d(np.asarray(weights, float))
+    acted = (p[:, None] >= t[None, :]).astype(float)  # (n, thresholds)
+    tp, fp = (w * (y == 1)) @ acted, (w * (y == 0)) @ acted
+    out = (tp - fp * t / (1 - t)) / w.sum(1, keepdims=True)
+    return out[0] if weights is None else out
 
 
 def treat_all(labels, thresholds=THRESHOLDS) -> np.ndarray:

@@ -92,13 +92,17 @@ def contributions_by_measured(predict, X: pd.DataFrame, reference: pd.Series, ne
     row lacks a player."""
     columns = list(X.columns)
     factor = {c: factor_of(c) for c in columns}
-    given = pd.DataFrame(X.notna().to_numpy(), columns=[factor[c] for c in columns]).T.groupby(level=0).any().T
+    factors = list(dict.fromkeys(factor.values()))
+    member = np.array([[factor[c] == f for c in columns] for f in factors]).reshape(len(factors), len(columns))
+    given = (X.notna().to_numpy()[:, None, :] & member[None]).any(axis=2)  # (rows, factors): any column valued
+    patterns, pattern_of = np.unique(given, axis=0, return_inverse=True)
     parts = []
-    for pattern, rows in given.groupby(list(given.columns), sort=False).groups.items():
-        absent = {f for f, present in zip(given.columns, np.atleast_1d(pattern), strict=True) if not present}
+    for k, pattern in enumerate(patterns):
+        absent = {f for f, present in zip(factors, pattern, strict=True) if not present}
         players = {c: None if factor[c] in never else NOT_MEASURED if factor[c] in absent else factor[c]
                    for c in columns}
-        parts.append(contributions(predict, X.iloc[list(rows)], reference, players=players, **options))
+        parts.append(contributions(predict, X.iloc[np.flatnonzero(pattern_of.ravel() == k)], reference,
+                                   players=players, **options))
     return pd.concat(parts).fillna(0.0).loc[X.index] if parts else pd.DataFrame(index=X.index)
 
 

@@ -48,12 +48,15 @@ class CRSClassifier(pl.LightningModule):
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor, missing: torch.Tensor | None = None,
                       batch_size: int = 4096) -> np.ndarray:
-        """Class probabilities (n, C), evaluated in large batches, in eval mode."""
+        """Class probabilities (n, C), evaluated in large batches, in eval mode (a fitted model is
+        left in eval mode: switching every submodule costs more than a one-row prediction)."""
         was_training = self.training
-        self.eval()
+        if was_training:
+            self.eval()
         out = [self(x[i:i + batch_size], None if missing is None else missing[i:i + batch_size]).softmax(-1)
                for i in range(0, len(x), batch_size)]
-        self.train(was_training)
+        if was_training:
+            self.train()
         return torch.cat(out).cpu().numpy()
 
 

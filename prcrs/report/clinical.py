@@ -47,10 +47,10 @@ def span(value: float, low: float, high: float, digits: int = 3) -> str:
 
 
 def _boot(frame: pd.DataFrame, statistic, n_boot: int) -> tuple[float, float, float]:
-    """statistic(frame) and its patient-bootstrap 95 % interval."""
-    patients = frame["patient"].to_numpy()
-    low, high = stats.patient_bootstrap(patients, lambda rows: statistic(frame.iloc[rows]), n_boot=n_boot)
-    return statistic(frame), low, high
+    """statistic of `frame`'s rows and its 95 % patient-bootstrap interval; `statistic` maps row
+    weights (k, rows) to values (k,) (`stats.PatientBootstrap`): ones give the rows themselves."""
+    value = float(np.asarray(statistic(np.ones((1, len(frame)))))[0])
+    return (value, *stats.patient_bootstrap(frame["patient"].to_numpy(), statistic, n_boot=n_boot))
 
 
 def _bedside(runs: pd.DataFrame, horizon: int) -> dict[str, pd.Series]:
@@ -80,10 +80,10 @@ def calibration_part(horizons: dict[int, tuple[pd.Series, pd.DataFrame, str]], r
             cal = calibration.calibration_stats(q, y)
             citl, slope = (cal["citl"], np.nan, np.nan), (cal["slope"], np.nan, np.nan)
             if name in ("raw model output", served):  # intervals for what is served and what it starts from
-                citl = _boot(frame, lambda f, n=name: calibration.calibration_stats(f[n], f["label"])["citl"],
+                lp = calibration.logit(q)
+                citl = _boot(frame, lambda w, lp=lp, y=y: calibration.logistic_fit(lp, y, w, slope=False)[0],
                              report.n_boot)
-                slope = _boot(frame, lambda f, n=name: calibration.calibration_stats(f[n], f["label"])["slope"],
-                              report.n_boot)
+                slope = _boot(frame, lambda w, lp=lp, y=y: calibration.logistic_fit(lp, y, w)[1], report.n_boot)
             rows.append([h, _label(run), name + (" (served)" if name == served else ""), span(*citl, 2),
                          span(*slope, 2), f"{cal['ece']:.4f}", f"{cal['brier']:.4f}"])
             if name in ("raw model output", "paper_window", served):
@@ -124,8 +124,8 @@ def decision_part(horizons, bedside, seed: int, report: Report) -> tuple[str, di
         ax.legend(fontsize=7)
         for t in decision.REPORTED:
             for name, (f, column) in curves.items():
-                value = _boot(f, lambda g, c=column, tt=t: decision.net_benefit(g["label"], g[c], [tt])[0],
-                              report.n_boot)
+                value = _boot(f, lambda w, f=f, c=column, tt=t: decision.net_benefit(
+                    f["label"], f[c], [tt], w)[:, 0], report.n_boot)
                 rows.append([h, f"{t:.0%}", name, span(*value, 4), f"{decision.treat_all(f['label'], [t])[0]:.4f}"])
                 if name == _label(run):
                     headline.setdefault(h, {})[t] = value
@@ -142,14 +142,9 @@ def decision_part(horizons, bedside, seed: int, report: Report) -> tuple[str, di
 def _warning_cells(frame: pd.DataFrame, n_boot: int) -> tuple[list[str], dict]:
     outcomes = alarms.patient_outcomes(frame)
     summary = alarms.warning_summary(outcomes)
-    ids = outcomes.index.to_numpy()
-
-    def boot(key):
-        low, high = stats.patient_bootstrap(
-            ids, lambda rows: alarms.warning_summary(outcomes.iloc[rows].reset_index(drop=True))[key], n_boot=n_boot)
-        return summary[key], low, high
-
-    shown = {k: boot(k) for k in ("median_warning_days", "warned_share", "false_alarms_per_patient_week")}
+    resampled = alarms.warning_summary(outcomes, stats.PatientBootstrap.of(outcomes.index.to_numpy(), n_boot).weights)
+    shown = {k: (summary[k], *stats.percentile_interval(resampled[k], n_boot))
+             for k in ("median_warning_days", "warned_share", "false_alarms_per_patient_week")}
     cells = [f"{summary['severe_patients']:.0f} / {summary['warnable_patients']:.0f}",
              span(*shown["median_warning_days"], 1), span(*shown["warned_share"], 2),
              f"{summary['detected_share']:.2f}", span(*shown["false_alarms_per_patient_week"], 2),
@@ -186,8 +181,9 @@ def subgroup_part(horizons, covariates: pd.DataFrame, n_boot: int) -> tuple[str,
         table = subgroups.subgroup_table(frame, covariates, frame["calibrated"].to_numpy())
         for record in table.to_dict("records"):
             part = frame[frame["patient"].isin(subgroups.subgroup_patients(covariates)[record["subgroup"]])]
-            auroc = _boot(part, lambda f: metrics.auroc(f["label"], f["probability"]), n_boot)
-            auprc = _boot(part, lambda f: metrics.auprc(f["label"], f["probability"]), n_boot)
+            y, p = part["label"].to_numpy(int), part["probability"].to_numpy(float)
+            auroc = _boot(part, lambda w, y=y, p=p: metrics.weighted_auroc(y, p, w), n_boot)
+            auprc = _boot(part, lambda w, y=y, p=p: metrics.weighted_auprc(y, p, w), n_boot)
             flag = "too few severe patients to say anything" if record["too_small"] else ""
             if flag:
                 small.append(f"h{h} {record['subgroup']}")

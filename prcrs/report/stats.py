@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from prcrs.metrics import auroc
+from prcrs.metrics import auroc, weighted_auroc
 
 
 def t_interval(values, level: float = 0.95) -> tuple[float, float, float]:
@@ -47,33 +46,50 @@ def delong_test(y: np.ndarray, p1: np.ndarray, p2: np.ndarray) -> tuple[float, f
     return float(diff), float(2 * stats.norm.sf(abs(diff) / np.sqrt(var)))
 
 
-def patient_resamples(patient, n_boot: int = 1000, seed: int = 0) -> Iterator[np.ndarray]:
-    """Row indices of `n_boot` resamples of patients, drawn with replacement and seeded by
-    `seed`; a patient's rows stay together, in row order. `patient`: (n,) patient of each row."""
-    patient = np.asarray(patient)
-    rng = np.random.default_rng(seed)
-    ids, inverse = np.unique(patient, return_inverse=True)
-    rows = [np.flatnonzero(inverse == i) for i in range(len(ids))]
-    for _ in range(n_boot):
-        yield np.concatenate([rows[i] for i in rng.integers(0, len(ids), len(ids))])
+@dataclass(frozen=True)
+class PatientBootstrap:
+    """Resamples of patients drawn with replacement, as row weights: `weights` (n_boot, n), a
+    row's weight the number of times its patient was drawn in that resample, so a patient's rows
+    stay together. One matrix serves every statistic of the same rows; a statistic maps weights
+    (k, n) to values (k,) (`prcrs.metrics.weighted_auroc`, say), NaN where a resample gives
+    none (one class only), which is left out."""
+
+    weights: np.ndarray
+
+    @classmethod
+    def of(cls, patient, n_boot: int = 1000, seed: int = 0) -> PatientBootstrap:
+        """`n_boot` resamples of the patients of `patient` ((n,): each row's), seeded by `seed`."""
+        ids, inverse = np.unique(np.asarray(patient), return_inverse=True)
+        draws = np.random.default_rng(seed).integers(0, len(ids), (n_boot, len(ids)))
+        draws += np.arange(n_boot)[:, None] * len(ids)
+        counts = np.bincount(draws.ravel(), minlength=n_boot * len(ids)).reshape(n_boot, len(ids))
+        return cls(counts[:, inverse].astype(float))
+
+    def values(self, statistic) -> np.ndarray:
+        """The finite values of `statistic` over the resamples."""
+        values = np.asarray(statistic(self.weights), float)
+        return values[np.isfinite(values)]
+
+    def interval(self, statistic) -> tuple[float, float]:
+        """`percentile_interval` of `statistic` over the resamples."""
+        return percentile_interval(statistic(self.weights), len(self.weights))
 
 
-def bootstrap_values(patient, statistic, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
-    """`statistic(rows)` over `patient_resamples`; a resample where it is NaN (one class only,
-    say) is left out."""
-    values = np.array([statistic(rows) for rows in patient_resamples(patient, n_boot, seed)], float)
-    return values[np.isfinite(values)]
-
-
-def patient_bootstrap(patient, statistic, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """95 % percentile interval of `statistic(rows)` over resamples of patients
-    (`bootstrap_values`); `rows`: indices into the arrays `patient` lines up with. NaN when
-    fewer than half the resamples give a value."""
-    values = bootstrap_values(patient, statistic, n_boot, seed)
+def percentile_interval(values, n_boot: int) -> tuple[float, float]:
+    """95 % percentile interval of a statistic's values over `n_boot` resamples, its non-finite
+    values (resamples that give none) left out; NaN when fewer than half give a value."""
+    values = np.asarray(values, float)
+    values = values[np.isfinite(values)]
     if len(values) < n_boot / 2:
         return float("nan"), float("nan")
     low, high = np.quantile(values, [0.025, 0.975])
     return float(low), float(high)
+
+
+def patient_bootstrap(patient, statistic, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95 % percentile interval of `statistic` (row weights (k, n) -> (k,)) over `n_boot`
+    resamples of `patient`'s patients (`PatientBootstrap`)."""
+    return PatientBootstrap.of(patient, n_boot, seed).interval(statistic)
 
 
 def patient_bootstrap_auroc_diff(y, p1, p2, patient, n_boot: int = 1000, seed: int = 0
@@ -84,7 +100,8 @@ def patient_bootstrap_auroc_diff(y, p1, p2, patient, n_boot: int = 1000, seed: i
     differences on the other side of zero).
     """
     y, p1, p2 = (np.asarray(a) for a in (y, p1, p2))
-    diffs = bootstrap_values(patient, lambda idx: auroc(y[idx], p1[idx]) - auroc(y[idx], p2[idx]), n_boot, seed)
+    diffs = PatientBootstrap.of(patient, n_boot, seed).values(
+        lambda w: weighted_auroc(y, p1, w) - weighted_auroc(y, p2, w))
     low, high = np.quantile(diffs, [0.025, 0.975])
     p = min(1.0, 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0)))
     return float(auroc(y, p1) - auroc(y, p2)), float(low), float(high), float(p)

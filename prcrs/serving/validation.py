@@ -27,8 +27,8 @@ from prcrs.clinical import alarms, calibration, decision
 from prcrs.clinical.conformal import NOT_RULED_OUT
 from prcrs.data.exports import DAY, GRADE_COLUMN, PATIENT, PatientDays
 from prcrs.errors import DataError
-from prcrs.metrics import auprc, auroc
-from prcrs.report.stats import patient_bootstrap
+from prcrs.metrics import auprc, auroc, weighted_auprc, weighted_auroc
+from prcrs.report.stats import PatientBootstrap
 from prcrs.serving.platform import Platform
 
 log = logging.getLogger("prcrs")
@@ -112,11 +112,12 @@ def horizon_result(frame: pd.DataFrame, horizon: int, bedside: dict[str, pd.Data
     rows = frame[frame["horizon"] == horizon].reset_index(drop=True)
     y, p, g = rows["label"].to_numpy(int), rows["risk"].to_numpy(float), rows["patient"].to_numpy()
     metrics = {"auroc": auroc(y, p), "auprc": auprc(y, p), **calibration.calibration_stats(p, y)}
-    statistics = {"auroc": lambda r: auroc(y[r], p[r]), "auprc": lambda r: auprc(y[r], p[r]),
-                  "citl": lambda r: calibration.calibration_stats(p[r], y[r])["citl"],
-                  "slope": lambda r: calibration.calibration_stats(p[r], y[r])["slope"]}
+    lp, boot = calibration.logit(p), PatientBootstrap.of(g, n_boot, seed)
+    statistics = {"auroc": lambda w: weighted_auroc(y, p, w), "auprc": lambda w: weighted_auprc(y, p, w),
+                  "citl": lambda w: calibration.logistic_fit(lp, y, w, slope=False)[0],
+                  "slope": lambda w: calibration.logistic_fit(lp, y, w)[1]}
     for name, statistic in statistics.items():
-        metrics[f"{name}_low"], metrics[f"{name}_high"] = patient_bootstrap(g, statistic, n_boot, seed)
+        metrics[f"{name}_low"], metrics[f"{name}_high"] = boot.interval(statistic)
     severe = rows["label"] == 1
     metrics["band_coverage"] = float((rows.loc[severe, "band"] == NOT_RULED_OUT).mean()) if severe.any() else np.nan
     thresholds = np.asarray(decision.REPORTED)

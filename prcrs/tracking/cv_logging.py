@@ -57,10 +57,16 @@ def redacted(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, list[st
     return cfg, shown
 
 
-def run_label(cfg: DictConfig) -> str:
-    """The parent run's name: model, ablation, factors, horizon, history (unless none), protocol."""
-    history = "" if cfg.history.name == "none" else f" {cfg.history.name}"
-    return f"{cfg.model.name} {cfg.ablation.name} f{cfg.factors} h{cfg.horizon}{history} {cfg.protocol.name}"
+def run_label(cfg: DictConfig, data_source: str | None = None) -> str:
+    """The parent run's name, read as a list of runs is: model, inputs (factor combination, a
+    deleted group, history, COVID-19 pretraining), horizon, protocol, and `synthetic` when the
+    data are. 'prcrs f1234 h1 honest', 'forest f1234+lags h2 honest synthetic',
+    'cnn f1234-del_cytokines+covid h0 paper'."""
+    inputs = f"f{cfg.factors}" + ("" if cfg.ablation.name == "none" else f"-{cfg.ablation.name}") + \
+        ("" if cfg.history.name == "none" else f"+{cfg.history.name}") + \
+        ("" if cfg.transfer.name == "none" else f"+{cfg.transfer.name}")
+    synthetic = " synthetic" if data_source == "synthetic" else ""
+    return f"{cfg.model.name} {inputs} h{cfg.horizon} {cfg.protocol.name}{synthetic}"
 
 
 def run_tags(cfg: DictConfig, cohort: Cohort, config_hash: str) -> dict[str, str]:
@@ -114,7 +120,7 @@ class CVRunLogger:
 
     def __init__(self, cfg: DictConfig, overrides: list[str], cohort: Cohort, config_hash: str,
                  experiment_id: str, already_stored: Callable[[], object | None] = lambda: None):
-        self.cfg, self.label = cfg, run_label(cfg)
+        self.cfg, self.label = cfg, run_label(cfg, cohort.data_source)
         self.tags = run_tags(cfg, cohort, config_hash)
         self.covariates = patient_covariates(cohort.frame)
         self.logged_cfg, self.logged_overrides = redacted(cfg, overrides)
