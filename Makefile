@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-fast lint audit ui bench bench-reproduce reproduce report platform serve
+.PHONY: help install run test test-fast lint audit ui bench bench-reproduce docs reproduce report platform serve
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -42,7 +42,10 @@ bench: $(BIN)/prcrs ## time CV, cold start, prediction latency, a 50,000-row pre
 	$(BIN)/python benchmarks/reproduce_speed.py --quick
 	$(BIN)/python benchmarks/targets.py
 
-bench-reproduce: $(BIN)/prcrs ## time the whole `make reproduce` on a fresh store (tens of minutes); then the targets
+bench-docs: $(BIN)/prcrs ## build the docs site (MkDocs Material, API pages from the docstrings) into site/, strictly
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+reproduce: $(BIN)/prcrs ## time the whole `make reproduce` on a fresh store (tens of minutes); then the targets
 	$(BIN)/python benchmarks/reproduce_speed.py
 	$(BIN)/python benchmarks/targets.py
 

@@ -1,5 +1,4 @@
-"""bench.json at the checkout's root: the benchmarks of `make bench` after the first
-(`cv_speed.py`, which starts the file) each add their section."""
+"""bench.json at the checkout's root: each benchmark writes its sections, keeping the others."""
 
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ with no framework, in the same fold workers. Both are timed warm, as every CV of
 the reproduction runs: the store exists and the workers have started (their start and the
 store's creation are timed apart), alternately `--repeats` times (timings on this machine vary
 by about 10 %); `overhead_ratio` divides the medians. `cold_run_seconds` is the wall time of a
-whole `python run.py model=prcrs` in a fresh process against an existing store. Starts
-bench.json at the root; `benchmarks/targets.py` holds the targets and says which are met.
+whole `python run.py model=prcrs` in a fresh process against an existing store. Writes its
+sections of bench.json at the root; `benchmarks/targets.py` holds the targets and says which are met.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_file import record
 from hydra.utils import instantiate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,7 +163,8 @@ def main() -> None:
     result["machine"] = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                          "processor": platform.processor() or platform.machine(), "python": platform.python_version(),
                          "torch": torch.__version__}
-    (ROOT / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    for section, value in result.items():  # beside the sections other benchmarks wrote
+        record(section, value, echo=False)
     print(json.dumps(result, indent=2))
 
 

@@ -5,12 +5,14 @@ as whole commands on a fresh store.
 report` on that store ("reproduce_quick" in bench.json). Without it: the full `make reproduce`
 (every config on the CAR-T data that $PRCRS_DATA_DIR finds, then the report; "reproduce"),
 which takes minutes to tens of minutes. Each runs with $PRCRS_HOME and $MLFLOW_TRACKING_URI in a
-temporary folder, so that nothing is resumed and no pretrained weights are reused.
+temporary folder (`--keep DIR`: in DIR, kept), so that nothing is resumed and no pretrained
+weights are reused.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -36,8 +38,12 @@ def _timed(command: list[str], env: dict) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the quick reproduction (synthetic, 2 folds, 2 epochs)")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="an empty folder to run in and keep (its store: benchmarks/compare_stores.py)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as home:
+    if args.keep is not None and (not args.keep.is_dir() or any(args.keep.iterdir())):
+        sys.exit(f"--keep {args.keep}: give an empty folder")
+    with (tempfile.TemporaryDirectory() if args.keep is None else contextlib.nullcontext(str(args.keep))) as home:
         uri = f"sqlite:///{home}/mlruns/mlflow.db"
         Path(home, "mlruns").mkdir()
         env = {**os.environ, "PRCRS_HOME": home, "MLFLOW_TRACKING_URI": uri}

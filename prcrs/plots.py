@@ -6,6 +6,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.text  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve  # noqa: E402
@@ -17,6 +18,25 @@ def perfect_calibration(ax, low: float = 1e-4, label: str = "perfect calibration
     its ends, which a log x axis would bend away from y = x."""
     x = np.geomspace(low, 1, 400)
     ax.plot(x, x, ls=":", c="grey", label=label)
+
+
+def overlapping_text(fig, tolerance_px: float = 1.0) -> list[tuple[str, str]]:
+    """Pairs of visible, non-empty texts of `fig` (titles, axis labels, tick labels, legends,
+    annotations) whose drawn boxes overlap by more than `tolerance_px` pixels each way, as their
+    strings: a figure that reads right has none."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text().strip()
+             and t.get_figure() is not None]
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
+    found = []
+    for i, (a, box_a) in enumerate(boxes):
+        for b, box_b in boxes[i + 1:]:
+            width = min(box_a.x1, box_b.x1) - max(box_a.x0, box_b.x0)
+            height = min(box_a.y1, box_b.y1) - max(box_a.y0, box_b.y0)
+            if width > tolerance_px and height > tolerance_px:
+                found.append((a, b))
+    return found
 
 
 def _scored(curves: dict[str, pd.DataFrame]):

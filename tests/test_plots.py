@@ -71,3 +71,17 @@ def test_the_perfect_calibration_line_is_y_equals_x_on_the_figures_scales(tmp_pa
     ax = figures[0].axes[0]
     perfect = next(line for line in ax.get_lines() if line.get_label() == "perfect")
     assert all(_on_identity(ax, perfect, x) for x in (0.003, 0.01, 0.1, 0.5, 0.9))
+
+
+def test_overlapping_texts_are_found_and_apart_ones_are_not():
+    from prcrs.plots import overlapping_text, plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(4, 2))
+    left.set_ylabel("a label long enough to reach the next panel " * 3)
+    right.set_yticks([0, 1], ["a tick label that runs left into the other panel", "y"])
+    assert overlapping_text(fig)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(4, 3), layout="constrained")
+    ax.set(title="title", xlabel="x", ylabel="y")
+    assert overlapping_text(fig) == []
+    plt.close(fig)

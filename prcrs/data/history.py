@@ -62,10 +62,13 @@ class HistorySpec:
 
 
 def _shifted(frame: pd.DataFrame, values: pd.DataFrame, days: int) -> pd.DataFrame:
-    """`values` of the same patient `days` days earlier, aligned to `frame`'s rows (NaN if absent)."""
-    earlier = values.assign(patient=frame["patient"].to_numpy(), day=frame["day"].to_numpy() + days)
-    keys = frame[["patient", "day"]].reset_index(drop=True)
-    return keys.merge(earlier, on=["patient", "day"], how="left").drop(columns=["patient", "day"])
+    """`values` of the same patient `days` days earlier, aligned to `frame`'s rows (NaN if absent);
+    one row per patient-day (`history_features` checks it), so each row has at most one."""
+    patient, day = frame["patient"].to_numpy(), frame["day"].to_numpy()
+    earlier = pd.MultiIndex.from_arrays([patient, day + days]).get_indexer(pd.MultiIndex.from_arrays([patient, day]))
+    out = values.to_numpy(float)[earlier]
+    out[earlier < 0] = np.nan
+    return pd.DataFrame(out, columns=values.columns)
 
 
 def history_features(frame: pd.DataFrame, features: tuple[str, ...], spec: HistorySpec,

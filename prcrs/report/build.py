@@ -8,6 +8,7 @@ by side; spreads are 95 % t intervals over the CV folds.
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -102,12 +103,16 @@ def build_report(out: str | Path = "reports", tracking_uri: str | None = None,
         start = time.perf_counter()
         section.write(report, inputs)
         steps.done(f"report: {section.name} ({time.perf_counter() - start:.1f} s)")
-    intro = (f"# Reproduction of PrCRS (Wei et al. 2024): results as measured\n\nData: **{first['data_source']}**, "
-             f"{first['data_file']} (content id {first['data_content']}, {first['data_patients']} patients); "
+    # the synthetic cohort has no file: its name is its source
+    named = "" if first["data_file"] == first["data_source"] else f", {first['data_file']}"
+    intro = (f"# Reproduction of PrCRS (Wei et al. 2024): results as measured\n\nData: **{first['data_source']}**"
+             f"{named} (content id {first['data_content']}, {first['data_patients']} patients); "
              f"CV: {first['design']}; git {first['git_sha']}.{left_out} Each claim of the paper, checked under the "
              "honest protocol (patient-grouped folds, label-imputation fill values masked, preprocessing and "
              "thresholds fitted on training folds only) beside the paper's own protocol. Ranges are 95 % "
              "intervals.\n\n")
     report.write("README.md", intro + "\n".join(f"{i}. {c}" for i, c in enumerate(report.claims, 1))
                  + "\n\n" + "\n\n".join(report.sections) + "\n")
+    for overlap in report.overlaps:
+        warnings.warn(f"texts drawn over each other in {overlap}", stacklevel=2)
     return report.files

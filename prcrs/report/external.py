@@ -73,7 +73,8 @@ def fig7_figure(frame: pd.DataFrame, grades: pd.DataFrame, horizon: int, path: P
     order = sorted(days.index, key=lambda p: (worst.get(p, 0) < 3, -days[p], p))[:12]
     n = len(order)
     cols = min(4, max(1, n))
-    fig, axes = plt.subplots(-(-n // cols), cols, figsize=(3.2 * cols, 2.4 * -(-n // cols)), squeeze=False)
+    fig, axes = plt.subplots(-(-n // cols), cols, figsize=(3.2 * cols, 2.4 * -(-n // cols)),
+                             squeeze=False, layout="constrained")
     for ax, patient in zip(axes.ravel(), order, strict=False):
         mine = rows[rows["patient"] == patient].sort_values("day")
         graded = grades[grades["patient"] == patient].sort_values("day")
@@ -91,7 +92,6 @@ def fig7_figure(frame: pd.DataFrame, grades: pd.DataFrame, horizon: int, path: P
         ax.axis("off")
     fig.suptitle(f"External patients: daily risk of severe CRS {horizon} day(s) ahead (blue, on the day predicted) "
                  "and CRS grade (bars)", fontsize=9)
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return order

@@ -43,7 +43,7 @@ def history_section(report: Report, hs: pd.DataFrame) -> None:
             rows.append(row + [f"{test.difference:+.3f} ({test.low:+.3f}–{test.high:+.3f})",
                                p_cell(test.p_bootstrap, report.n_boot), f"{test.p_delong:.3g}"])
             (helps if test.low > 0 else not_helps).append(f"{model} {history} h{h} ({test.difference:+.3f})")
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), layout="constrained")
     for (model, history), by_horizon in lines.items():
         order = sorted(by_horizon)
         for ax, metric in zip(axes, ("auroc", "auprc"), strict=True):

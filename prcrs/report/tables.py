@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from prcrs.plots import plt
+from prcrs.plots import overlapping_text, plt
 from prcrs.report import stats
 from prcrs.tracking.results import oof, select
 
@@ -82,10 +82,13 @@ class Report:
     n_boot: int = N_BOOT  # patient-bootstrap resamples of every interval and bootstrap p-value
     sections: list[str] = field(default_factory=list)
     claims: list[str] = field(default_factory=list)
+    overlaps: list[str] = field(default_factory=list)  # texts drawn over each other (`plots.overlapping_text`)
     files: list[Path] = field(default_factory=list)
 
     def save(self, fig, name: str) -> str:
+        """Write `fig` as `name` and close it; texts that overlap in it are kept in `overlaps`."""
         path = self.out / name
+        self.overlaps.extend(f"{name}: {a!r} and {b!r}" for a, b in overlapping_text(fig))
         fig.savefig(path, dpi=110, bbox_inches="tight")
         plt.close(fig)
         self.files.append(path)

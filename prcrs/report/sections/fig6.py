@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from prcrs.plots import plt
 from prcrs.report.sections import ReportInputs, section
@@ -23,6 +24,7 @@ def fig6_trajectories(report: Report, t2: pd.DataFrame) -> None:
         ax.scatter(marked["day"], marked["probability"], c="red", zorder=3, label="severe CRS")
         ax.axhline(days["threshold"].iloc[0], ls=":", c="grey")
         ax.set(title=f"held-out patient #{pid}", xlabel="day after infusion")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # days are whole
     for ax in axes[:, 0]:
         ax.set_ylabel("P(severe), same day")
     axes.ravel()[0].legend(fontsize=8)

@@ -19,7 +19,7 @@ def fig8_combinations(report: Report, f8: pd.DataFrame) -> None:
     horizons = sorted(select(f8, protocol="honest")["horizon"].unique())
     if not horizons:
         return
-    fig, axes = plt.subplots(2, len(horizons), figsize=(5 * len(horizons), 9), squeeze=False)
+    fig, axes = plt.subplots(2, len(horizons), figsize=(5 * len(horizons), 9), squeeze=False, layout="constrained")
     claim_rows, held = [], []  # held: the horizons where the claim holds, decided on the numbers
     for col, h in enumerate(horizons):
         runs = {c: one(f8, factors=c, horizon=h, protocol="honest") for c in schema.COMBINATIONS}

@@ -23,7 +23,7 @@ def table2_and_fig3(report: Report, t2: pd.DataFrame) -> None:
              "(a crash; convolutions across the batch axis): ours are sound versions of the same model families. Our "
              "`paper` protocol does not pick epochs on the test fold, as the published code did.")
     report.write("table2.md", text + "\n")
-    fig, axes = plt.subplots(2, 2, figsize=(10, 10))
+    fig, axes = plt.subplots(2, 2, figsize=(10, 10), layout="constrained")
     for col, protocol in enumerate(PROTOCOLS):
         curves = {m: oof(r.run_id) for m in catalogue.names(study="table2", family=("paper_network", "network"))
                   if (r := one(t2, model=m, protocol=protocol)) is not None}

@@ -17,7 +17,7 @@ def table3_and_fig4(report: Report, t2: pd.DataFrame, t3: pd.DataFrame) -> None:
     text, _ = side_by_side([(a, {"ablation": a}) for a in ("none", *schema.DELETIONS)], both, published.TABLE3,
                            "Table 3: ablations of PrCRS (same day)", "ablation")
     tests_rows, boot_ps = [], {}  # boot_ps: (protocol, ablation) -> bootstrap p, as a number
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5), layout="constrained")
     for col, protocol in enumerate(PROTOCOLS):
         full = one(both, ablation="none", protocol=protocol)
         if full is None:
@@ -51,7 +51,8 @@ def table3_and_fig4(report: Report, t2: pd.DataFrame, t3: pd.DataFrame) -> None:
         significant = [r[1] for r in honest if boot_ps["honest", r[1]] < 0.05]
         report.claims.append(
             f"**Every factor group contributes (Table 3).** Under the honest protocol, deleting a group changes "
-            f"AUROC by {', '.join(f'{r[1]} {r[5]}' for r in honest)} (patient bootstrap, full minus ablated). "
+            f"AUROC by {', '.join(f'{r[1]} {r[5]}' for r in honest)} (full minus deleted, of the pooled "
+            f"out-of-fold AUROC, with a patient bootstrap; positive: the deletion costs AUROC). "
             f"{len(significant)} of {len(honest)} deletions make a difference whose bootstrap p < 0.05 "
             f"({', '.join(significant) or 'none'}).")
 
