@@ -42,12 +42,12 @@ bench: $(BIN)/prcrs ## time CV, cold start, prediction latency, a 50,000-row pre
 	$(BIN)/python benchmarks/reproduce_speed.py --quick
 	$(BIN)/python benchmarks/targets.py
 
-bench-docs: $(BIN)/prcrs ## build the docs site (MkDocs Material, API pages from the docstrings) into site/, strictly
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
-
-reproduce: $(BIN)/prcrs ## time the whole `make reproduce` on a fresh store (tens of minutes); then the targets
+bench-reproduce: $(BIN)/prcrs ## time the whole `make reproduce` on a fresh store (tens of minutes); then the targets
 	$(BIN)/python benchmarks/reproduce_speed.py
 	$(BIN)/python benchmarks/targets.py
+
+docs: $(BIN)/prcrs ## build the docs site (MkDocs Material, API pages from the docstrings) into site/, strictly
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 reproduce: $(BIN)/prcrs ## every run behind the paper's tables and figures (resumable), then the report
 	$(BIN)/python experiments/reproduce.py

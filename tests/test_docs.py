@@ -66,3 +66,11 @@ def test_the_docs_site_builds_strictly_and_a_broken_link_would_fail_it(tmp_path)
     with open(tmp_path / "docs" / "index.md", "a") as page:
         page.write("\nSee [a page that is not there](nowhere.md).\n")
     assert _build(tmp_path / "mkdocs.yml", tmp_path / "broken").returncode != 0
+
+
+def test_the_readme_is_short_and_its_make_targets_exist():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 150
+    targets = set(re.findall(r"(?m)^([a-z][a-z-]*):", (ROOT / "Makefile").read_text()))
+    named = set(re.findall(r"\bmake ([a-z][a-z-]*)", readme))
+    assert named and named <= targets, named - targets
