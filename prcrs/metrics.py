@@ -42,7 +42,7 @@ def weighted_auroc(y, scores, weights) -> np.ndarray:
     `roc_auc_score(y, scores, sample_weight=w)` gives for each row w, ties counting half, in one
     pass for all rows (a patient bootstrap's resamples); NaN where a row weighs one class only.
 
-    >>> float(weighted_auroc([0, 1, 0, 1], [0.1, 0.4, 0.35, 0.8], [[1, 1, 1, 1]])[0])
+    >>> float(weighted_auroc([0, 1, 0, 1], [0.1, 0.4, 0.5, 0.8], [[1, 1, 1, 1]])[0])
     0.75
     """
     pos, neg = _tie_groups(y, scores, weights, descending=False)

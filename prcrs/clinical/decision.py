@@ -29,7 +29,8 @@ def net_benefit(labels, probabilities, thresholds=THRESHOLDS, weights=None) -> n
     w = np.ones((1, len(y))) if weights is None else np.atleast_2d(np.asarray(weights, float))
     acted = (p[:, None] >= t[None, :]).astype(float)  # (n, thresholds)
     tp, fp = (w * (y == 1)) @ acted, (w * (y == 0)) @ acted
-    out = (tp - fp * t / (1 - t)) / w.sum(1, keepdims=True)
+    total = w.sum(1, keepdims=True)
+    out = tp / total - fp / total * t / (1 - t)
     return out[0] if weights is None else out
 
 
