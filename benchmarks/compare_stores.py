@@ -35,7 +35,8 @@ def finished_configs(uri: str, studies: list[str]) -> pd.DataFrame:
                                       "attributes.status = 'FINISHED'", max_results=10_000):
             rows.append({**{k: run.data.tags.get(k, "") for k in KEYS[1:]}, "study": study,
                          **{m: run.data.metrics.get(m, float("nan")) for m in METRICS}})
-    return pd.DataFrame(rows, columns=KEYS + METRICS)
+    # newest first (search_runs' order): a config run twice counts by its newest run, as the report takes it
+    return pd.DataFrame(rows, columns=KEYS + METRICS).drop_duplicates(KEYS, keep="first")
 
 
 def main() -> int:

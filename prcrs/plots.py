@@ -22,12 +22,21 @@ def perfect_calibration(ax, low: float = 1e-4, label: str = "perfect calibration
 
 def overlapping_text(fig, tolerance_px: float = 1.0) -> list[tuple[str, str]]:
     """Pairs of visible, non-empty texts of `fig` (titles, axis labels, tick labels, legends,
-    annotations) whose drawn boxes overlap by more than `tolerance_px` pixels each way, as their
-    strings: a figure that reads right has none."""
+    annotations) whose boxes overlap by more than `tolerance_px` pixels each way, as their
+    strings: a figure that reads right has none. Draws `fig` first, at its own dpi, so that its
+    layout and ticks are the ones shown (extents read after a save at another dpi are not)."""
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
+    unshown = set()  # tick labels outside their axis's view: kept by matplotlib, never drawn
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            slack = 1e-9 * max(1.0, abs(high - low))
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                if not low - slack <= tick.get_loc() <= high + slack:
+                    unshown |= {id(tick.label1), id(tick.label2)}
     texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text().strip()
-             and t.get_figure() is not None]
+             and t.get_figure() is not None and id(t) not in unshown]
     boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
     found = []
     for i, (a, box_a) in enumerate(boxes):

@@ -85,3 +85,10 @@ def test_overlapping_texts_are_found_and_apart_ones_are_not():
     ax.set(title="title", xlabel="x", ylabel="y")
     assert overlapping_text(fig) == []
     plt.close(fig)
+    fig, ax = plt.subplots(figsize=(4, 3), layout="constrained")
+    ax.plot(range(20))
+    ax.set_xticks(range(-5, 30, 5))  # ticks beyond the view stay in matplotlib's list, undrawn
+    ax.set_xlim(0, 19)
+    ax.set(xlabel="day")
+    assert overlapping_text(fig) == []
+    plt.close(fig)

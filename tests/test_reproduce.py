@@ -3,6 +3,7 @@
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,11 @@ def test_quick_reproduction_builds_every_table_and_figure_with_numbers(quick_sto
 
     tmp, uri = quick_store
     monkeypatch.delenv("PRCRS_DATA_DIR", raising=False)
-    files = {p.name for p in build_report(tmp / "reports", uri, n_boot=40)}  # the intervals: tested in test_stats
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        files = {p.name for p in build_report(tmp / "reports", uri, n_boot=40)}  # the intervals: tested in test_stats
+    overlaps = [str(w.message) for w in caught if "drawn over each other" in str(w.message)]
+    assert not overlaps, "\n".join(overlaps)  # every figure's texts apart (`plots.overlapping_text`)
     assert set(EXPECTED) <= files
     for name in EXPECTED:
         path = tmp / "reports" / name

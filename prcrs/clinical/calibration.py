@@ -130,15 +130,14 @@ MAX_NEWTON_STEPS, STEP_MAX = 100, 5.0  # a Newton step is clipped to STEP_MAX (l
 def logistic_fit(lp, labels, weights=None, slope: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Maximum-likelihood (a, b) of logit P(y) = a + b lp, unpenalised, for each row of `weights`
     (k, n) (a patient bootstrap's multiplicities; default one row of ones) at once: Newton's
-    method from the fit without `lp`, each a and b (k,). `slope=False` fixes b = 1 and solves the intercept's score
-    equation, sum w (y - expit(a + lp)) = 0 (calibration-in-the-large). NaN where a row weighs
+    method from the fit without `lp`, each a and b (k,). `slope=False` fixes b = 1 and solves the
+    intercept's score equation, sum w (y - expit(a + lp)) = 0 (calibration-in-the-large). NaN where a row weighs
     one class only, or where the fit does not converge (separated rows)."""
     lp, y = np.asarray(lp, float).ravel(), np.asarray(labels, float).ravel()
     w = np.ones((1, len(y))) if weights is None else np.atleast_2d(np.asarray(weights, float))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        base = (w @ y) / w.sum(1)
     if slope:  # from the fit without the score (Newton's usual start); b = 1 fixed otherwise
-        a, b = np.log(np.clip(base, 1e-6, 1 - 1e-6) / (1 - np.clip(base, 1e-6, 1 - 1e-6))), np.zeros(len(w))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            a, b = logit((w @ y) / w.sum(1)), np.zeros(len(w))
     else:
         a, b = np.zeros(len(w)), np.ones(len(w))
     for _ in range(MAX_NEWTON_STEPS):
@@ -160,7 +159,6 @@ def logistic_fit(lp, labels, weights=None, slope: bool = True) -> tuple[np.ndarr
     both = ((w * y).sum(1) > 0) & ((w * (1 - y)).sum(1) > 0)
     done = both & (np.abs(da) < 1e-8) & (np.abs(db) < 1e-8)
     return np.where(done, a, np.nan), np.where(done, b, np.nan)
-
 
 
 def calibration_stats(probabilities, labels, bins: int = 10) -> dict[str, float]:
