@@ -271,18 +271,21 @@ def test_a_run_marked_finished_without_its_summary_is_not_resumed(tmp_path, monk
     assert found.info.run_id == done.run_id
 
 
+def _interactive():
+    """As a shell starts a command: SIGINT neither ignored nor blocked, whatever the test runner
+    has (a runner started in the background ignores it, and its children would inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def _interrupt_in_training(cmd, cwd, uri, study: str, model: str, folds: int) -> subprocess.Popen | None:
     """Start the sweep `cmd`; once `model`'s parent run is RUNNING with fewer than `folds` folds
     logged (training, not yet logging its results), freeze the process group, check that state
     again while it is frozen (a store it froze mid-write cannot be read: thaw and look again),
     and press Ctrl-C. None when the sweep got past that state first
     (a loaded machine): the caller starts over."""
-    def interactive():  # as a shell starts a command: SIGINT neither ignored nor blocked, whatever pytest has
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-
     sweep = subprocess.Popen(cmd, cwd=cwd, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                             preexec_fn=interactive)
+                             preexec_fn=_interactive)
 
     def training():
         try:
@@ -810,7 +813,7 @@ def test_a_config_running_in_a_live_process_is_not_run_twice(tmp_path, monkeypat
 def test_ctrl_c_during_start_up_is_one_line(delay, tmp_path, monkeypatch):
     _mlflow_env(tmp_path, monkeypatch)
     proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *FAST, "model=logreg"], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=_interactive)
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     stderr = proc.communicate(timeout=60)[1]

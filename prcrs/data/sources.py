@@ -1,8 +1,10 @@
 """Which CAR-T or COVID-19 cohort a run uses: the real sheets where they are found, else the
-embedded synthetic cohort (with a warning saying so). Files are read once per process."""
+embedded synthetic cohort (with a warning saying so). Files are read, and synthetic cohorts
+made, once per process."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from pathlib import Path
@@ -44,8 +46,21 @@ def _read_once(loader, path: Path) -> Cohort:
     key = (loader.__name__, str(path.resolve()), stat.st_mtime_ns, stat.st_size)
     if key not in _READ:
         _READ[key] = loader(path)
-    cohort = _READ[key]
-    return Cohort(cohort.frame.copy(), cohort.kind, cohort.source)
+    return _copy(_READ[key])
+
+
+def _made_once(maker, *args, **kwargs) -> Cohort:
+    """`maker(*args, **kwargs)` (a synthetic cohort: the same numbers for the same arguments),
+    made once per process (about a second each; a sweep loads one per run); each caller gets its
+    own copy of the frame."""
+    key = (maker.__name__, args, tuple(sorted(kwargs.items())))
+    if key not in _READ:
+        _READ[key] = maker(*args, **kwargs)
+    return _copy(_READ[key])
+
+
+def _copy(cohort: Cohort) -> Cohort:
+    return dataclasses.replace(cohort, frame=cohort.frame.copy())
 
 
 def load_cohort(kind: str = "cart", path: str | Path | None = None, seed: int = 0, n_patients: int = PATIENTS,
@@ -70,7 +85,7 @@ def load_cohort(kind: str = "cart", path: str | Path | None = None, seed: int = 
             warnings.warn(f"site export: {note}", stacklevel=2)
         return cohort
     if kind == "synthetic":
-        return synthetic_cart(n_patients, seed=seed)
+        return _made_once(synthetic_cart, n_patients, seed=seed)
     if kind == "cart" and path is not None and Path(path).is_file():  # a CAR-T file of any name
         return _read_once(load_cart, Path(path))
     folder = resolve_data_dir(path, raw_dir)  # a file's folder holds the COVID-19 sheet beside it
@@ -79,7 +94,8 @@ def load_cohort(kind: str = "cart", path: str | Path | None = None, seed: int = 
             f"real {kind} data not found (data.path, ${DATA_ENV}, data/raw/): using the synthetic cohort",
             stacklevel=2,
         )
-        return synthetic_cart(n_patients, seed=seed) if kind == "cart" else synthetic_covid(seed=seed)
+        return _made_once(synthetic_cart, n_patients, seed=seed) if kind == "cart" else _made_once(synthetic_covid,
+                                                                                                   seed=seed)
     if kind == "cart":
         return _read_once(load_cart, folder / CART_FILE)
     covid = folder / COVID_FILE
