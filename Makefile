@@ -32,8 +32,8 @@ lint: $(BIN)/prcrs ## ruff over every Python folder
 audit: $(BIN)/prcrs ## audit the CAR-T data (real when found, synthetic otherwise)
 	$(BIN)/prcrs audit --data cart
 
-ui: $(BIN)/prcrs ## MLflow UI on the project's store, on loopback (http://127.0.0.1:5000)
-	$(BIN)/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlruns/mlflow.db} --host 127.0.0.1 --port 5000
+ui: $(BIN)/prcrs ## MLflow UI on the project's store, on loopback: prints each study's runs view (key columns, best first)
+	$(BIN)/python -m prcrs.tracking.ui
 
 bench: $(BIN)/prcrs ## time CV, cold start, prediction latency, a 50,000-row prediction and the quick report; print every target with met or not (bench.json)
 	$(BIN)/python benchmarks/cv_speed.py

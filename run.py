@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import sys
 
-from prcrs.errors import say
-
-try:  # Ctrl-C during the imports (seconds) is one line too
+try:  # Ctrl-C during the imports (seconds) is one line too, before the package that prints it is in
     import hydra
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import DictConfig
 
     import prcrs.models.catalogue  # noqa: F401  ${models:<study>}, read by the experiment configs' sweeps
-except KeyboardInterrupt as interrupted:
-    sys.exit(say(interrupted))
+    from prcrs.errors import say
+except KeyboardInterrupt:
+    print("interrupted while starting: nothing was run", file=sys.stderr)
+    sys.exit(130)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

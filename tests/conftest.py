@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -99,3 +101,32 @@ def _no_real_data_leak(monkeypatch, request):
     """Unit tests on synthetic data must not pick up real data from the environment by accident."""
     if "real_dir" not in request.fixturenames:
         monkeypatch.delenv("PRCRS_DATA_DIR", raising=False)
+
+
+def chromium():
+    """(browser, driver) paths and "", or None and why a browser test must skip."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return None, "selenium is not installed (pip install -e '.[dev]')"
+    if not browser or not driver:
+        return None, "Chromium or chromedriver is missing (apt-get install chromium chromium-driver; .ci/run does)"
+    return (browser, driver), ""
+
+
+def browser(found, width: int = 1100):
+    """A headless Chromium driven by selenium (`found`: what `chromium()` found)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = found[0]
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                f"--window-size={width},900"):
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service(found[1]), options=options)
+
+
+SCREENSHOTS = Path(tempfile.gettempdir()) / "prcrs-screenshots"  # the pages as the tests saw them

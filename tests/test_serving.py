@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from prcrs.tracking import store
 
 HORIZONS = (1, 2)
 from conftest import PLATFORM_TRAIN as TRAIN  # noqa: E402
-from conftest import free_port, served_app  # noqa: E402
+from conftest import SCREENSHOTS, browser, chromium, free_port, served_app  # noqa: E402
 
 
 def _groups(*groups, drop_one_short: int | None = None) -> set[str]:
@@ -442,25 +441,11 @@ def _served(platform):
     return served_app(create_app(platform))
 
 
-def _browser(found):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = found[0]
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1100,900"):
-        options.add_argument(arg)
-    return webdriver.Chrome(service=Service(found[1]), options=options)
-
-
-SCREENSHOTS = Path(tempfile.gettempdir()) / "prcrs-screenshots"  # the pages as the tests saw them
-
-
 @pytest.mark.slow
 def test_the_page_of_a_model_trained_on_the_real_sheet_says_so(real_dir, tmp_path, monkeypatch):
     """A platform trained on the real sheet (logistic regression, horizon 1: quick) shows no
     synthetic banner and names its real data in every result."""
-    found, why = _chromium()
+    found, why = chromium()
     if found is None:
         pytest.skip(why)
     from selenium.webdriver.common.by import By
@@ -477,7 +462,7 @@ def test_the_page_of_a_model_trained_on_the_real_sheet_says_so(real_dir, tmp_pat
     assert platform.data_sources == {"real"}
     served = _served(platform)
     url = next(served)
-    driver = _browser(found)
+    driver = browser(found)
     try:
         driver.get(url)
         assert not driver.find_elements(By.ID, "synthetic-banner")
@@ -509,28 +494,16 @@ def test_server_answers_a_load_of_requests_on_loopback(server):
     assert codes == [200] * 300
 
 
-def _chromium():
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return None, "selenium is not installed (pip install -e '.[dev]')"
-    if not browser or not driver:
-        return None, "Chromium or chromedriver is missing (apt-get install chromium chromium-driver; .ci/run does)"
-    return (browser, driver), ""
-
-
 @pytest.mark.slow
 def test_page_works_in_headless_chromium(server):
-    found, why = _chromium()
+    found, why = chromium()
     if found is None:
         pytest.skip(why)
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
-    driver = _browser(found)
+    driver = browser(found)
     try:
         driver.get(server)
         assert "Severe CRS risk" in driver.title + driver.page_source

@@ -15,7 +15,6 @@ job's `summary.json`, never used to choose.
 """
 
 
-import json
 import logging
 import math
 from collections import OrderedDict
@@ -28,6 +27,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
+
+from prcrs.tracking.searches import chosen_summary, log_search
 
 log = logging.getLogger(__name__)
 
@@ -108,40 +109,10 @@ class OFATSweeper(Sweeper):
             log.info(f"OFAT {key}: {dict(zip(values, scores, strict=True))} -> {best[0]}")
         final = {"chosen": dict(chosen), "search_score": path[-1]["score"], "path": path,
                  "final_overrides": fixed + [f"{k}={v}" for k, v in chosen.items()],
-                 "final_cv": _summary(best_return)}
+                 "final_cv": chosen_summary(best_return)}
         (sweep_dir / "ofat_path.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(final)))
         log.info(f"OFAT chose {dict(chosen)}; search score {final['search_score']:.4f}; "
                  f"test-fold CV of that config (not used to choose): {final['final_cv']}")
-        _log_to_mlflow(self.config, final, sweep_dir / "ofat_path.yaml")
+        log_search(self.config, "ofat search", final["chosen"], self.config.get("optimized_metric"),
+                   final["search_score"], final["final_cv"], [sweep_dir / "ofat_path.yaml"])
         return final
-
-
-def _summary(job_return) -> dict | None:
-    """The chosen job's summary.json (its test-fold CV metrics), when the task wrote one."""
-    try:
-        folder = Path(job_return.hydra_cfg.hydra.runtime.output_dir)
-    except Exception:  # a task without Hydra runtime info
-        return None
-    path = folder / "summary.json"
-    if not path.is_file():
-        return None
-    summary = json.loads(path.read_text())
-    return {k: v for k, v in summary.items() if k.startswith(("mean_test_", "std_test_", "mean_val_"))}
-
-
-def _log_to_mlflow(config: DictConfig, final: dict, path_file: Path) -> None:
-    """A `search` run in the task's study holding the decision path and the chosen config's score."""
-    if "study" not in config or "logger" not in config:
-        return
-    import mlflow
-
-    from prcrs.tracking import store
-
-    experiment_id = store.setup(config.study, config.logger.get("tracking_uri"))
-    with mlflow.start_run(experiment_id=experiment_id, run_name="ofat search", tags={"role": "search",
-                                                                                     "study": config.study}):
-        mlflow.log_params({f"chosen.{k}": v for k, v in final["chosen"].items()})
-        mlflow.log_metric(f"search_{config.optimized_metric}", final["search_score"])
-        for k, v in (final["final_cv"] or {}).items():
-            mlflow.log_metric(f"final_{k}", v)
-        mlflow.log_artifact(str(path_file))

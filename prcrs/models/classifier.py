@@ -12,12 +12,22 @@ from torch import nn
 from torch.nn import functional as F
 
 
-class CRSClassifier(pl.LightningModule):
-    """Wraps a backbone `nn.Module` (x (B, p), missing (B, p)) -> logits (B, C).
+def probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Class probabilities (B, C) of logits (B, C), or of an ensemble's logits (B, k, C): the
+    mean of its k members' probabilities."""
+    proba = logits.softmax(-1)
+    return proba.mean(1) if proba.ndim == 3 else proba
 
-    Loss: cross-entropy. The optimizer comes from config as a partial (`_target_` + `_partial_`)
-    called with the parameters. Logs `train/loss` and `val/loss` (what early stopping and the
-    kept epoch monitor).
+
+class CRSClassifier(pl.LightningModule):
+    """Wraps a backbone `nn.Module` (x (B, p), missing (B, p)) -> logits (B, C), or (B, k, C)
+    for an ensemble of k members (TabM).
+
+    Loss: cross-entropy; an ensemble trains on the mean of its members' losses, and is validated
+    (early stopping, the kept epoch) on the loss of their mean probability, the prediction it
+    makes. The optimizer comes from config as a partial (`_target_` + `_partial_`) called with
+    the parameters. Logs `train/loss` and `val/loss` (what early stopping and the kept epoch
+    monitor).
     """
 
     def __init__(self, backbone: nn.Module, optimizer: Callable):
@@ -28,19 +38,24 @@ class CRSClassifier(pl.LightningModule):
     def forward(self, x: torch.Tensor, missing: torch.Tensor | None = None) -> torch.Tensor:
         return self.backbone(x, missing)
 
-    def _loss(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def training_step(self, batch, batch_idx):
         x, missing, y = batch
         logits = self(x, missing)
-        return F.cross_entropy(logits, y), logits
-
-    def training_step(self, batch, batch_idx):
-        loss, _ = self._loss(batch)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[0]))
+        if logits.ndim == 3:  # k members, each on its own loss: the mean over members and rows
+            loss = F.cross_entropy(logits.flatten(0, 1), y.repeat_interleave(logits.shape[1]))
+        else:
+            loss = F.cross_entropy(logits, y)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(x))
         return loss
 
     def validation_step(self, batch, batch_idx):
-        loss, _ = self._loss(batch)
-        self.log("val/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[0]))
+        x, missing, y = batch
+        logits = self(x, missing)
+        if logits.ndim == 3:  # the ensemble's prediction: its members' mean probability
+            loss = F.nll_loss(probabilities(logits).clamp_min(1e-12).log(), y)
+        else:
+            loss = F.cross_entropy(logits, y)
+        self.log("val/loss", loss, on_step=False, on_epoch=True, batch_size=len(x))
 
     def configure_optimizers(self):
         return self.optimizer_factory(params=self.parameters())
@@ -53,7 +68,7 @@ class CRSClassifier(pl.LightningModule):
         was_training = self.training
         if was_training:
             self.eval()
-        out = [self(x[i:i + batch_size], None if missing is None else missing[i:i + batch_size]).softmax(-1)
+        out = [probabilities(self(x[i:i + batch_size], None if missing is None else missing[i:i + batch_size]))
                for i in range(0, len(x), batch_size)]
         if was_training:
             self.train()

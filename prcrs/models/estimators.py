@@ -274,7 +274,8 @@ class DeepModel(CRSModel):
             raise ConfigError(f"trainer.gradient_clip must be a number >= 0 or null, got {self.gradient_clip!r}")
         check_freeze_policy(self.freeze)
         try:
-            self.build(len(features)).configure_optimizers()
+            toy = np.random.default_rng(0).normal(size=(64, len(features))).astype(np.float32)  # rows to bin
+            self.build(len(features), train_x=toy).configure_optimizers()
         except (TypeError, ValueError, AssertionError) as exc:  # torch's own complaints about options
             raise ConfigError(f"the network or its optimizer cannot be built as configured "
                               f"(model.estimator.backbone.*, optimizer.*): {type(exc).__name__}: {exc}") from None
@@ -284,13 +285,17 @@ class DeepModel(CRSModel):
             raise ConfigError(f"trainer.accelerator={self.accelerator}, trainer.devices={self.devices}: "
                               f"{str(exc).splitlines()[0]}") from None
 
-    def build(self, n_features: int, n_classes: int = 2) -> CRSClassifier:
+    def build(self, n_features: int, n_classes: int = 2, train_x: np.ndarray | None = None) -> CRSClassifier:
+        """The network, seeded. A backbone class that `fits_on_training_rows` (numerical
+        embeddings' bins) is given `train_x` (n, n_features): the rows it will be fitted on."""
         pl.seed_everything(self.seed, workers=False, verbose=False)
-        return CRSClassifier(self.backbone(n_features=n_features, n_classes=n_classes), self.optimizer)
+        reads_rows = getattr(getattr(self.backbone, "func", self.backbone), "fits_on_training_rows", False)
+        rows = {"train_x": train_x} if reads_rows else {}
+        return CRSClassifier(self.backbone(n_features=n_features, n_classes=n_classes, **rows), self.optimizer)
 
     def _fit(self, Z, missing, y, val):
         torch.set_num_threads(self.threads)  # results depend on the thread count: fix it
-        self.module_ = self.build(Z.shape[1], n_classes=max(2, int(y.max()) + 1))
+        self.module_ = self.build(Z.shape[1], n_classes=max(2, int(y.max()) + 1), train_x=Z)
         if self.init_from is not None:
             own = self.module_.state_dict()  # the pretrained output layer has other classes: not loaded
             state = {k: v for k, v in self.init_from(self).items() if k in own and own[k].shape == v.shape}

@@ -105,7 +105,10 @@ def setup(experiment: str, configured_uri: str | None = None) -> str:
                 found = mlflow.get_experiment_by_name(experiment)
                 if found is not None:
                     return found.experiment_id
-                return mlflow.create_experiment(experiment, artifact_location=artifact_root(uri))
+                from prcrs.tracking.ui import experiment_tags  # the UI opens it on its runs, key columns shown
+
+                return mlflow.create_experiment(experiment, artifact_location=artifact_root(uri),
+                                                tags=experiment_tags())
             except (MlflowException, SQLAlchemyError) as exc:
                 if db is None:
                     raise

@@ -1,0 +1,1 @@
+"""Equal-budget tuning with Optuna's TPE as a Hydra Sweeper plugin (beside the paper's OFAT)."""
