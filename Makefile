@@ -20,11 +20,15 @@ install: $(BIN)/prcrs ## create .venv and install the project (editable, with de
 run: $(BIN)/prcrs ## the main job: python run.py (PrCRS, honest protocol, horizon 1, 5-fold CV, logged to MLflow)
 	$(BIN)/python run.py
 
-test: $(BIN)/prcrs ## run the full test suite (CI runs this)
-	$(BIN)/pytest
+# Two workers: many tests wait on subprocesses, servers and stores. A file whose fixtures build a
+# store runs on one worker (its xdist_group); `.venv/bin/pytest` alone runs the suite in one process.
+XDIST := -n 2 --dist loadgroup
+
+test: $(BIN)/prcrs ## run the full test suite on two workers (CI runs this)
+	$(BIN)/pytest $(XDIST)
 
 test-fast: $(BIN)/prcrs ## the inner loop: the suite without the tests marked slow (under 3 minutes)
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow" $(XDIST)
 
 lint: $(BIN)/prcrs ## ruff over every Python folder
 	$(BIN)/ruff check prcrs tests run.py hydra_plugins experiments benchmarks

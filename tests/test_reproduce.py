@@ -10,10 +10,11 @@ import pytest
 
 from prcrs.report import sections
 
+pytestmark = pytest.mark.xdist_group("reproduction")  # one worker: the quick store is built once
+
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = ["README.md", *sections.files()]  # what every registered section writes (without --before)
 NUMBER = re.compile(r"\d\.\d{3}")
-
 
 @pytest.fixture(scope="module")
 def quick_store(tmp_path_factory):

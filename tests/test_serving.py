@@ -29,6 +29,8 @@ HORIZONS = (1, 2)
 from conftest import PLATFORM_TRAIN as TRAIN  # noqa: E402
 from conftest import SCREENSHOTS, browser, chromium, free_port, served_app  # noqa: E402
 
+pytestmark = pytest.mark.xdist_group("platform")  # one worker: the platform store is built once
+
 
 def _groups(*groups, drop_one_short: int | None = None) -> set[str]:
     """Factor keys of whole groups, plus group `drop_one_short` with one factor fewer than needed."""
@@ -119,7 +121,6 @@ def test_calibrators_are_increasing_and_fitted_on_oof_predictions():
     assert paper.predict(grid).min() >= 0 and paper.predict(grid).max() <= 1
     _, inverted_name, inverted, _, _ = fit_calibrators(1 - scores, labels, groups)  # an inverted score
     assert inverted_name == "isotonic" and np.all(np.diff(inverted.predict(grid)) >= -1e-12)
-
 
 @pytest.fixture(scope="module")
 def served_uri(platform_store):
