@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from prcrs.data.synthetic import synthetic_cart
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one of `make test`'s workers: one thread per library each,
+    for _threads in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # not two workers'
+        os.environ.setdefault(_threads, "1")  # OpenMP teams spinning on two cores (set before they load)
+
+from prcrs.data.synthetic import synthetic_cart  # noqa: E402
 
 
 def _real_dir() -> Path | None:

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = ["README.md", *sections.files()]  # what every registered section writes (without --before)
 NUMBER = re.compile(r"\d\.\d{3}")
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, whatever runs between its tests
 def quick_store(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("reproduce")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"

@@ -10,7 +10,7 @@ import mlflow
 import pytest
 from conftest import SCREENSHOTS, browser, chromium, free_port
 
-from prcrs.tracking import store, ui
+from prcrs.tracking import runs_view, store, ui
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,12 +18,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_a_new_study_opens_on_its_runs_with_the_key_columns(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     experiment = mlflow.get_experiment(store.setup("fresh", uri))
-    assert experiment.tags[ui.KIND_TAG] == ui.KIND  # not MLflow's GenAI pages
-    state = ui.view_state()
-    assert experiment.tags[f"mlflow.sharedViewState.{ui.VIEW}"]
+    assert experiment.tags[runs_view.KIND_TAG] == runs_view.KIND  # not MLflow's GenAI pages
+    state = runs_view.view_state()
+    assert experiment.tags[f"mlflow.sharedViewState.{runs_view.VIEW}"]
     assert "metrics.`mean_test_auroc`" in state["selectedColumns"] and state["orderByAsc"] is False
-    assert ui.runs_url("http://127.0.0.1:5000", experiment.experiment_id) == (
-        f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs?viewStateShareKey={ui.VIEW}"
+    assert runs_view.runs_url("http://127.0.0.1:5000", experiment.experiment_id) == (
+        f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs?viewStateShareKey={runs_view.VIEW}"
         "&workflowType=machine_learning")
 
 
@@ -32,7 +32,7 @@ def test_a_study_made_before_the_view_existed_gets_it(tmp_path):
     store.use_store(uri)
     old = mlflow.create_experiment("old")  # as earlier versions made them: no tags
     assert ui.tag_studies(uri) == [("old", old)]
-    assert mlflow.get_experiment(old).tags[ui.KIND_TAG] == ui.KIND
+    assert mlflow.get_experiment(old).tags[runs_view.KIND_TAG] == runs_view.KIND
 
 
 @pytest.mark.slow
@@ -67,7 +67,7 @@ def test_the_ui_shows_a_studys_runs_with_their_metrics(tmp_path, monkeypatch):
                 pass
             time.sleep(0.5)
         driver = browser(found, width=1800)
-        driver.get(ui.runs_url(base, experiment_id))
+        driver.get(runs_view.runs_url(base, experiment_id))
         WebDriverWait(driver, 60).until(lambda d: "mean_test_auroc" in d.find_element(By.TAG_NAME, "body").text)
         text = driver.find_element(By.TAG_NAME, "body").text
         assert "logreg f1234 h1 honest synthetic" in text and "1 matching run" in text  # the CV run, not its folds

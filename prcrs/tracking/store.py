@@ -105,7 +105,7 @@ def setup(experiment: str, configured_uri: str | None = None) -> str:
                 found = mlflow.get_experiment_by_name(experiment)
                 if found is not None:
                     return found.experiment_id
-                from prcrs.tracking.ui import experiment_tags  # the UI opens it on its runs, key columns shown
+                from prcrs.tracking.runs_view import experiment_tags  # the UI opens it on its runs
 
                 return mlflow.create_experiment(experiment, artifact_location=artifact_root(uri),
                                                 tags=experiment_tags())
