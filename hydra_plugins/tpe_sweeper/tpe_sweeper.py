@@ -186,11 +186,10 @@ class TPESweeper(Sweeper):
                                                                                    self.n_trials))
         study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, direction=self.direction,
                                     load_if_exists=True)
-        for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-            if stale.state == TrialState.RUNNING:  # left by an interrupt: run again (its MLflow run resumes)
-                study.enqueue_trial(stale.params, user_attrs={"rerun_of": stale.number})
-                study.tell(stale.number, state=TrialState.FAIL)
-                study.set_user_attr(f"interrupted_{stale.number}", True)
+        for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):  # left by an interrupt
+            study.enqueue_trial(stale.params, user_attrs={"rerun_of": stale.number})  # its MLflow run resumes
+            study.tell(stale.number, state=TrialState.FAIL)
+            study.set_user_attr(f"interrupted_{stale.number}", True)  # not counted in the budget
         while (left := self.n_trials - _spent(study)) > 0:
             trials = [study.ask(space) for _ in range(min(self.batch, left))]
             batch = [overrides + [_assign(k, v) for k, v in t.params.items()] for t in trials]
