@@ -20,9 +20,9 @@ install: $(BIN)/prcrs ## create .venv and install the project (editable, with de
 run: $(BIN)/prcrs ## the main job: python run.py (PrCRS, honest protocol, horizon 1, 5-fold CV, logged to MLflow)
 	$(BIN)/python run.py
 
-# Two workers: many tests wait on subprocesses, servers and stores. A file whose fixtures build a
-# store runs on one worker (its xdist_group); `.venv/bin/pytest` alone runs the suite in one process.
-XDIST := -n 2 --dist loadgroup
+# Two workers: many tests wait on subprocesses, servers and stores (tests/conftest.py gives each
+# worker one thread per library). `.venv/bin/pytest` alone runs the suite in one process.
+XDIST := -n 2
 
 test: $(BIN)/prcrs ## run the full test suite on two workers (CI runs this)
 	$(BIN)/pytest $(XDIST)

@@ -29,9 +29,7 @@ def platform(store):
     return load_platform(store)
 
 
-# lab-export files end to end: `make test` runs them, the inner loop does not; one worker (the
-# platform store's, conftest) runs them
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("platform")]
+pytestmark = pytest.mark.slow  # lab-export files end to end: `make test` runs them, the inner loop does not
 
 
 def _export(platform, **changes) -> pd.DataFrame:

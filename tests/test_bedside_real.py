@@ -13,7 +13,7 @@ import pytest
 from prcrs import cli, schema
 from prcrs.data.reading import IGNORED
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("bedside_real")]  # one worker: its module fixtures
+pytestmark = pytest.mark.slow
 
 NUDGE_BOUND = 0.03  # a 1 % change of one value moves the risk by at most 3 percentage points
 

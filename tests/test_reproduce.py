@@ -1,5 +1,6 @@
 """The reproduction end to end in quick mode: runs, report files with numbers, the notebook."""
 
+import os
 import re
 import subprocess
 import sys
@@ -10,21 +11,29 @@ import pytest
 
 from prcrs.report import sections
 
-pytestmark = pytest.mark.xdist_group("reproduction")  # one worker: the quick store is built once
-
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = ["README.md", *sections.files()]  # what every registered section writes (without --before)
 NUMBER = re.compile(r"\d\.\d{3}")
 
-@pytest.fixture(scope="session")  # once per worker, whatever runs between its tests
+@pytest.fixture(scope="session")
 def quick_store(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("reproduce")
+    """The quick reproduction's store, made once per test run: `make test`'s workers share the
+    folder above their own temporary folders, and the first to come makes it under a lock."""
+    import fcntl
+
+    base = tmp_path_factory.getbasetemp()  # a worker's is <this run's folder>/popen-gw<n>
+    tmp = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "quick-reproduction"
+    tmp.mkdir(exist_ok=True)
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    env = {**__import__("os").environ, "MLFLOW_TRACKING_URI": uri}
-    env.pop("PRCRS_DATA_DIR", None)
-    done = subprocess.run([sys.executable, str(ROOT / "experiments" / "reproduce.py"), "--quick"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
+    with open(tmp / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (tmp / "done").is_file():
+            env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+            env.pop("PRCRS_DATA_DIR", None)
+            done = subprocess.run([sys.executable, str(ROOT / "experiments" / "reproduce.py"), "--quick"], cwd=ROOT,
+                                  env=env, capture_output=True, text=True, timeout=900)
+            assert done.returncode == 0, done.stderr[-3000:]
+            (tmp / "done").touch()
     assert any((tmp / "quick-cache").iterdir())  # the pretraining weights went beside the temp store
     return tmp, uri
 

@@ -29,8 +29,6 @@ HORIZONS = (1, 2)
 from conftest import PLATFORM_TRAIN as TRAIN  # noqa: E402
 from conftest import SCREENSHOTS, browser, chromium, free_port, served_app  # noqa: E402
 
-pytestmark = pytest.mark.xdist_group("platform")  # one worker: the platform store is built once
-
 
 def _groups(*groups, drop_one_short: int | None = None) -> set[str]:
     """Factor keys of whole groups, plus group `drop_one_short` with one factor fewer than needed."""

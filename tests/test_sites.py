@@ -13,8 +13,6 @@ from prcrs.data.exports import DAY, PATIENT, PatientDays, read_export
 from prcrs.data.mapping import SiteMapping, load_mapping
 from prcrs.errors import DataError
 
-pytestmark = pytest.mark.xdist_group("sites")  # one worker: its module fixtures are built once
-
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
