@@ -821,6 +821,52 @@ def test_ctrl_c_during_start_up_is_one_line(delay, tmp_path, monkeypatch):
     assert proc.returncode in (130, -signal.SIGINT, 0)  # 0: it finished first; -2: before Python's handler
 
 
+def _store_at(db, version):
+    import sqlite3
+
+    store.setup("x", f"sqlite:///{db}")
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE alembic_version SET version_num = ?", (version,))
+
+
+def test_a_store_another_process_is_migrating_is_waited_for(tmp_path):
+    """MLflow migrates a new store's schema unlocked, so a second migrator breaks the first (seen
+    as AttributeError: dimension_attributes): a store below the schema head that is still changing
+    is left to its maker until it reaches the head."""
+    import sqlite3
+    import threading
+
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    db = tmp_path / "mlflow.db"
+    head = _get_latest_schema_revision()
+    _store_at(db, "a-step-before-the-head")  # what another process's migration shows midway
+
+    def finish():
+        time.sleep(1.0)
+        with sqlite3.connect(db) as con:
+            con.execute("UPDATE alembic_version SET version_num = ?", (head,))
+
+    maker = threading.Thread(target=finish)
+    started = time.monotonic()
+    maker.start()
+    store.settle(db, quiet=600, patience=600)
+    maker.join()
+    assert time.monotonic() - started >= 1.0 and store.schema_version(db) == head
+
+
+def test_an_old_or_broken_store_is_not_waited_for(tmp_path):
+    old = tmp_path / "old.db"
+    _store_at(old, "an-older-mlflow")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))  # nobody has touched it for an hour
+    broken = tmp_path / "broken.db"
+    broken.write_bytes(b"half a store" * 100)
+    for db in (old, broken):
+        started = time.monotonic()
+        store.settle(db, quiet=60, patience=600)
+        assert time.monotonic() - started < 60  # returned at once (MLflow names the store), not after `quiet`
+
+
 def test_a_new_store_is_made_whole_and_a_broken_one_is_named(tmp_path):
     from prcrs.errors import PrcrsError
 

@@ -156,7 +156,7 @@ def publish(models: list[CombinationModel], release: str, study: str, data_sourc
 
 def releases(tracking_uri: str | None = None) -> pd.DataFrame:
     """The recorded releases, newest first: release, run_id, start_time (finished runs only)."""
-    store.use_store(tracking_uri)
+    store.open_store(tracking_uri)
     runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.role = 'release'",
                               order_by=["attributes.start_time DESC"])
     if runs.empty:

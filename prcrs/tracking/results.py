@@ -40,7 +40,7 @@ def parent_runs(study: str | None, tracking_uri: str | None = None) -> pd.DataFr
     columns, and its `records` (overrides, design, baseline covariates); latest first."""
     import mlflow
 
-    store.use_store(tracking_uri)
+    store.open_store(tracking_uri)
     where = "tags.role = 'cv_parent' and attributes.status = 'FINISHED'"
     if study is None:
         runs = mlflow.search_runs(search_all_experiments=True, output_format="list", order_by=["start_time DESC"],

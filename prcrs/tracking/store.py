@@ -96,11 +96,11 @@ def setup(experiment: str, configured_uri: str | None = None) -> str:
     from sqlalchemy.exc import SQLAlchemyError
 
     uri = use_store(configured_uri)
-    db = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    db = local_db(uri)
     for attempt in range(OPEN_ATTEMPTS):
         with store_lock(configured_uri):
-            if db is not None and not db.exists():
-                _create_store(db)
+            if db is not None:
+                _make_or_wait(db)
             try:
                 found = mlflow.get_experiment_by_name(experiment)
                 if found is not None:
@@ -121,6 +121,72 @@ def setup(experiment: str, configured_uri: str | None = None) -> str:
 
 
 OPEN_ATTEMPTS = 10
+STORE_QUIET_S = 10.0  # a store unchanged this long, not at MLflow's schema, is nobody's work in progress
+STORE_PATIENCE_S = 120.0  # the longest wait for another process to finish making the store
+
+
+def local_db(uri: str) -> Path | None:
+    """The SQLite file of a local store, or None for a server."""
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
+def open_store(configured_uri: str | None = None) -> str:
+    """Point MLflow at the store, made first if it is a local one not there yet, or waited for if
+    another process is making it now; the URI. Call it before any MLflow client opens a store:
+    MLflow makes a missing SQLite store's tables itself, unlocked, and two processes that do so at
+    once break each other's schema migration."""
+    uri = use_store(configured_uri)
+    db = local_db(uri)
+    if db is not None:
+        with store_lock(configured_uri):
+            _make_or_wait(db)
+    return uri
+
+
+def _make_or_wait(db: Path) -> None:
+    """Under the store lock: make a missing store, or wait while another process (the UI, a
+    reader polling it) is migrating one that it made."""
+    if not db.exists():
+        _create_store(db)
+    settle(db)
+
+
+def settle(db: Path, quiet: float = STORE_QUIET_S, patience: float = STORE_PATIENCE_S) -> None:
+    """Return once the SQLite store `db` is at MLflow's schema head, or has not changed for `quiet`
+    s (an older store), or is no SQLite file at all (MLflow names both), waiting at most `patience` s."""
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    head = _get_latest_schema_revision()
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        try:
+            if schema_version(db) == head or time.time() - _last_change(db) >= quiet:
+                return
+        except ValueError:  # not a store: nobody is making it
+            return
+        time.sleep(0.1)
+
+
+def schema_version(db: Path) -> str | None:
+    """The MLflow schema revision of the SQLite file `db`, read without migrating it; None while it
+    has none (being made, or locked by its maker). ValueError for a file that is no SQLite database."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1.0)) as con:
+            row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.DatabaseError as exc:
+        if "not a database" in str(exc):
+            raise ValueError(f"{db} is not an SQLite file") from None
+        return None
+    return row[0] if row else None
+
+
+def _last_change(db: Path) -> float:
+    """The newest modification time (s since the epoch) of `db` and its rollback journal or WAL."""
+    times = [p.stat().st_mtime for p in (db, db.with_name(db.name + "-journal"), db.with_name(db.name + "-wal"))
+             if p.exists()]
+    return max(times, default=0.0)
 
 
 def _transient(exc: Exception) -> bool:

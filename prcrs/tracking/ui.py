@@ -14,9 +14,9 @@ def tag_studies(uri: str) -> list[tuple[str, str]]:
     (name, id) of each, in name order."""
     from mlflow.tracking import MlflowClient
 
-    from prcrs.tracking.store import use_store
+    from prcrs.tracking.store import open_store
 
-    client = MlflowClient(use_store(uri))
+    client = MlflowClient(open_store(uri))
     studies = []
     for experiment in client.search_experiments():
         if experiment.name == "Default" and experiment.experiment_id == "0":
