@@ -11,7 +11,8 @@ from prcrs.data.synthetic import synthetic_covid
 from prcrs.data.targets import make_horizon
 from prcrs.metrics import fold_metrics
 from prcrs.models import backbones as B
-from prcrs.models.estimators import CytokineLogistic, DeepModel, MEasix, freeze
+from prcrs.models.deep import DeepModel, freeze
+from prcrs.models.estimators import CytokineLogistic, MEasix
 from prcrs.models.transfer import Pretraining
 from prcrs.preprocessing import FoldPreprocessor
 from prcrs.run_config import build_estimator, compose_config
@@ -221,6 +222,27 @@ def test_every_model_is_a_scikit_learn_estimator_that_clones(name):
     assert type(copy) is type(model) and copy.get_params(deep=False).keys() == model.get_params(deep=False).keys()
     assert isinstance(copy.preprocessor, FoldPreprocessor) and copy.preprocessor is not model.preprocessor
     assert copy.preprocessor.get_params() == model.preprocessor.get_params()
+
+
+def test_a_tabular_model_never_imports_lightning_and_the_networks_old_name_still_loads():
+    """A tabular or bedside run builds and checks its model without PyTorch Lightning (seconds of
+    start-up); the networks' estimator keeps the name stored configs' `_target_` and older
+    pickles give it."""
+    import pickle
+    import subprocess
+    import sys
+
+    code = ("import sys; from prcrs.run_config import build_estimator, compose_config; "
+            "[build_estimator(compose_config([f'model={m}']), {}).check(('ldh', 'crp', 'platelet')) "
+            "for m in ('logreg', 'forest', 'measix')]; "
+            "print(sorted(m for m in ('torch', 'pytorch_lightning') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr[-2000:]
+    from hydra.utils import get_class
+
+    assert get_class("prcrs.models.estimators.DeepModel") is DeepModel
+    old = pickle.dumps(DeepModel, protocol=0).replace(b"prcrs.models.deep", b"prcrs.models.estimators")  # text names
+    assert b"prcrs.models.estimators" in old and pickle.loads(old) is DeepModel
 
 
 def test_the_config_is_the_only_source_of_a_networks_schedule():

@@ -23,7 +23,7 @@ from prcrs import paths
 from prcrs.data.cohort import Cohort
 from prcrs.errors import TrainingError
 from prcrs.fitting import fit_fold
-from prcrs.models.estimators import DeepModel
+from prcrs.models.deep import DeepModel
 
 
 def _spec(value):
