@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -84,20 +85,39 @@ def served_app(app, **options):
 PLATFORM_TRAIN = ["data=synthetic", "model=logreg", "cv.folds=3", "cv.explain_rows=0"]
 
 
+def made_once(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
+    """The folder `name`, filled by `make(folder)` once per test run: `make test`'s workers share
+    the folder above their own temporary folders, and the first to come makes it under a lock
+    (the others wait for it). A failed `make` leaves it to be made again by the next."""
+    import fcntl
+
+    base = tmp_path_factory.getbasetemp()  # a worker's is <this run's folder>/popen-gw<n>
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+    folder.mkdir(exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "done").is_file():
+            make(folder)
+            (folder / "done").touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def platform_store(tmp_path_factory):
     """A store with one platform release: every combination at horizons 1 and 2, trained on the
-    synthetic cohort (logistic regression), whatever the environment's data folder."""
-    from prcrs import cli
+    synthetic cohort (logistic regression), whatever the environment's data folder; made once per
+    test run (`made_once`). Tests that register more releases do it in a copy."""
+    import subprocess
+    import sys
 
-    uri = f"sqlite:///{tmp_path_factory.mktemp('platform') / 'mlflow.db'}"
-    real = os.environ.pop("PRCRS_DATA_DIR", None)
-    try:
-        assert cli.main(["train-final", *PLATFORM_TRAIN, "--horizon", "1", "2", "--tracking-uri", uri]) == 0
-    finally:
-        if real is not None:
-            os.environ["PRCRS_DATA_DIR"] = real
-    return uri
+    def train(folder: Path) -> None:  # in a process of its own: the environment's data folder left out
+        env = {k: v for k, v in os.environ.items() if k != "PRCRS_DATA_DIR"}
+        done = subprocess.run([sys.executable, "-m", "prcrs.cli", "train-final", *PLATFORM_TRAIN, "--horizon", "1",
+                               "2", "--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}"], env=env,
+                              capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    return f"sqlite:///{made_once(tmp_path_factory, 'platform', train) / 'mlflow.db'}"
 
 
 @pytest.fixture(autouse=True)

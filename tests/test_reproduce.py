@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from conftest import made_once
 
 from prcrs.report import sections
 
@@ -17,23 +18,17 @@ NUMBER = re.compile(r"\d\.\d{3}")
 
 @pytest.fixture(scope="session")
 def quick_store(tmp_path_factory):
-    """The quick reproduction's store, made once per test run: `make test`'s workers share the
-    folder above their own temporary folders, and the first to come makes it under a lock."""
-    import fcntl
+    """The quick reproduction's store, made once per test run (`made_once`)."""
 
-    base = tmp_path_factory.getbasetemp()  # a worker's is <this run's folder>/popen-gw<n>
-    tmp = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "quick-reproduction"
-    tmp.mkdir(exist_ok=True)
+    def reproduce(folder: Path) -> None:
+        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
+        env.pop("PRCRS_DATA_DIR", None)
+        done = subprocess.run([sys.executable, str(ROOT / "experiments" / "reproduce.py"), "--quick"], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    tmp = made_once(tmp_path_factory, "quick-reproduction", reproduce)
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    with open(tmp / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (tmp / "done").is_file():
-            env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
-            env.pop("PRCRS_DATA_DIR", None)
-            done = subprocess.run([sys.executable, str(ROOT / "experiments" / "reproduce.py"), "--quick"], cwd=ROOT,
-                                  env=env, capture_output=True, text=True, timeout=900)
-            assert done.returncode == 0, done.stderr[-3000:]
-            (tmp / "done").touch()
     assert any((tmp / "quick-cache").iterdir())  # the pretraining weights went beside the temp store
     return tmp, uri
 
