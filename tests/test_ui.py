@@ -54,7 +54,8 @@ def test_the_ui_shows_a_studys_runs_with_their_metrics(tmp_path, monkeypatch):
     (_, experiment_id), = ui.tag_studies(uri)
     port = free_port()
     server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "ui", "--backend-store-uri", uri,
-                               "--host", "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL,
+                               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                              stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     driver = None
