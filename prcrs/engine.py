@@ -131,6 +131,7 @@ def _fit_and_score(spec: RunSpec, data: HorizonData, k: int, fold, covid: Cohort
         metrics["best_epoch"] = model.best_epoch_
     if getattr(model, "trainer_", None) is not None:
         metrics["epochs"] = model.trainer_.current_epoch
+        metrics["skipped_steps"] = model.skipped_steps_  # steps left out for a non-finite gradient
     return model, proba, metrics
 
 
@@ -165,6 +166,8 @@ class CVResult:
             out[f"mean_test_{m}"] = float(np.nanmean(values))
             out[f"std_test_{m}"] = float(np.nanstd(values))
         out["diverged_folds"] = float(sum(f.get("diverged", 0) for f in self.folds))
+        if any("skipped_steps" in f for f in self.folds):  # a network's: steps left out for a non-finite gradient
+            out["skipped_steps"] = float(sum(f.get("skipped_steps", 0) for f in self.folds))
         out["n_finite_folds"] = float(np.isfinite([f["auroc"] for f in self.folds]).sum())  # what the means rest on
         if self.oof is not None:
             pooled = self.oof.dropna(subset=["probability"])  # every fold diverged: none left

@@ -334,3 +334,34 @@ def test_the_pretraining_cache_key_ignores_the_folds_inner_split(tmp_path):
     model = deep("prcrs_paper")
     assert pretraining.key(model) == pretraining.key(clone(model).set_params(train_split=InnerSplit(0.2, 4)))
     assert pretraining.key(model) != pretraining.key(clone(model).set_params(max_epochs=model.max_epochs + 1))
+
+
+def test_a_step_with_a_non_finite_gradient_is_left_out_and_counted():
+    """Raw paper-protocol values overflow the attention's gradients now and then: such a step
+    changes no weight and no optimizer moment (taken, it turned every weight NaN); a finite
+    step is taken as it comes."""
+    from prcrs.models.classifier import CRSClassifier
+
+    class Linear(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(3, 2)
+
+        def forward(self, x, missing=None):
+            return self.fc(x)
+
+    net = CRSClassifier(Linear(), partial(torch.optim.Adam, lr=0.1))
+    optimizer = net.configure_optimizers()
+    x, y = torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([1])
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    torch.nn.functional.cross_entropy(net(x), y).backward()
+    net.backbone.fc.weight.grad[0, 0] = float("nan")
+    net.on_before_optimizer_step(optimizer)
+    optimizer.step()
+    assert net.skipped_steps == 1 and not optimizer.state
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    optimizer.zero_grad()
+    torch.nn.functional.cross_entropy(net(x), y).backward()
+    net.on_before_optimizer_step(optimizer)
+    optimizer.step()
+    assert net.skipped_steps == 1 and not torch.equal(net.backbone.fc.weight, before["backbone.fc.weight"])

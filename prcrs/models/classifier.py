@@ -27,13 +27,26 @@ class CRSClassifier(pl.LightningModule):
     (early stopping, the kept epoch) on the loss of their mean probability, the prediction it
     makes. The optimizer comes from config as a partial (`_target_` + `_partial_`) called with
     the parameters. Logs `train/loss` and `val/loss` (what early stopping and the kept epoch
-    monitor).
+    monitor). A step whose gradient holds a NaN or an infinity is left out and counted
+    (`skipped_steps`).
     """
 
     def __init__(self, backbone: nn.Module, optimizer: Callable):
         super().__init__()
         self.backbone = backbone
         self.optimizer_factory = optimizer
+        self.skipped_steps = 0
+
+    def on_before_optimizer_step(self, optimizer):
+        """Leave out a step whose gradient holds a NaN or an infinity, as mixed-precision training
+        does: taken, it would turn every weight into NaN for the rest of the fit (raw
+        paper-protocol values of 10^5 overflow the attention's float32 gradients). Called after
+        the backward pass, before clipping; every other step is taken unchanged."""
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads, float("inf"))):
+            for p in self.parameters():
+                p.grad = None  # the optimizer updates no weight and none of its moments
+            self.skipped_steps += 1
 
     def forward(self, x: torch.Tensor, missing: torch.Tensor | None = None) -> torch.Tensor:
         return self.backbone(x, missing)

@@ -159,6 +159,7 @@ class DeepModel(CRSModel):
             self.trainer_.fit(self.module_, train_loader, val_loader)
         self.module_.cpu().eval()  # predictions and pickles on the CPU, whatever trained it
         self.best_epoch_ = None if best is None else best.best_epoch  # its weights are the module's now
+        self.skipped_steps_ = self.module_.skipped_steps
         self.loss_history_ = history.epochs
 
     def _trainer(self, callbacks: list, validate: bool) -> pl.Trainer:

@@ -32,7 +32,8 @@ from prcrs.tracking import leases, store
 
 log = logging.getLogger("prcrs")
 NOT_LOGGED = "<not logged: logger.log_data_file=false>"
-FOLD_EXTRAS = ("threshold", "alarm_threshold", "seconds", "best_epoch", "epochs", "val_auroc", "diverged")
+FOLD_EXTRAS = ("threshold", "alarm_threshold", "seconds", "best_epoch", "epochs", "skipped_steps", "val_auroc",
+               "diverged")
 
 
 def data_file_name(cfg: DictConfig, source: str) -> str:
@@ -224,6 +225,9 @@ class CVRunLogger:
         mlflow.log_metrics(self.metrics)
         if self.metrics.get("diverged_folds", 0) > 0:  # marked: its means rest on n_finite_folds folds only
             mlflow.set_tag("diverged", f"{int(self.metrics['diverged_folds'])} of {len(result.folds)} folds")
+        if self.metrics.get("skipped_steps", 0) > 0:  # trained, but some steps were left out: said
+            mlflow.set_tag("skipped_steps", f"{int(self.metrics['skipped_steps'])} optimizer steps left out "
+                                            "(a NaN or infinite gradient), over all folds")
         if result.n_parameters is not None:
             mlflow.log_param("n_parameters", result.n_parameters)
         cfg = self.logged_cfg
