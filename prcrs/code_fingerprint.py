@@ -10,7 +10,7 @@ cannot change a stored number and are left out.
 A reshape of the code changes the fingerprint without changing a number. `code_lineage.json`
 records, for a fingerprint, the earlier ones shown to compute the same out-of-fold predictions
 bit for bit (`python benchmarks/equivalence.py --compare BEFORE AFTER --record`), so the runs
-they stored still resume.
+they stored still resume, except a run with a diverged fold (`prcrs.evaluate`), which runs again.
 
     >>> len(code_fingerprint()), code_fingerprint() == code_fingerprint()
     (12, True)

@@ -112,19 +112,26 @@ def _stored(experiment_id: str, chash: str, label: str, resume: str = "auto") ->
     None: run it. A finished run made by other code is run again, said in one line (the stored
     run is kept; reports take the newest); one stored before fingerprints were kept is resumed,
     said likewise; one made by code recorded as computing the same numbers (`code_lineage.json`)
-    is resumed. `resume="never"`: a finished run is run again all the same."""
+    is resumed, unless a fold of it diverged: code is recorded as computing the same numbers on
+    configs that train, and a fold that diverged is where a change may have made it train
+    (`classifier.CRSClassifier` leaves out a non-finite step that used to turn every weight NaN).
+    `resume="never"`: a finished run is run again all the same."""
     now = code_fingerprint()
     done = store.finished_run(experiment_id, chash, now) if resume == "auto" else None
     if done is not None:
         made_by = done.data.tags.get("code_fingerprint")
         summary = dict(done.data.metrics)
-        if made_by is None or same_numbers(made_by, now):
+        linked = made_by is not None and (made_by == now or (same_numbers(made_by, now)
+                                                               and not summary.get("diverged_folds")))
+        if made_by is None or linked:
             log.info(f"[{label}] already finished (run {done.info.run_id}): mean AUROC "
                      f"{summary.get('mean_test_auroc', float('nan')):.3f}; skipped"
                      + ("" if made_by else " (stored before code fingerprints were kept: resume=never runs it again)"))
             return Evaluation(done.info.run_id, summary, skipped=True)
+        folds = int(summary.get("diverged_folds", 0))
+        diverged = f", and {folds} of its folds diverged" if folds else ""
         log.warning(f"[{label}] the stored run {done.info.run_id} was made by other code (code fingerprint "
-                    f"{made_by}, now {now}): running it again; the stored run is kept")
+                    f"{made_by}, now {now}){diverged}: running it again; the stored run is kept")
     running = store.running_run(experiment_id, chash)
     if running is not None:
         tags = running.data.tags

@@ -673,6 +673,22 @@ def test_the_code_fingerprint_follows_code_not_comments(tmp_path):
     assert fingerprint_of(copy) != before  # an edit of a model's code
 
 
+def test_a_run_of_equivalent_code_is_resumed_unless_a_fold_of_it_diverged(monkeypatch):
+    """Code recorded as computing the same numbers resumes a stored run, but not one with a
+    diverged fold: that is where a change (a non-finite step left out) may make it train."""
+    from types import SimpleNamespace
+
+    def stored(diverged):
+        return SimpleNamespace(info=SimpleNamespace(run_id="r"), data=SimpleNamespace(
+            tags={"code_fingerprint": "0123456789ab"}, metrics={"mean_test_auroc": 0.9, "diverged_folds": diverged}))
+
+    monkeypatch.setattr(evaluate, "same_numbers", lambda made_by, now: True)
+    monkeypatch.setattr(store, "running_run", lambda *a: None)
+    for diverged, resumed in ((0.0, True), (4.0, False)):
+        monkeypatch.setattr(store, "finished_run", lambda *a, d=diverged: stored(d))
+        assert (evaluate._stored("0", "hash", "label") is not None) is resumed
+
+
 @pytest.mark.slow  # over 2.5 s: the inner loop stays under 3 minutes
 def test_a_stored_run_made_by_other_code_is_run_again(tmp_path, monkeypatch, caplog):
     from prcrs.tracking import cv_logging
