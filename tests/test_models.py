@@ -87,17 +87,21 @@ def test_a_banded_depthwise_convolution_is_the_convolution(kernel, stride, lengt
 
 @pytest.mark.parametrize("n_jobs", [1, 2])
 def test_a_forest_predicted_tree_by_tree_gives_scikit_learns_probabilities(n_jobs):
-    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 
     from prcrs.models.estimators import forest_proba
 
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(200, 6)), rng.integers(0, 2, 200)
-    forest = RandomForestClassifier(30, n_jobs=n_jobs, random_state=0).fit(X, y)
-    if n_jobs == 1:  # summed in the same order: the same numbers
-        np.testing.assert_array_equal(forest_proba(forest, X[:7]), forest.predict_proba(X[:7]))
-    else:  # threads may sum the trees in another order
-        np.testing.assert_allclose(forest_proba(forest, X[:7]), forest.predict_proba(X[:7]), rtol=0, atol=1e-12)
+    X[::5, 0] = np.nan  # trees send missing values down a side of their own
+    for kind in (RandomForestClassifier, ExtraTreesClassifier):
+        forest = kind(30, n_jobs=n_jobs, random_state=0).fit(X, y)
+        if n_jobs == 1:  # summed in the same order: the same numbers
+            np.testing.assert_array_equal(forest_proba(forest, X[:17]), forest.predict_proba(X[:17]))
+        else:  # threads may sum the trees in another order
+            np.testing.assert_allclose(forest_proba(forest, X[:17]), forest.predict_proba(X[:17]), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="features"):  # scikit-learn's own check of the input's width
+        forest_proba(forest, X[:3, :5])
 
 
 def test_prcrs_has_a_unet_reduction_and_skip():

@@ -61,11 +61,18 @@ class HistorySpec:
         return np.inf if self.extremes else max(self.window, 1 if self.changes else 0)
 
 
-def _shifted(frame: pd.DataFrame, values: pd.DataFrame, days: int) -> pd.DataFrame:
-    """`values` of the same patient `days` days earlier, aligned to `frame`'s rows (NaN if absent);
-    one row per patient-day (`history_features` checks it), so each row has at most one."""
-    patient, day = frame["patient"].to_numpy(), frame["day"].to_numpy()
-    earlier = pd.MultiIndex.from_arrays([patient, day + days]).get_indexer(pd.MultiIndex.from_arrays([patient, day]))
+def _row_keys(frame: pd.DataFrame) -> pd.MultiIndex:
+    """(patient, day) of each row, the patient as an integer code (equal patients, equal codes:
+    matching codes is cheaper than matching strings)."""
+    return pd.MultiIndex.from_arrays([pd.factorize(frame["patient"])[0], frame["day"].to_numpy()])
+
+
+def _shifted(keys: pd.MultiIndex, values: pd.DataFrame, days: int) -> pd.DataFrame:
+    """`values` of the same patient `days` days earlier, aligned to the rows of `keys`
+    (`_row_keys`; NaN if absent); one row per patient-day (`history_features` checks it), so each
+    row has at most one."""
+    patient, day = keys.get_level_values(0).to_numpy(), keys.get_level_values(1).to_numpy()
+    earlier = pd.MultiIndex.from_arrays([patient, day + days]).get_indexer(keys)
     out = values.to_numpy(float)[earlier]
     out[earlier < 0] = np.nan
     return pd.DataFrame(out, columns=values.columns)
@@ -79,7 +86,8 @@ def history_features(frame: pd.DataFrame, features: tuple[str, ...], spec: Histo
     `masked_values`: column -> label-imputation fill values set to missing first (the honest
     protocol: `Cohort.fill_values` plus `baseline_fill_values`); None keeps the data as published.
     """
-    if frame.duplicated(["patient", "day"]).any():
+    keys = _row_keys(frame)
+    if keys.duplicated().any():
         raise DataError("a patient has two rows for one day: history needs one row per patient-day")
     absent = [c for c in BASELINE if c not in frame.columns] if spec.baseline else []
     if absent:
@@ -89,12 +97,14 @@ def history_features(frame: pd.DataFrame, features: tuple[str, ...], spec: Histo
         values = FillValueMasker(masked_values).fit(values).transform(values)
     parts = []
     for k in range(1, spec.window + 1):
-        parts.append(_shifted(frame, values, k).add_suffix(f"@lag{k}"))
+        parts.append(_shifted(keys, values, k).add_suffix(f"@lag{k}"))
     if spec.changes:
-        skewed = [f for f in features if schema.BY_KEY[f].skewed]
-        scale = values.copy()
-        scale[skewed] = np.log1p(scale[skewed])
-        parts.append((scale - _shifted(frame, scale, 1)).add_suffix("@change"))
+        skewed = np.array([schema.BY_KEY[f].skewed for f in features], bool)
+        scale = values.to_numpy(float, copy=True)
+        scale[:, skewed] = np.log1p(scale[:, skewed])
+        scale = pd.DataFrame(scale, columns=values.columns)
+        parts.append(pd.DataFrame(scale.to_numpy() - _shifted(keys, scale, 1).to_numpy(),
+                                  columns=values.columns).add_suffix("@change"))
     if spec.extremes:
         order = np.lexsort((frame["day"].to_numpy(), frame["patient"].to_numpy()))
         ordered = values.iloc[order]
