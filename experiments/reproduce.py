@@ -3,7 +3,9 @@
 Each artefact is a Hydra experiment config (conf/experiment/<name>.yaml) that holds its own sweep
 (`hydra.sweeper.params`, so `python run.py -m experiment=table2` runs Table 2 with any launcher).
 Here the runs are composed and evaluated in this one process, so the fold workers start and the
-data load once, not once per sweep. Finished configs are skipped
+data load once, not once per sweep. An experiment that is a search (its own sweeper, as the
+tuned comparison's TPE) runs as `python run.py -m experiment=<name>`, its sweep folder beside
+the store; its studies resume from their Optuna storage. Finished configs are skipped
 (resume), so an interrupted reproduction picks up where it stopped; a failing run is reported
 and the others still run. `--quick` (the tests) runs the same sweeps on synthetic data with 2
 folds and 2 epochs into $MLFLOW_TRACKING_URI, by default mlruns/quick.db (not the project's store),
@@ -45,6 +47,8 @@ QUICK_SWEEPS: dict[str, list[str]] = {
     "history": ["history=none,trends", "horizon=0,1"],
     "history_networks": ["history=none,days", "horizon=1"],
     "clinical": ["horizon=1,2"],
+    "tuned": ["horizon=1", "history=lags", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_startup_trials=2",
+              "hydra.sweeper.final_seeds=[0,1]"],
 }
 
 
@@ -58,16 +62,34 @@ def quick_sweep(experiment: str) -> list[str] | None:
     return ([f"model={','.join(models)}"] if models else []) + QUICK_SWEEPS[experiment]
 
 
-def sweep_of(experiment: str) -> list[str]:
-    """The sweep an experiment config holds (`hydra.sweeper.params`, what `python run.py -m
-    experiment=<name>` runs) as overrides: ["model=cnn,prcrs", "protocol=paper,honest"]."""
+def _composed(experiment: str):
     from hydra import compose, initialize_config_dir
 
     from prcrs import paths
 
     with initialize_config_dir(config_dir=str(paths.CONFIG_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[f"experiment={experiment}"], return_hydra_config=True)
-    return [f"{key}={values}" for key, values in (cfg.hydra.sweeper.params or {}).items()]
+        return compose("config", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+
+
+def sweep_of(experiment: str) -> list[str]:
+    """The sweep an experiment config holds (`hydra.sweeper.params`, what `python run.py -m
+    experiment=<name>` runs) as overrides: ["model=cnn,prcrs", "protocol=paper,honest"]."""
+    return [f"{key}={values}" for key, values in (_composed(experiment).hydra.sweeper.params or {}).items()]
+
+
+def is_search(experiment: str) -> bool:
+    """True when the experiment's sweeper chooses its runs (the tuned comparison's TPE): it runs
+    as a whole through `python run.py -m`, not config by config."""
+    return not str(_composed(experiment).hydra.sweeper._target_).startswith("hydra._internal.core_plugins")
+
+
+def run_search(experiment: str, overrides: list[str], sweep_dir: Path) -> int:
+    """`python run.py -m experiment=<name> <overrides>` in a process of its own; its exit code."""
+    import subprocess
+
+    cmd = [sys.executable, str(ROOT / "run.py"), "-m", f"experiment={experiment}", *overrides,
+           f"hydra.sweep.dir={sweep_dir}"]
+    return subprocess.run(cmd, cwd=ROOT).returncode
 
 
 def expand(sweep: list[str]) -> list[list[str]]:
@@ -104,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{ROOT / 'mlruns' / 'quick.db'}")
         quick = [*QUICK, f"paths.cache_dir={quick_cache(os.environ['MLFLOW_TRACKING_URI'])}"]
     start = time.perf_counter()
-    runs = [[f"experiment={name}", *run, *quick] for name in args.only or artefacts()
+    names = args.only or artefacts()
+    searches = [name for name in names if is_search(name)]
+    runs = [[f"experiment={name}", *run, *quick] for name in names if name not in searches
             for run in expand((args.quick and quick_sweep(name)) or sweep_of(name))]
     failed = []
     for i, overrides in enumerate(runs, 1):
@@ -121,8 +145,20 @@ def main(argv: list[str] | None = None) -> int:
                 # a bug: one line with its type here too, so that the other runs go on
                 print(f"error: {' '.join(overrides)}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
             failed.append(overrides)
-    print(f"reproduce: {len(runs) - len(failed)} of {len(runs)} runs done in {time.perf_counter() - start:.0f} s",
-          flush=True)
+    from prcrs.tracking.store import tracking_uri
+
+    uri = tracking_uri()
+    sweeps = Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") else ROOT / "outputs"
+    for name in searches:
+        print(f"== search: python run.py -m experiment={name}", flush=True)
+        code = run_search(name, [*((args.quick and quick_sweep(name)) or []), *quick], sweeps / "sweeps" / name)
+        if code == 130:
+            return 130
+        if code:
+            failed.append([f"experiment={name}"])
+    done = len(runs) + len(searches) - len(failed)
+    print(f"reproduce: {done} of {len(runs) + len(searches)} runs and searches done in "
+          f"{time.perf_counter() - start:.0f} s", flush=True)
     return 1 if failed else 0
 
 

@@ -38,7 +38,7 @@ def cmd_audit(args) -> int:
 def cmd_report(args) -> int:
     from prcrs.report.build import build_report
 
-    files = build_report(args.out, args.tracking_uri, args.before)
+    files = build_report(args.out, args.tracking_uri, args.before, only=tuple(args.only or ()))
     print(f"wrote {len(files)} files to {args.out}/ (start with {args.out}/README.md)")
     return 0
 
@@ -250,12 +250,14 @@ def build_parser() -> argparse.ArgumentParser:
                  "Reads the finished runs of `make reproduce` (one cohort, one CV design) and writes Markdown tables, "
                  "PNG figures, the clinical evaluation and the model card.",
                  ["prcrs report", "prcrs report --out /tmp/reports --tracking-uri sqlite:////tmp/store/mlflow.db",
-                  "prcrs report --before sqlite:///old/mlruns/mlflow.db   # adds what_moved.md"])
+                  "prcrs report --before sqlite:///old/mlruns/mlflow.db   # adds what_moved.md",
+                  "prcrs report --only tuned --out /tmp/tuned   # one section, from its own runs"])
     p.add_argument("--out", default="reports", help="output folder (default: reports)")
     p.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI or mlruns/)")
     p.add_argument("--before", default=None, metavar="URI",
                    help="an earlier store (e.g. sqlite:///old/mlruns/mlflow.db): adds reports/what_moved.md, "
                         "its honest results beside these")
+    p.add_argument("--only", nargs="+", metavar="SECTION", help="write only these sections (e.g. tuned)")
     p.set_defaults(func=cmd_report)
     uri_help = "MLflow store (default: $MLFLOW_TRACKING_URI or mlruns/)"
     p = _command(sub, "train-final", "train, calibrate and register the platform's models (honest protocol)",

@@ -65,6 +65,9 @@ def test_quick_reproduction_builds_every_table_and_figure_with_numbers(quick_sto
                  "### Explanations"):
         assert part in clinical
     assert "teachey" not in clinical and "cytokine model (Teachey-style)" in clinical and "m-EASIX" in clinical
+    tuned = (tmp / "reports" / "tuned.md").read_text()  # the quick search: LightGBM against two networks
+    assert "(best tree)" in tuned and tuned.count("ΔAUROC vs best tree") == 1
+    assert "matches the best tree (LightGBM)" in tuned or "no network matches the best tree (LightGBM)" in tuned
     card = (tmp / "reports" / "model_card.md").read_text()
     assert card.startswith("> **Synthetic data: a smoke test.**") and "# Model card" in card
     assert "## TRIPOD+AI checklist" in card
@@ -94,7 +97,9 @@ def test_each_artefact_holds_its_sweep_in_its_experiment_config():
     assert reproduce.sweep_of("table2") == [
         "model=cnn,transformer,squeezeformer,prcrs,rcmnet,logreg,hgb,forest,tree,measix,teachey",
         "protocol=paper,honest"]
-    runs = [[f"experiment={name}", *run] for name in reproduce.artefacts()
+    searches = [name for name in reproduce.artefacts() if reproduce.is_search(name)]
+    assert searches == ["tuned"]  # run whole by its own sweeper (TPE), not config by config
+    runs = [[f"experiment={name}", *run] for name in reproduce.artefacts() if name not in searches
             for run in reproduce.expand(reproduce.sweep_of(name))]
     assert len(runs) == 108 and ["experiment=audit"] in runs
     counts = {name: sum(r[0] == f"experiment={name}" for r in runs)

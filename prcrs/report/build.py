@@ -39,16 +39,18 @@ def _cohort_of(run: pd.Series):
     return cohort
 
 
-def choose_cohort(table2: pd.DataFrame) -> tuple[dict[str, str], str]:
+def choose_cohort(table2: pd.DataFrame, what: str = "Table 2", any_seed: bool = False) -> tuple[dict[str, str], str]:
     """The one cohort and CV design a report is built from, and a sentence naming the runs it
-    leaves out. Real data first, then the cohort with most Table 2 runs, then the latest."""
-    keys = ["data_source", "data_content", "design"]
+    leaves out. Real data first, then the cohort with most runs of `table2` (`what`: the study
+    they are, as the sentence names it), then the latest. `any_seed`: the cohort only, every CV
+    design kept (a search study cross-validates its chosen configs at several seeds)."""
+    keys = ["data_source", "data_content"] + ([] if any_seed else ["design"])
     sizes = table2.assign(order=range(len(table2))).groupby(keys).agg(runs=("run_id", "size"), latest=("order", "min"),
                                      patients=("data_patients", "first")).reset_index()
     sizes["rank"] = list(zip(sizes["data_source"] != "real", -sizes["runs"], sizes["latest"], strict=True))
     sizes = sizes.sort_values("rank")
     chosen = sizes.iloc[0]
-    others = [f"{r.runs} Table 2 run(s) on {r.data_source} data {r.data_content} ({r.patients} patients, {r.design})"
+    others = [f"{r.runs} {what} run(s) on {r.data_source} data {r.data_content} ({r.patients} patients, {r.design})"
               for r in sizes.iloc[1:].itertuples()]
     left_out = f" Left out: {'; '.join(others)}." if others else ""
     return {k: chosen[k] for k in keys}, left_out
@@ -69,28 +71,37 @@ def check_artifacts(runs: pd.DataFrame) -> None:
 
 
 def build_report(out: str | Path = "reports", tracking_uri: str | None = None,
-                 before_uri: str | None = None, n_boot: int = N_BOOT) -> list[Path]:
+                 before_uri: str | None = None, n_boot: int = N_BOOT, only: tuple[str, ...] = ()) -> list[Path]:
     """Write every registered section's tables (Markdown) and figures (PNG) and reports/README.md;
     return the files.
 
     `before_uri`: a second store (an earlier version's runs) whose honest results are set beside
-    these in a "what moved" section. `n_boot`: patient-bootstrap resamples of every interval."""
+    these in a "what moved" section. `n_boot`: patient-bootstrap resamples of every interval.
+    `only`: the names of the sections to write (default: all); the cohort is then the one of
+    their first study with runs, not Table 2's."""
     from prcrs.audit import audit
 
     if before_uri and before_uri.startswith("sqlite:///") and not Path(before_uri.removeprefix("sqlite:///")).is_file():
         raise PrcrsError(f"--before {before_uri}: no such store (give the sqlite:/// URI of an existing mlflow.db)")
     out = Path(out)
     registered = sections.registered()
+    unknown = [name for name in only if name not in {s.name for s in registered}]
+    if unknown:
+        raise PrcrsError(f"--only {', '.join(unknown)}: no such section; the sections are "
+                         f"{', '.join(repr(s.name) for s in registered)}")
+    registered = [s for s in registered if not only or s.name in only]
     studies = tuple(dict.fromkeys(study for s in registered for study in s.studies))
     before = {s: parent_runs(s, before_uri) for s in studies} if before_uri else {}  # read first: the store
     runs = {s: parent_runs(s, tracking_uri) for s in studies}
-    if runs["table2"].empty:
-        raise PrcrsError("no finished table2 runs in the MLflow store: run `make reproduce` first")
-    cohort, left_out = choose_cohort(runs["table2"])
+    primary = "table2" if not only else next((s for s in studies if not runs[s].empty), studies[0] if studies else "")
+    if primary not in runs or runs[primary].empty:
+        raise PrcrsError(f"no finished {primary or 'section'} runs in the MLflow store: run `make reproduce` first")
+    cohort, left_out = choose_cohort(runs[primary], "Table 2" if primary == "table2" else f"{primary} study",
+                                     any_seed=primary != "table2")
     runs = {s: f if f.empty else select(f, **cohort) for s, f in runs.items()}
     every = select(parent_runs(None, tracking_uri), **cohort)
     check_artifacts(pd.concat([*runs.values(), every]))  # before any file is written
-    first = runs["table2"].iloc[0]
+    first = runs[primary].iloc[0]
     data = _cohort_of(first)
     summary = audit(data)  # before any file is written: the runs' data must be here
     out.mkdir(parents=True, exist_ok=True)
@@ -105,9 +116,10 @@ def build_report(out: str | Path = "reports", tracking_uri: str | None = None,
         steps.done(f"report: {section.name} ({time.perf_counter() - start:.1f} s)")
     # the synthetic cohort has no file: its name is its source
     named = "" if first["data_file"] == first["data_source"] else f", {first['data_file']}"
+    design = first["design"] if "design" in cohort else "the designs of its runs"
     intro = (f"# Reproduction of PrCRS (Wei et al. 2024): results as measured\n\nData: **{first['data_source']}**"
              f"{named} (content id {first['data_content']}, {first['data_patients']} patients); "
-             f"CV: {first['design']}; git {first['git_sha']}.{left_out} Each claim of the paper, checked under the "
+             f"CV: {design}; git {first['git_sha']}.{left_out} Each claim of the paper, checked under the "
              "honest protocol (patient-grouped folds, label-imputation fill values masked, preprocessing and "
              "thresholds fitted on training folds only) beside the paper's own protocol. Ranges are 95 % "
              "intervals.\n\n")
