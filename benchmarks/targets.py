@@ -35,7 +35,7 @@ TARGETS = (
     Target("`make reproduce` on a fresh store (runs + report)", ("reproduce", "total_seconds"), 480, "s",
            "make bench-reproduce"),
     Target("a 50-trial search of PrCRS at one horizon (5 folds each)", ("search", "seconds"), 420, "s",
-           "no tuning sweeper is built yet"),
+           "no benchmark yet (conf/search/space has no PrCRS space)"),
     Target("50,000 rows through `prcrs predict` with explanations", ("predict_scale", "explained", "seconds"), 60,
            "s", "benchmarks/predict_scale.py"),
 )

@@ -47,7 +47,7 @@ QUICK_SWEEPS: dict[str, list[str]] = {
     "history": ["history=none,trends", "horizon=0,1"],
     "history_networks": ["history=none,days", "horizon=1"],
     "clinical": ["horizon=1,2"],
-    "tuned": ["horizon=1", "history=lags", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_startup_trials=2",
+    "tuned": ["horizon=1", "history=lags", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_startup_trials=2",
               "hydra.sweeper.final_seeds=[0,1]"],
 }
 

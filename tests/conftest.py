@@ -154,3 +154,26 @@ def browser(found, width: int = 1100):
 
 
 SCREENSHOTS = Path(tempfile.gettempdir()) / "prcrs-screenshots"  # the pages as the tests saw them
+
+
+@pytest.fixture(scope="session")
+def quick_store(tmp_path_factory):
+    """The quick reproduction's store (`experiments/reproduce.py --quick`: every artefact's quick
+    sweep, the tuned comparison's search included) and its URI, made once per test run
+    (`made_once`)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+
+    def reproduce(folder: Path) -> None:
+        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
+        env.pop("PRCRS_DATA_DIR", None)
+        done = subprocess.run([sys.executable, str(root / "experiments" / "reproduce.py"), "--quick"], cwd=root,
+                              env=env, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    tmp = made_once(tmp_path_factory, "quick-reproduction", reproduce)
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    assert any((tmp / "quick-cache").iterdir())  # the pretraining weights went beside the temp store
+    return tmp, uri

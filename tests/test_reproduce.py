@@ -1,37 +1,17 @@
 """The reproduction end to end in quick mode: runs, report files with numbers, the notebook."""
 
-import os
 import re
-import subprocess
 import sys
 import warnings
 from pathlib import Path
 
 import pytest
-from conftest import made_once
 
 from prcrs.report import sections
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = ["README.md", *sections.files()]  # what every registered section writes (without --before)
 NUMBER = re.compile(r"\d\.\d{3}")
-
-@pytest.fixture(scope="session")
-def quick_store(tmp_path_factory):
-    """The quick reproduction's store, made once per test run (`made_once`)."""
-
-    def reproduce(folder: Path) -> None:
-        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
-        env.pop("PRCRS_DATA_DIR", None)
-        done = subprocess.run([sys.executable, str(ROOT / "experiments" / "reproduce.py"), "--quick"], cwd=ROOT,
-                              env=env, capture_output=True, text=True, timeout=900)
-        assert done.returncode == 0, done.stderr[-3000:]
-
-    tmp = made_once(tmp_path_factory, "quick-reproduction", reproduce)
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    assert any((tmp / "quick-cache").iterdir())  # the pretraining weights went beside the temp store
-    return tmp, uri
-
 
 @pytest.mark.slow
 def test_quick_reproduction_builds_every_table_and_figure_with_numbers(quick_store, monkeypatch):
