@@ -21,9 +21,8 @@ run: $(BIN)/prcrs ## the main job: python run.py (PrCRS, honest protocol, horizo
 	$(BIN)/python run.py
 
 # Two workers: many tests wait on subprocesses, servers and stores (tests/conftest.py gives each
-# worker one thread per library); the tests of the quick reproduction's store run on one worker
-# (xdist_group), so the other never waits for it. `.venv/bin/pytest` alone runs the suite in one process.
-XDIST := -n 2 --dist loadgroup
+# worker one thread per library). `.venv/bin/pytest` alone runs the suite in one process.
+XDIST := -n 2
 
 test: $(BIN)/prcrs ## run the full test suite on two workers (CI runs this)
 	$(BIN)/pytest $(XDIST)

@@ -14,7 +14,6 @@ EXPECTED = ["README.md", *sections.files()]  # what every registered section wri
 NUMBER = re.compile(r"\d\.\d{3}")
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("quick_store")  # one worker makes and reads it; the other never waits
 def test_quick_reproduction_builds_every_table_and_figure_with_numbers(quick_store, monkeypatch):
     from prcrs.report.build import build_report
 
@@ -59,7 +58,6 @@ def test_quick_reproduction_builds_every_table_and_figure_with_numbers(quick_sto
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("quick_store")  # one worker makes and reads it; the other never waits
 def test_notebook_runs_on_the_small_store(quick_store, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
@@ -90,7 +88,6 @@ def test_each_artefact_holds_its_sweep_in_its_experiment_config():
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("quick_store")  # one worker makes and reads it; the other never waits
 def test_a_section_is_one_registered_module_the_report_and_the_reproduction_read(quick_store, monkeypatch, tmp_path):
     from prcrs.report.build import build_report
 

@@ -183,7 +183,6 @@ def test_lightgbm_is_a_tabular_model_that_learns(synthetic):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("quick_store")  # one worker makes and reads it; the other never waits
 def test_the_tuned_study_runs_each_family_at_one_budget_and_logs_its_searches(quick_store):
     """`python run.py -m experiment=tuned hydra.sweeper.n_trials=4 data=synthetic cv.folds=2`, its
     grid cut to two families at one horizon and input: the quick reproduction's search."""
