@@ -2,11 +2,15 @@
 KeyboardInterrupt, so that when a library swallows the exception (a Ctrl-C that lands inside a
 SQLite call comes back as sqlite's "interrupted" error, which a store may retry), the run still
 stops at the next `check()`: while it waits for fold workers (every half second), and at each
-fold and run boundary. `prcrs.errors.say` clears the request once it has been answered."""
+fold and run boundary. `prcrs.errors.say` clears the request once it has been answered. A
+Ctrl-C that lands in a finalizer (a weakref callback, `__del__`) cannot stop anything there:
+Python would print it as an ignored exception with a traceback; it is recorded all the same and
+answered at the next `check()`, so nothing is printed for it."""
 
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 
 _asked = threading.Event()
@@ -17,11 +21,25 @@ def _handler(signum, frame):
     raise KeyboardInterrupt
 
 
+def _quiet(hook):
+    """`sys.unraisablehook` `hook`, silent for a recorded Ctrl-C raised inside a finalizer."""
+    def unraisable(event):
+        if isinstance(event.exc_value, KeyboardInterrupt) and _asked.is_set():
+            return  # recorded: the next check() stops the run
+        hook(event)
+
+    unraisable.quiet = True
+    return unraisable
+
+
 def install() -> None:
     """Use the recording handler for SIGINT (in the main thread, where Python takes signals;
     elsewhere nothing changes), and take SIGINT even if the process was started with it blocked
     (a blocked signal mask is inherited across exec: a Ctrl-C would wait forever). An ignored
-    SIGINT (`nohup`, a background job) stays ignored."""
+    SIGINT (`nohup`, a background job) stays ignored. A Ctrl-C raised inside a finalizer is
+    recorded and not printed (`_quiet`)."""
+    if not getattr(sys.unraisablehook, "quiet", False):
+        sys.unraisablehook = _quiet(sys.unraisablehook)
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not _handler:
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             signal.signal(signal.SIGINT, _handler)

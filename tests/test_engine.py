@@ -951,3 +951,26 @@ def test_fold_workers_receive_the_run_spec_never_the_config(monkeypatch):
     engine.cross_validate(spec, data)
     assert spec in sent and not any(isinstance(arg, DictConfig) for arg in sent)
     assert (spec.design.folds, spec.fit.threshold, spec.transfer) == (2, "inner", None)
+
+
+def test_a_ctrl_c_inside_a_finalizer_is_recorded_and_not_printed(monkeypatch):
+    """A Ctrl-C that lands in a weakref callback or __del__ (a store object being collected) is
+    printed by Python as an ignored exception with a traceback; it is recorded, and the next
+    check() stops the run, so nothing is printed for it. Any other such exception still is."""
+    from types import SimpleNamespace
+
+    from prcrs import interrupts
+
+    seen = []
+    quiet = interrupts._quiet(seen.append)
+    monkeypatch.setattr(interrupts, "_asked", type(interrupts._asked)())
+    interrupts._asked.set()
+    quiet(SimpleNamespace(exc_value=KeyboardInterrupt()))
+    assert seen == []
+    with pytest.raises(KeyboardInterrupt):
+        interrupts.check()
+    quiet(other := SimpleNamespace(exc_value=ValueError("x")))
+    assert seen == [other]
+    interrupts._asked.clear()
+    quiet(unasked := SimpleNamespace(exc_value=KeyboardInterrupt()))  # not from the handler: printed
+    assert seen == [other, unasked]
