@@ -33,7 +33,11 @@ def ci_cell(run: pd.Series | None, metric: str) -> str:
     than the run has (the others diverged) says so: '0.939 [1 of 5 folds]'."""
     if run is None:
         return "not run"
-    values = fold_values(run, metric)
+    return values_cell(fold_values(run, metric))
+
+
+def values_cell(values: np.ndarray) -> str:
+    """`ci_cell` of fold values (NaN where a fold diverged), from one run or several seeds' runs."""
     finite = int(np.isfinite(values).sum())
     mean, low, high = stats.t_interval(values[np.isfinite(values)]) if finite else (np.nan, np.nan, np.nan)
     if not np.isfinite(mean):

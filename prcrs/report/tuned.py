@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from prcrs.models import catalogue
 from prcrs.report import stats
-from prcrs.report.tables import Report, english_list, md_table, p_cell
+from prcrs.report.tables import Report, english_list, fold_values, md_table, p_cell, values_cell
 from prcrs.tracking.results import oof
 
 STUDY = "tuned"
@@ -66,31 +66,16 @@ def searches(study: str = STUDY) -> list[Search]:
     return sorted(found.values(), key=lambda s: (s.horizon, s.history, catalogue.family_of(s.model) != TREES, s.model))
 
 
-def _fold_values(run_ids: tuple[str, ...], metric: str) -> np.ndarray:
-    """Every fold's test `metric` of the runs (seeds x folds), NaN where a fold diverged."""
+def _final_metrics(search: Search) -> list[pd.Series]:
+    """The metrics of the chosen config's CV run at each seed (the searched seed first)."""
     import mlflow
 
-    values = []
-    for run_id in run_ids:
-        metrics = mlflow.get_run(run_id).data.metrics
-        keys = [k for k in metrics if k.startswith("split") and k.endswith(f"_test_{metric}")]
-        values += [metrics[k] for k in sorted(keys, key=lambda k: int(k[5:k.index("_")]))]
-    return np.array(values, float)
+    return [pd.Series(mlflow.get_run(r).data.metrics) for r in search.final_runs]
 
 
-def _mean_test_auroc(run_id: str) -> float:
-    import mlflow
-
-    return float(mlflow.get_run(run_id).data.metrics.get("mean_test_auroc", np.nan))
-
-
-def _cell(values: np.ndarray) -> str:
-    """'0.948 (0.940–0.956)': mean over seeds x folds with a 95 % t interval."""
-    values = values[np.isfinite(values)]
-    if not len(values):
-        return "diverged"
-    mean, low, high = stats.t_interval(values)
-    return f"{mean:.3f}" if not np.isfinite(low) else f"{mean:.3f} ({max(low, 0):.3f}–{min(high, 1):.3f})"
+def _pooled(metrics: list[pd.Series], metric: str) -> np.ndarray:
+    """Every fold's test `metric` over the seeds' runs (seeds x folds), NaN where a fold diverged."""
+    return np.concatenate([fold_values(m, metric) for m in metrics])
 
 
 def _stacked(search: Search) -> pd.DataFrame:
@@ -133,10 +118,11 @@ def tuned_section(report: Report, found: list[Search]) -> None:
         best_tree = max(trees, key=lambda s: s.search_score) if trees else None
         rows, gaps = [], {}
         for s in studies:
-            auroc, auprc = _fold_values(s.final_runs, "auroc"), _fold_values(s.final_runs, "auprc")
-            optimism = s.search_score - _mean_test_auroc(s.final_runs[0])
+            metrics = _final_metrics(s)
+            optimism = s.search_score - float(metrics[0].get("mean_test_auroc", np.nan))
             row = [catalogue.family_of(s.model) or "", catalogue.display(s.model), s.trials, f"{s.search_score:.3f}",
-                   _cell(auroc), _cell(auprc), len(s.final_runs), f"{optimism:+.3f}"]
+                   values_cell(_pooled(metrics, "auroc")), values_cell(_pooled(metrics, "auprc")), len(s.final_runs),
+                   f"{optimism:+.3f}"]
             if best_tree is None or s is best_tree or catalogue.family_of(s.model) == TREES:
                 rows.append(row + ["(best tree)" if s is best_tree else "–", "–", "–"])
                 continue
@@ -153,7 +139,8 @@ def tuned_section(report: Report, found: list[Search]) -> None:
         verdicts.append(_verdict(h, history, best_tree, gaps))
     text = ("## Tuned comparison: every family at one budget (honest protocol)\n\n"
             "Each family searched its own space (`conf/search/space/`) with the same number of TPE trials; a trial "
-            "is a 5-fold CV scored on the inner-validation patients of its training folds only. The chosen trial's "
+            "is a cross-validation (`cv.folds`) scored on the inner-validation patients of its training folds "
+            "only. The chosen trial's "
             "config was then cross-validated at every seed (folds and initialisation), and those test folds are "
             "what is shown: they never chose. The best tree is the tree family with the best inner-validation "
             "score. ΔAUROC: the network minus the best tree on the pooled out-of-fold rows of the same seeds "
