@@ -369,3 +369,25 @@ def test_a_step_with_a_non_finite_gradient_is_left_out_and_counted():
     net.on_before_optimizer_step(optimizer)
     optimizer.step()
     assert net.skipped_steps == 1 and not torch.equal(net.backbone.fc.weight, before["backbone.fc.weight"])
+
+
+
+def test_a_network_fits_and_predicts_on_its_own_threads_and_leaves_the_processs_count(split):
+    """TabM's numbers depend on the torch thread count: fitting and predicting both run on
+    `trainer.threads`, whatever the process (a serving one on all its cores) has."""
+    d, fit, val, test = split
+    model = fit_validated(deep("tabm", d.fill_values, max_epochs=1, min_epochs=1, threads=1), d.X, d.y,
+                          d.grade_today, fit, val)
+    seen = []
+    model.module_.register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    try:
+        predictions = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            predictions.append(model.predict_proba(d.X.iloc[test])[:, 1])
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+    assert set(seen) == {1}
+    np.testing.assert_array_equal(*predictions)

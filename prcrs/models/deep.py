@@ -5,6 +5,7 @@ and the freezing of pretrained weights.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import warnings
@@ -50,6 +51,19 @@ class _Batches(torch.utils.data.IterableDataset):
 def _loader(Z, missing, y, batch_size, shuffle, seed):
     tensors = (torch.from_numpy(Z), torch.from_numpy(missing), torch.from_numpy(np.asarray(y, np.int64)))
     return torch.utils.data.DataLoader(_Batches(tensors, batch_size, shuffle, seed), batch_size=None)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run with `n` torch threads, then give the process its own count back. A network's numbers
+    depend on the count (TabM's predictions too, tests/test_models.py), so a fit and every
+    prediction of it use `trainer.threads`, in a fold worker or in a serving process alike."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def check_freeze_policy(policy: str) -> None:
@@ -136,7 +150,10 @@ class DeepModel(CRSModel):
         return CRSClassifier(self.backbone(n_features=n_features, n_classes=n_classes, **rows), self.optimizer)
 
     def _fit(self, Z, missing, y, val):
-        torch.set_num_threads(self.threads)  # results depend on the thread count: fix it
+        with torch_threads(self.threads):
+            self._train(Z, missing, y, val)
+
+    def _train(self, Z, missing, y, val):
         self.module_ = self.build(Z.shape[1], n_classes=max(2, int(y.max()) + 1), train_x=Z)
         if self.init_from is not None:
             own = self.module_.state_dict()  # the pretrained output layer has other classes: not loaded
@@ -171,7 +188,8 @@ class DeepModel(CRSModel):
                           limit_val_batches=None if validate else 0, gradient_clip_val=self.gradient_clip)
 
     def _proba(self, Z, missing):
-        proba = self.module_.predict_proba(torch.from_numpy(Z), torch.from_numpy(missing))[:, -1]
+        with torch_threads(self.threads):
+            proba = self.module_.predict_proba(torch.from_numpy(Z), torch.from_numpy(missing))[:, -1]
         if np.isnan(proba).any():
             raise TrainingError(f"{type(self.module_.backbone).__name__} diverged (NaN predictions); "
                                 "lower optimizer.lr or standardize the inputs (protocol.raw=false)")
