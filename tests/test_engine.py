@@ -476,8 +476,10 @@ def test_an_unreachable_tracking_server_is_one_line_within_seconds(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher", ["parallel", "submitit_local"])
-def test_sweeps_run_through_the_joblib_and_submitit_launchers(launcher, tmp_path, monkeypatch):
+def test_sweeps_run_through_the_joblib_launcher(tmp_path, monkeypatch):
+    """The submitit launcher (the cluster's, `hydra/launcher=slurm`, run here as submitit_local)
+    runs a TPE study in tests/test_tuning.py."""
+    launcher = "parallel"
     uri = _mlflow_env(tmp_path, monkeypatch)
     cmd = [sys.executable, str(ROOT / "run.py"), "-m", *FAST, "model=logreg,tree", "trainer.threads=1",
            f"study={launcher}", f"hydra/launcher={launcher}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
