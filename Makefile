@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-fast lint audit ui bench bench-reproduce docs reproduce report platform serve
+.PHONY: help install run test test-fast lint audit ui bench bench-reproduce bench-search docs reproduce report platform serve
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -48,6 +48,10 @@ bench: $(BIN)/prcrs ## time CV, cold start, prediction latency, a 50,000-row pre
 
 bench-reproduce: $(BIN)/prcrs ## time the whole `make reproduce` on a fresh store (tens of minutes); then the targets
 	$(BIN)/python benchmarks/reproduce_speed.py
+	$(BIN)/python benchmarks/targets.py
+
+bench-search: $(BIN)/prcrs ## time a 50-trial TPE search of PrCRS at one horizon on a fresh store (tens of minutes); then the targets
+	$(BIN)/python benchmarks/search_speed.py
 	$(BIN)/python benchmarks/targets.py
 
 docs: $(BIN)/prcrs ## build the docs site (MkDocs Material, API pages from the docstrings) into site/, strictly

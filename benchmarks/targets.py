@@ -34,8 +34,8 @@ TARGETS = (
            "benchmarks/reproduce_speed.py --quick"),
     Target("`make reproduce` on a fresh store (runs + report)", ("reproduce", "total_seconds"), 480, "s",
            "make bench-reproduce"),
-    Target("a 50-trial search of PrCRS at one horizon (5 folds each)", ("search", "seconds"), 420, "s",
-           "no benchmark yet (conf/search/space has no PrCRS space)"),
+    Target("a 50-trial search of PrCRS at one horizon (5 folds each)", ("search_50_trials", "seconds"), 420, "s",
+           "make bench-search"),
     Target("50,000 rows through `prcrs predict` with explanations", ("predict_scale", "explained", "seconds"), 60,
            "s", "benchmarks/predict_scale.py"),
 )
