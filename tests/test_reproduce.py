@@ -47,6 +47,7 @@ def test_quick_reproduction_builds_every_table_and_figure_with_numbers(quick_sto
     assert "teachey" not in clinical and "cytokine model (Teachey-style)" in clinical and "m-EASIX" in clinical
     tuned = (tmp / "reports" / "tuned.md").read_text()  # the quick search: LightGBM against two networks
     assert "(best tree)" in tuned and tuned.count("ΔAUROC vs best tree") == 1
+    assert "| ensemble | mean of LightGBM and MLP + embeddings |" in tuned  # the quick search's two families
     assert "matches the best tree (LightGBM)" in tuned or "no network matches the best tree (LightGBM)" in tuned
     card = (tmp / "reports" / "model_card.md").read_text()
     assert card.startswith("> **Synthetic data: a smoke test.**") and "# Model card" in card

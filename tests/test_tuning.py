@@ -221,3 +221,26 @@ def test_the_tuned_study_runs_each_family_at_one_budget_and_logs_its_searches(qu
     assert all("final_mean_test_auroc" in r.data.metrics and r.data.tags["trials"] == "4" for r in searches)
     parents = mlflow.search_runs([exp.experiment_id], output_format="list", filter_string="tags.role = 'cv_parent'")
     assert len(parents) >= 2 * (4 + 1)  # every trial, and the chosen configs at seed 1
+
+
+def test_the_ensemble_is_the_mean_probability_on_the_rows_both_members_predicted(monkeypatch):
+    """The tuned report's ensemble row: both members' stacked out-of-fold predictions, averaged
+    per row and seed, scored fold by fold."""
+    from sklearn.metrics import roc_auc_score
+
+    from prcrs.report import tuned
+
+    rng = np.random.default_rng(0)
+    rows = pd.DataFrame({"repeat": 0, "fold": np.repeat([0, 1], 30), "patient": np.arange(60) // 3,
+                         "day": np.arange(60) % 3, "label": rng.integers(0, 2, 60)})
+    frames = {name: pd.concat([rows.assign(probability=rng.random(60), seed=s) for s in (0, 1)], ignore_index=True)
+              for name in ("tree", "network")}
+    frames["network"].loc[0, "probability"] = np.nan  # a row one member did not predict: left out
+    monkeypatch.setattr(tuned, "_stacked", lambda search: frames[search])
+    mixed = tuned.blend("tree", "network")
+    assert len(mixed) == 119
+    both = frames["tree"].merge(frames["network"], on=["repeat", "fold", "patient", "day", "seed"]).dropna()
+    np.testing.assert_allclose(mixed["probability"], (both["probability_x"] + both["probability_y"]) / 2)
+    expected = [roc_auc_score(g["label"], g["probability"]) for _, g in mixed.groupby(["seed", "repeat", "fold"])]
+    np.testing.assert_allclose(tuned.fold_scores(mixed, "auroc"), expected)
+    assert len(expected) == 4  # seeds x folds

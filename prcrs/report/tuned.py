@@ -3,7 +3,8 @@ horizon and input. For each study (one family, horizon and input): its trials, t
 trial's inner-validation AUROC, the chosen config's test-fold CV over its seeds, the optimism of
 the search (inner score minus test score at the searched seed), and each network's AUROC gap to
 the best tree (the tree family with the best inner score: test folds never choose) with a patient
-bootstrap and DeLong's test. The searches are the study's `search` runs
+bootstrap and DeLong's test; and the ensemble of the best tree and the best network (by inner
+score), their mean probability. The searches are the study's `search` runs
 (`prcrs.tracking.searches`); their `study.yaml` names the chosen config's CV run at each seed.
 """
 
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
+from prcrs import metrics
 from prcrs.models import catalogue
 from prcrs.report import stats
 from prcrs.report.tables import Report, english_list, fold_values, md_table, p_cell, values_cell
@@ -92,11 +94,33 @@ class Gap:
     p_delong: float  # the largest of the seeds' DeLong p-values (the seeds' rows are the same days)
 
 
-def gap(network: Search, tree: Search, n_boot: int) -> Gap | None:
-    """The network's AUROC minus the tree's on the test rows both predicted at the same seeds
-    (the same folds), or None when those rows hold one class."""
-    merged = _stacked(network).merge(_stacked(tree), on=[*stats.OOF_KEYS, "seed"], suffixes=("_a", "_b"))
-    merged = merged.dropna(subset=["probability_a", "probability_b"])
+def _merged(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """Two stacked predictions (`_stacked`) on the test rows both predicted at the same seeds (the
+    same folds): `label_a`, `probability_a`, `probability_b` per row."""
+    merged = a.merge(b, on=[*stats.OOF_KEYS, "seed"], suffixes=("_a", "_b"))
+    return merged.dropna(subset=["probability_a", "probability_b"])
+
+
+def blend(tree: Search, network: Search) -> pd.DataFrame:
+    """The mean of the two chosen configs' probabilities on the rows both predicted, per seed:
+    an ensemble fixed before any test fold was seen (both members chosen on inner validation)."""
+    merged = _merged(_stacked(tree), _stacked(network))
+    return merged.assign(label=merged["label_a"], probability=(merged["probability_a"] + merged["probability_b"]) / 2
+                         )[[*stats.OOF_KEYS, "seed", "label", "probability"]]
+
+
+def fold_scores(stacked: pd.DataFrame, metric: str) -> np.ndarray:
+    """`metric` ('auroc' or 'auprc') of each seed's test folds (seeds x folds), NaN where a fold
+    holds one class."""
+    score = {"auroc": metrics.auroc, "auprc": metrics.auprc}[metric]
+    return np.array([score(g["label"].to_numpy(), g["probability"].to_numpy()) if g["label"].nunique() == 2
+                     else np.nan for _, g in stacked.groupby(["seed", "repeat", "fold"])])
+
+
+def gap(network: pd.DataFrame, tree: pd.DataFrame, n_boot: int) -> Gap | None:
+    """The AUROC of `network`'s stacked predictions minus `tree`'s on the test rows both predicted
+    at the same seeds (the same folds), or None when those rows hold one class."""
+    merged = _merged(network, tree)
     if merged["label_a"].nunique() < 2:
         return None
     diff, low, high, p_boot = stats.patient_bootstrap_auroc_diff(
@@ -126,11 +150,18 @@ def tuned_section(report: Report, found: list[Search]) -> None:
             if best_tree is None or s is best_tree or catalogue.family_of(s.model) == TREES:
                 rows.append(row + ["(best tree)" if s is best_tree else "–", "–", "–"])
                 continue
-            g = gap(s, best_tree, report.n_boot)
+            g = gap(_stacked(s), _stacked(best_tree), report.n_boot)
             gaps[s.model] = g
-            rows.append(row + (["no test row predicted by both", "–", "–"] if g is None else
-                               [f"{g.difference:+.3f} ({g.low:+.3f}–{g.high:+.3f})",
-                                p_cell(g.p_bootstrap, report.n_boot), f"{g.p_delong:.3g}"]))
+            rows.append(row + _gap_cells(g, report.n_boot))
+        networks = [s for s in studies if catalogue.family_of(s.model) != TREES]
+        if best_tree is not None and networks:
+            best_network = max(networks, key=lambda s: s.search_score)
+            mixed = blend(best_tree, best_network)
+            rows.append(["ensemble", f"mean of {catalogue.display(best_tree.model)} and "
+                         f"{catalogue.display(best_network.model)}", "–", "–",
+                         values_cell(fold_scores(mixed, "auroc")), values_cell(fold_scores(mixed, "auprc")),
+                         len(best_network.final_runs), "–",
+                         *_gap_cells(gap(mixed, _stacked(best_tree), report.n_boot), report.n_boot)])
         blocks.append(f"### {h} day(s) ahead, input `{history}`\n\n" + md_table(
             ["family", "model", "trials", "inner-validation AUROC (chosen trial)",
              "test AUROC (seeds × folds, 95 % t)", "test AUPRC", "seeds", "inner − test (searched seed)",
@@ -145,12 +176,20 @@ def tuned_section(report: Report, found: list[Search]) -> None:
             "what is shown: they never chose. The best tree is the tree family with the best inner-validation "
             "score. ΔAUROC: the network minus the best tree on the pooled out-of-fold rows of the same seeds "
             "(the same folds); its interval redraws patients, each with their rows at every seed. "
-            f"A network matches the trees when its ΔAUROC is above −{MATCH}.\n\n"
+            f"A network matches the trees when its ΔAUROC is above −{MATCH}. The ensemble averages the "
+            "probabilities of the best tree and the network with the best inner-validation score, at each seed: "
+            "both members were chosen on inner validation, and the ensemble was fixed before any test fold.\n\n"
             + "\n\n".join(blocks) + "\n\n" + "\n\n".join(verdicts))
     report.write("tuned.md", text + "\n")
     report.sections.append(text)
     report.claims.append("**The paper's question at an equal tuning budget (reports/tuned.md).** "
                          + " ".join(verdicts))
+
+
+def _gap_cells(g: Gap | None, n_boot: int) -> list[str]:
+    if g is None:
+        return ["no test row predicted by both", "–", "–"]
+    return [f"{g.difference:+.3f} ({g.low:+.3f}–{g.high:+.3f})", p_cell(g.p_bootstrap, n_boot), f"{g.p_delong:.3g}"]
 
 
 def _verdict(h: int, history: str, tree: Search | None, gaps: dict[str, Gap | None]) -> str:
