@@ -479,13 +479,12 @@ def test_an_unreachable_tracking_server_is_one_line_within_seconds(tmp_path):
 def test_sweeps_run_through_the_joblib_launcher(tmp_path, monkeypatch):
     """The submitit launcher (the cluster's, `hydra/launcher=slurm`, run here as submitit_local)
     runs a TPE study in tests/test_tuning.py."""
-    launcher = "parallel"
     uri = _mlflow_env(tmp_path, monkeypatch)
     cmd = [sys.executable, str(ROOT / "run.py"), "-m", *FAST, "model=logreg,tree", "trainer.threads=1",
-           f"study={launcher}", f"hydra/launcher={launcher}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+           "study=parallel", "hydra/launcher=parallel", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    parents = [r for r in _runs(uri, launcher) if r.data.tags["role"] == "cv_parent"]
+    parents = [r for r in _runs(uri, "parallel") if r.data.tags["role"] == "cv_parent"]
     assert sorted(r.data.tags["model"] for r in parents) == ["logreg", "tree"]
     assert all(r.info.status == "FINISHED" for r in parents)
 

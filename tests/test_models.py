@@ -371,7 +371,6 @@ def test_a_step_with_a_non_finite_gradient_is_left_out_and_counted():
     assert net.skipped_steps == 1 and not torch.equal(net.backbone.fc.weight, before["backbone.fc.weight"])
 
 
-
 def test_a_network_fits_and_predicts_on_its_own_threads_and_leaves_the_processs_count(split):
     """TabM's numbers depend on the torch thread count: fitting and predicting both run on
     `trainer.threads`, whatever the process (a serving one on all its cores) has."""
