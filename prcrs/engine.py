@@ -11,7 +11,6 @@ import logging
 import time
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -143,7 +142,7 @@ def _importance(explain_rows: int, data: HorizonData, model, fold, seed: int) ->
     if n == 0:
         return {}
     rows = np.sort(np.random.default_rng(seed).choice(fold.test, n, replace=False))
-    values = explain.contributions(partial(severe_probability, model), data.X.iloc[rows],
+    values = explain.contributions(model.column_encoding(data.X.columns), data.X.iloc[rows],
                                    explain.reference_row(model, data.X.iloc[fold.train]), seed=seed)
     return {f"importance_{factor.replace('@', '_at_')}": float(v) for factor, v in values.abs().mean().items()}
 

@@ -2,6 +2,7 @@ import inspect
 from functools import partial
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sklearn.base import clone
@@ -104,6 +105,34 @@ def test_a_forest_predicted_tree_by_tree_gives_scikit_learns_probabilities(n_job
         forest_proba(forest, X[:3, :5])
 
 
+def test_a_forest_predicts_blocks_of_rows_on_threads_with_the_same_numbers(monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sklearn.ensemble import RandomForestClassifier
+
+    from prcrs.models import estimators
+
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(300, 4)), rng.integers(0, 2, 300)
+    forest = RandomForestClassifier(20, random_state=0).fit(X, y)
+    Z = rng.normal(size=(1000, 4))
+    expected = forest.predict_proba(Z)
+    pools = []
+
+    class Spy(ThreadPoolExecutor):
+        def map(self, fn, *iterables, **options):
+            pools.append((self._max_workers, len(iterables[0])))
+            return super().map(fn, *iterables, **options)
+
+    monkeypatch.setattr(estimators, "BLOCK_ROWS", 64)
+    monkeypatch.setattr(estimators, "ThreadPoolExecutor", Spy)
+    np.testing.assert_array_equal(estimators.forest_proba(forest, Z), expected)
+    assert pools == []  # one thread by default: the fold workers already share the cores
+    with estimators.prediction_threads(2):
+        np.testing.assert_array_equal(estimators.forest_proba(forest, Z), expected)
+    assert pools == [(2, 16)] and estimators.PREDICT_THREADS.get() == 1  # 16 blocks of 64 rows on 2 threads
+
+
 def test_prcrs_has_a_unet_reduction_and_skip():
     net = B.PrCRS(n_features=42)
     seen = {}
@@ -159,6 +188,23 @@ def test_tabular_baselines_output_probabilities_above_chance(name, split):
     proba = both[:, 1]
     assert ((proba >= 0) & (proba <= 1)).all()
     assert fold_metrics(d.y[test], proba, 0.5)["auroc"] > (0.6 if name == "tree" else 0.7)
+
+
+@pytest.mark.parametrize("name", ["forest", "logreg", "measix", "tabm"])
+def test_explanations_composed_from_transformed_days_give_the_same_numbers(name, split):
+    from prcrs.clinical import explain
+    from prcrs.fitting import severe_probability
+
+    d, fit, _, test = split
+    overrides = [f"model={name}", *(["trainer.max_epochs=1"] if name == "tabm" else [])]
+    model = build_estimator(compose_config(overrides), d.fill_values).fit(d.X.iloc[fit], d.y[fit], d.grade_today[fit])
+    rows, reference = d.X.iloc[test[:12]], explain.reference_row(model, d.X.iloc[fit])
+    encoding = model.column_encoding(d.X.columns)
+    np.testing.assert_array_equal(encoding.proba(encoding.transform(rows)), severe_probability(model, rows))
+    by_frame = explain.contributions(partial(severe_probability, model), rows, reference, n_permutations=4)
+    by_encoding = explain.contributions(encoding, rows, reference, n_permutations=4)
+    pd.testing.assert_frame_equal(by_encoding, by_frame, check_exact=True)
+    assert by_frame.abs().to_numpy().max() > 0
 
 
 def test_bedside_scores_need_their_labs(split):

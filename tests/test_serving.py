@@ -18,6 +18,7 @@ import pytest
 
 from prcrs import cli, schema, units
 from prcrs.clinical import explain
+from prcrs.data.history import HistorySpec
 from prcrs.data.reading import MIN_PRESENT, PERCENT_KEYS, Cell, check_row, choose_combination, model_frame, parse_cell
 from prcrs.errors import DataError
 from prcrs.serving.platform import OUTPUT_COLUMNS
@@ -96,6 +97,11 @@ def test_cells_read_units_censoring_and_decimal_commas():
         with pytest.raises(ValueError):
             parse_cell(bad)
     assert parse_cell(pd.NA) == parse_cell(pd.NaT) == parse_cell(np.nan) == Cell(None)  # parquet's nullable blanks
+    for plain in ("5", "-3", "+4.", ".5", "007", "1e3", "2.5E-2", "1_000"):  # as when padded (the general path)
+        assert parse_cell(plain) == parse_cell(f" {plain} ")
+    for bad in ("inf", float("inf"), float("-inf")):
+        with pytest.raises(ValueError, match="non-numeric"):
+            parse_cell(bad)
     assert units.factor("il6", "ng/mL") == 1000 and units.factor("wbc", "×10⁹/L") == 1
     assert units.factor("creatinine", "mg/dL") == pytest.approx(88.42)
     with pytest.raises(DataError, match="unknown unit 'mmol/L' for IL-6"):
@@ -328,7 +334,8 @@ def test_contributions_add_up_to_the_calibrated_probability(platform):
                                atol=1e-6)
     assert {"hemoglobin", "monocyte_count", "lymphocyte_count"}.isdisjoint(values.columns)
     assert values["not measured"].abs().max() > 0
-    top = explain.top_factors(values.iloc[0], {}, 50)
+    top = explain.top_factors(values.iloc[0].to_numpy(), list(values.columns), {}, 50)
+    assert [t["contribution"] for t in top] == sorted((c for c in values.iloc[0] if c != 0), key=abs, reverse=True)
     assert {t["factor"] for t in top}.isdisjoint({"hemoglobin", "monocyte_count", "lymphocyte_count", "chloride"})
 
 
@@ -690,6 +697,20 @@ def test_a_history_model_reads_each_patients_earlier_days_by_day(history_store, 
     assert bad.status_code == 422 and "not before day" in bad.text
     assert client.post("/predict", json={"values": values, "past_days": [{"day": 0, "values": before}]}
                        ).status_code == 422  # the day of `values` is needed
+
+
+@pytest.mark.parametrize("spec", [HistorySpec(window=2), HistorySpec(extremes=True), HistorySpec()])
+def test_past_days_counts_each_rows_earlier_days_of_its_patient_within_reach(spec):
+    from prcrs.serving.platform import CombinationModel
+
+    rng = np.random.default_rng(0)
+    patient, day = rng.choice(["a", "b", "c"], 60), rng.permutation(60) % 9 + 0.5 * (rng.random(60) < 0.2)
+    model = CombinationModel.__new__(CombinationModel)
+    model.history = spec
+    expected = [0 if not spec.any else int(np.sum((patient == p) & (day < t) & (day >= t - spec.reach)))
+                for p, t in zip(patient, day, strict=True)]
+    assert model.past_days(patient, day).tolist() == expected
+    assert max(expected) > 0 or not spec.any
 
 
 def test_train_final_refuses_a_history_the_platform_cannot_take(tmp_path, capsys):

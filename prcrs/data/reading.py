@@ -50,6 +50,7 @@ MIN_PRESENT = {g: math.ceil(n / 2) for g, n in GROUP_SIZES.items()}
 _UNIT_IN_HEADER = re.compile(r"^(?P<name>.*?)\s*[\(\[](?P<unit>[^\)\]]*)[\)\]]\s*$")
 _CELL = re.compile(r"^(?P<bound><=|>=|<|>|≤|≥)?\s*(?P<number>[+-]?(?:\d[\d,]*(?:\.\d*)?|[.,]\d+)(?:[eE][+-]?\d+)?)"
                    r"\s*(?P<unit>[^\d.,\s].*)?$")
+_PLAIN = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")  # a number alone, as _CELL reads it
 
 
 @dataclass
@@ -92,6 +93,11 @@ class Columns:
     @property
     def mapping(self) -> dict[str, str]:
         return {name: r.key for name, r in self.readings.items()}
+
+    @functools.cached_property
+    def clashes(self) -> dict[str, list[str]]:
+        """Factor key -> the input names that all name it, where more than one does (`same_factor`)."""
+        return same_factor(self.mapping)
 
 
 def normal_name(name) -> str:
@@ -153,6 +159,10 @@ class Cell:
 def parse_cell(raw) -> Cell:
     """A cell as a `Cell`; ValueError saying why when it is not a number ('<5' -> 5 censored,
     '35 pg/mL' -> 35 with its unit, '5,2' -> 5.2; '1,000' is ambiguous; a date is no number)."""
+    if type(raw) is float and not math.isinf(raw):  # the common cell: a number, or NaN for a blank
+        return Cell(None if math.isnan(raw) else raw)
+    if type(raw) is str and _PLAIN.fullmatch(raw):  # the common cell of a file: a plain number
+        return Cell(float(raw))
     if raw is None or (not isinstance(raw, str) and pd.api.types.is_scalar(raw) and pd.isna(raw)):
         return Cell(None)  # None, NaN, pandas' NA and NaT
     if isinstance(raw, bool) or not isinstance(raw, (str, int, float, np.integer, np.floating)):
@@ -286,7 +296,7 @@ def read_values(cells: dict[str, object], columns: Columns | None = None, strict
     Messages name the input's own column name and the factor's page label."""
     columns = read_columns(cells, {k: [v] for k, v in cells.items()}) if columns is None else columns
     errors = {name: f"{label(key)} is also given as {', '.join(repr(n) for n in names if n != name)}: give one value"
-              for key, names in same_factor(columns.mapping).items() for name in names}
+              for key, names in columns.clashes.items() for name in names}
     values, warnings = {}, []
     for col, reading in columns.readings.items():
         if col in errors or col not in cells:

@@ -11,8 +11,11 @@ NaN for missing values.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -20,6 +23,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
+from prcrs.clinical.explain import ColumnEncoding
 from prcrs.errors import ConfigError
 from prcrs.fitting import severe_probability
 from prcrs.preprocessing import FoldPreprocessor
@@ -37,6 +41,8 @@ class CRSModel(ClassifierMixin, BaseEstimator):
     as `prcrs.fitting.InnerSplit`; the model validates on those rows, e.g. for early stopping,
     when the split's `monitor` is true). Built from the config (`prcrs.run_config.build_estimator`),
     which holds every default. After `fit`, `val_rows_`: the validation positions, or None."""
+
+    READS_MISSING = True  # `_proba` reads the missing mask (the tabular models read only the values)
 
     def fit(self, X: pd.DataFrame, y: np.ndarray, grade_today: np.ndarray | None = None, *,
             strata: np.ndarray | None = None, groups: np.ndarray | None = None) -> CRSModel:
@@ -68,6 +74,24 @@ class CRSModel(ClassifierMixin, BaseEstimator):
         severe = self._proba(*self._inputs(X))
         return np.column_stack([1 - severe, severe])
 
+    def column_encoding(self, columns) -> ColumnEncoding:
+        """This fitted model as its fold preprocessing, which maps each input column on its own
+        (`FoldPreprocessor`), and the model on what that gives: an explanation composes its
+        rows from transformed days instead of transforming every composed row (the same numbers).
+        `columns`: the input frame's columns, of which the model reads its own."""
+        features = list(self.preprocessor_.features_)
+        position = [list(columns).index(c) for c in features]
+        values = position * (2 if self.preprocessor_.missing_indicators else 1)  # indicators follow the values
+        if not self.READS_MISSING:
+            return ColumnEncoding(lambda X: self._inputs(X[features])[0], np.array(values, int),
+                                  lambda Z: self._proba(Z, None))
+
+        def proba(M: np.ndarray) -> np.ndarray:
+            Z, missing = M[:, :len(values)], M[:, len(values):]
+            return self._proba(np.ascontiguousarray(Z), np.ascontiguousarray(missing))
+
+        return ColumnEncoding(lambda X: np.hstack(self._inputs(X[features])), np.array(values + position, int), proba)
+
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """1 where P(severe) >= 0.5 (the runs' thresholds are chosen apart: `prcrs.fitting`)."""
         return (severe_probability(self, X) >= 0.5).astype(int)
@@ -81,6 +105,8 @@ class CRSModel(ClassifierMixin, BaseEstimator):
 
 class TabularModel(CRSModel):
     """A scikit-learn classifier (`estimator`) on the preprocessed matrix (validation rows unused)."""
+
+    READS_MISSING = False
 
     def __init__(self, estimator, preprocessor: FoldPreprocessor, train_split=None):
         self.estimator = estimator
@@ -106,6 +132,21 @@ class TabularModel(CRSModel):
         return self.estimator_.predict_proba(Z)[:, 1]
 
 
+PREDICT_THREADS = contextvars.ContextVar("predict_threads", default=1)  # threads of `forest_proba`
+BLOCK_ROWS = 2048  # rows every tree predicts before the next block: they stay in cache (about 3x faster)
+
+
+@contextlib.contextmanager
+def prediction_threads(n: int):
+    """Predict forests on `n` threads inside the block (a large batch, outside the fold workers,
+    which already share the cores); each block of rows stays on one thread, so the same numbers."""
+    token = PREDICT_THREADS.set(max(1, int(n)))
+    try:
+        yield
+    finally:
+        PREDICT_THREADS.reset(token)
+
+
 def forest_proba(forest, Z: np.ndarray) -> np.ndarray:
     """`forest.predict_proba(Z)` (n, classes), tree by tree in this process: the trees' mean,
     summed in tree order as scikit-learn sums them with one job, so the same numbers. scikit-learn
@@ -113,14 +154,26 @@ def forest_proba(forest, Z: np.ndarray) -> np.ndarray:
     tree's `predict_proba` checks that it is fitted (about 25 µs): for a few rows that costs more
     than the trees themselves (one patient-day's prediction and explanation). Here the forest is
     checked once and each fitted tree's structure (`tree_`) predicts, as `predict_proba` has it
-    do after its checks."""
+    do after its checks, `BLOCK_ROWS` rows at a time: every tree reads a block while it is in the
+    cache. Blocks run on `prediction_threads` threads (default 1)."""
     Z = np.ascontiguousarray(Z, dtype=np.float32)  # the trees' input type, as predict_proba converts
     if Z.ndim != 2 or Z.shape[1] != forest.n_features_in_ or forest.n_outputs_ != 1:
         return forest.predict_proba(Z)  # scikit-learn's own error, or its multi-output path
     n_classes = forest.n_classes_
     proba = np.zeros((len(Z), n_classes))
-    for tree in forest.estimators_:
-        proba += tree.tree_.predict(Z)[:, :n_classes]
+
+    def block(start: int) -> None:
+        rows, total = Z[start:start + BLOCK_ROWS], proba[start:start + BLOCK_ROWS]
+        for tree in forest.estimators_:
+            total += tree.tree_.predict(rows)[:, :n_classes]
+
+    starts, threads = range(0, len(Z), BLOCK_ROWS), min(PREDICT_THREADS.get(), -(-len(Z) // BLOCK_ROWS))
+    if threads > 1:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(block, starts))
+    else:
+        for start in starts:
+            block(start)
     return proba / len(forest.estimators_)
 
 
@@ -131,6 +184,7 @@ class BedsideScore(CRSModel):
 
     NEEDS: tuple[str, ...] = ()
     NAME = ""
+    READS_MISSING = False
     standardize = False
 
     def __init__(self, preprocessor: FoldPreprocessor, train_split=None):

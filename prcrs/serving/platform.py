@@ -18,7 +18,8 @@ without its fill-value mask, `FoldPreprocessor.measured`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -41,6 +42,7 @@ from prcrs.data.reading import (
 )
 from prcrs.errors import DataError, PrcrsError
 from prcrs.fitting import severe_probability
+from prcrs.models.estimators import prediction_threads
 from prcrs.progress import Steps
 
 HORIZONS = (1, 2, 3)
@@ -109,10 +111,11 @@ class CombinationModel:
         the lag window, or every earlier day when it reads running extremes."""
         if not self.history.any:
             return np.zeros(len(day), int)
-        patient, day = np.asarray(patient), np.asarray(day, float)
-        reach = self.history.reach
-        return np.array([int(np.sum((patient == p) & (day < t) & (day >= t - reach))) for p, t in zip(patient, day,
-                                                                                                     strict=True)])
+        day, used = np.asarray(day, float), np.zeros(len(day), int)
+        for rows in pd.Series(np.arange(len(day))).groupby(np.asarray(patient), dropna=False).indices.values():
+            days = np.sort(day[rows])  # the patient's days: those in [t - reach, t) are read
+            used[rows] = np.searchsorted(days, day[rows]) - np.searchsorted(days, day[rows] - self.history.reach)
+        return used
 
     def predict_inputs(self, inputs: pd.DataFrame) -> pd.DataFrame:
         """Estimator inputs (`inputs`) -> (n, 4): the raw score, the risk, the paper's conversion and
@@ -144,8 +147,9 @@ class CombinationModel:
         reference day, the factors with no value in a row (day t or earlier) together as one
         player, `explain.NOT_MEASURED` (`explain.contributions`); and the reference day's
         calibrated probability: a row's contributions sum to its probability minus it."""
-        reference = self.reference_inputs(inputs.columns)
-        return (explain.contributions_by_measured(self.calibrated, inputs, reference, never=set(IGNORED)),
+        reference, encoding = self.reference_inputs(inputs.columns), self.estimator.column_encoding(inputs.columns)
+        calibrated = replace(encoding, proba=lambda M: self.calibrator.predict(np.asarray(encoding.proba(M), float)))
+        return (explain.contributions_by_measured(calibrated, inputs, reference, never=set(IGNORED)),
                 float(self.calibrated(reference.to_frame().T)[0]))
 
     def explain(self, X: pd.DataFrame, patient=None, day=None, rows=None) -> tuple[pd.DataFrame, float]:
@@ -247,21 +251,23 @@ class Platform:
                 if model.history.any:  # a row's past: every value read on earlier days, whatever they predicted with
                     who, when = np.asarray(patient)[parsed], np.asarray(day)[parsed]
                     X = pd.DataFrame([rows[i].read for i in parsed], columns=list(model.features), dtype=float)
-                    keep = [parsed.index(i) for i in idx]
+                    keep = np.searchsorted(parsed, idx)  # idx's positions in parsed (both ascending)
                     inputs, used = model.inputs(X, who, when).iloc[keep], model.past_days(who, when)[keep]
                 else:
                     inputs, used = model.inputs(model_frame([rows[i] for i in idx], model.features)), [0] * len(idx)
-                pred = model.predict_inputs(inputs).to_dict("records")
+                pred, origin = model.predict_inputs(inputs).to_dict("records"), provenance(model)
                 for start in range(0, len(idx), EXPLAIN_ROWS):
                     batch = inputs.iloc[start:start + EXPLAIN_ROWS]
-                    contributions, reference = model.explain_inputs(batch) if explain_rows else \
-                        (pd.DataFrame(index=batch.index), None)
-                    for k, (_, row) in enumerate(contributions.iterrows(), start):
+                    contributions, reference = model.explain_inputs(batch) if explain_rows else (None, None)
+                    players = None if contributions is None else list(contributions.columns)
+                    matrix = None if contributions is None else contributions.to_numpy(float)
+                    for k in range(start, start + len(batch)):
                         i, values = idx[k], pred[k]
+                        top = None if matrix is None else \
+                            explain.top_factors(matrix[k - start], players, rows[i].values, TOP_FACTORS)
                         out[i][j].update(values, past_days=int(used[k]), reference_probability=reference,
                                          calibrated_risk=shown_risk(values["calibrated_probability"]),
-                                         top_factors=explain.top_factors(row, rows[i].values, TOP_FACTORS)
-                                         if explain_rows else None, **provenance(model))
+                                         top_factors=top, **origin)
                     if steps is not None:
                         steps.done(f"combination {code}, {h} day(s) ahead: {min(start + EXPLAIN_ROWS, len(idx))} of "
                                    f"{len(idx)} row(s) predicted{' and explained' if explain_rows else ''}")
@@ -289,12 +295,13 @@ class Platform:
             [RowInput(error="nothing usable: no factor column") for _ in range(len(raw))]
         patient, day = patients_and_days(raw, ids, self.reads_history)
         batches = self.explain_batches(rows, horizons)
-        results = self.predict_rows(rows, horizons, patient, day, Steps(batches, "predicting") if batches else None,
-                                    explain_rows)
+        with prediction_threads(os.cpu_count() or 1):  # a whole table: its forests use every core (same numbers)
+            results = self.predict_rows(rows, horizons, patient, day, Steps(batches, "predicting") if batches else None,
+                                        explain_rows)
         records = []
         days = pd.to_numeric(raw[ids["day"]], errors="coerce").to_numpy(float) if "day" in ids else None
-        for n, ((index, source), per_horizon) in enumerate(zip(raw.iterrows(), results, strict=True)):
-            who = source[ids["patient"]] if "patient" in ids else None
+        patients = raw[ids["patient"]].tolist() if "patient" in ids else [None] * len(raw)
+        for n, (index, who, per_horizon) in enumerate(zip(raw.index, patients, results, strict=True)):
             when = None if days is None or not np.isfinite(days[n]) else days[n]
             for res in per_horizon:
                 records.append({"row": index, "patient": who, "day": when, **res,
