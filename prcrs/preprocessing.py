@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 
 import numpy as np
 import pandas as pd
@@ -88,6 +89,7 @@ class FoldPreprocessor(BaseEstimator, TransformerMixin):
         return out
 
 
+@functools.cache
 def _skewed(column: str) -> bool:
     """A right-skewed lab's column: its day-t value, a lag or a running extreme of it."""
     key = column if column in schema.BY_KEY else base_factor(column)

@@ -90,17 +90,18 @@ def test_a_banded_depthwise_convolution_is_the_convolution(kernel, stride, lengt
 def test_a_forest_predicted_tree_by_tree_gives_scikit_learns_probabilities(n_jobs):
     from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 
-    from prcrs.models.estimators import forest_proba
+    from prcrs.models.forests import FEW_ROWS, forest_proba
 
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(200, 6)), rng.integers(0, 2, 200)
     X[::5, 0] = np.nan  # trees send missing values down a side of their own
     for kind in (RandomForestClassifier, ExtraTreesClassifier):
         forest = kind(30, n_jobs=n_jobs, random_state=0).fit(X, y)
-        if n_jobs == 1:  # summed in the same order: the same numbers
-            np.testing.assert_array_equal(forest_proba(forest, X[:17]), forest.predict_proba(X[:17]))
-        else:  # threads may sum the trees in another order
-            np.testing.assert_allclose(forest_proba(forest, X[:17]), forest.predict_proba(X[:17]), rtol=0, atol=1e-12)
+        for rows in (X[:1], X[:FEW_ROWS], X[:FEW_ROWS + 1], X[1:2]):  # every tree at once, then tree by tree
+            if n_jobs == 1:  # summed in the same order: the same numbers
+                np.testing.assert_array_equal(forest_proba(forest, rows), forest.predict_proba(rows))
+            else:  # threads may sum the trees in another order
+                np.testing.assert_allclose(forest_proba(forest, rows), forest.predict_proba(rows), rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="features"):  # scikit-learn's own check of the input's width
         forest_proba(forest, X[:3, :5])
 
@@ -110,7 +111,7 @@ def test_a_forest_predicts_blocks_of_rows_on_threads_with_the_same_numbers(monke
 
     from sklearn.ensemble import RandomForestClassifier
 
-    from prcrs.models import estimators
+    from prcrs.models import forests
 
     rng = np.random.default_rng(1)
     X, y = rng.normal(size=(300, 4)), rng.integers(0, 2, 300)
@@ -124,13 +125,13 @@ def test_a_forest_predicts_blocks_of_rows_on_threads_with_the_same_numbers(monke
             pools.append((self._max_workers, len(iterables[0])))
             return super().map(fn, *iterables, **options)
 
-    monkeypatch.setattr(estimators, "BLOCK_ROWS", 64)
-    monkeypatch.setattr(estimators, "ThreadPoolExecutor", Spy)
-    np.testing.assert_array_equal(estimators.forest_proba(forest, Z), expected)
+    monkeypatch.setattr(forests, "BLOCK_ROWS", 64)
+    monkeypatch.setattr(forests, "ThreadPoolExecutor", Spy)
+    np.testing.assert_array_equal(forests.forest_proba(forest, Z), expected)
     assert pools == []  # one thread by default: the fold workers already share the cores
-    with estimators.prediction_threads(2):
-        np.testing.assert_array_equal(estimators.forest_proba(forest, Z), expected)
-    assert pools == [(2, 16)] and estimators.PREDICT_THREADS.get() == 1  # 16 blocks of 64 rows on 2 threads
+    with forests.prediction_threads(2):
+        np.testing.assert_array_equal(forests.forest_proba(forest, Z), expected)
+    assert pools == [(2, 16)] and forests.PREDICT_THREADS.get() == 1  # 16 blocks of 64 rows on 2 threads
 
 
 def test_prcrs_has_a_unet_reduction_and_skip():

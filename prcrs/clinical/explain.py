@@ -74,7 +74,8 @@ def contributions(predict, X: pd.DataFrame, reference: pd.Series, n_permutations
     columns = list(X.columns)
     players = {c: factor_of(c) for c in columns} if players is None else players
     factors = list(dict.fromkeys(p for p in (players[c] for c in columns) if p is not None))
-    member = np.array([[players[c] == f for c in columns] for f in factors]).reshape(len(factors), len(columns))
+    index = {f: i for i, f in enumerate(factors)}
+    player = np.array([-1 if players[c] is None else index[players[c]] for c in columns], int)  # -1: no player
     if len(factors) <= EXACT_UP_TO:
         orders = [list(p) for p in itertools.permutations(range(len(factors)))]
     else:
@@ -82,11 +83,11 @@ def contributions(predict, X: pd.DataFrame, reference: pd.Series, n_permutations
         half = [rng.permutation(len(factors)) for _ in range(max(1, n_permutations // 2))]
         orders = [list(o) for p in half for o in (p, p[::-1])]
     n_factors, n_orders = len(factors), len(orders)
-    present = np.zeros((n_orders, n_factors + 1, len(columns)), bool)  # states along each order
-    present[:, :, [players[c] is None for c in columns]] = True
-    for j, order in enumerate(orders):
-        for k, f in enumerate(order):
-            present[j, k + 1:] |= member[f]
+    rank = np.argsort(np.array(orders, int).reshape(n_orders, n_factors), axis=1)  # (orders, factors): position
+    # (orders, states, columns): state k of an order holds its first k factors, and every column of no player
+    # C order, for the composed rows below: a linear model's sums depend on its input's memory layout
+    present = np.ascontiguousarray((player < 0) | (rank[:, np.maximum(player, 0)][:, None, :]
+                                                   < np.arange(n_factors + 1)[None, :, None]))
     reference = reference.reindex(columns)
     if isinstance(predict, ColumnEncoding):  # compose the transformed rows: each composed row is not transformed
         x, ref = predict.transform(X), predict.transform(reference.to_frame().T)
@@ -113,8 +114,8 @@ def contributions_by_measured(predict, X: pd.DataFrame, reference: pd.Series, ne
     row lacks a player."""
     columns = list(X.columns)
     factor = {c: factor_of(c) for c in columns}
-    factors = list(dict.fromkeys(factor.values()))
-    member = np.array([[factor[c] == f for c in columns] for f in factors]).reshape(len(factors), len(columns))
+    codes, factors = pd.factorize(pd.Series([factor[c] for c in columns], dtype=object))
+    member = codes[None, :] == np.arange(len(factors))[:, None]  # (factors, columns)
     given = (X.notna().to_numpy()[:, None, :] & member[None]).any(axis=2)  # (rows, factors): any column valued
     patterns, pattern_of = np.unique(given, axis=0, return_inverse=True)
     parts = []
@@ -124,6 +125,8 @@ def contributions_by_measured(predict, X: pd.DataFrame, reference: pd.Series, ne
                    for c in columns}
         parts.append(contributions(predict, X.iloc[np.flatnonzero(pattern_of.ravel() == k)], reference,
                                    players=players, **options))
+    if len(parts) == 1:  # every row of one pattern (a single day's explanation), in X's order
+        return parts[0]
     return pd.concat(parts).fillna(0.0).loc[X.index] if parts else pd.DataFrame(index=X.index)
 
 

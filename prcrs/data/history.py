@@ -61,18 +61,17 @@ class HistorySpec:
         return np.inf if self.extremes else max(self.window, 1 if self.changes else 0)
 
 
-def _row_keys(frame: pd.DataFrame) -> pd.MultiIndex:
-    """(patient, day) of each row, the patient as an integer code (equal patients, equal codes:
-    matching codes is cheaper than matching strings)."""
-    return pd.MultiIndex.from_arrays([pd.factorize(frame["patient"])[0], frame["day"].to_numpy()])
+def _row_keys(frame: pd.DataFrame) -> list[tuple[int, float]]:
+    """(patient, day) of each row, the patient as an integer code (equal patients, equal codes)."""
+    return list(zip(pd.factorize(frame["patient"])[0].tolist(), frame["day"].tolist(), strict=True))
 
 
-def _shifted(keys: pd.MultiIndex, values: pd.DataFrame, days: int) -> pd.DataFrame:
+def _shifted(keys: list[tuple[int, float]], values: pd.DataFrame, days: int) -> pd.DataFrame:
     """`values` of the same patient `days` days earlier, aligned to the rows of `keys`
     (`_row_keys`; NaN if absent); one row per patient-day (`history_features` checks it), so each
     row has at most one."""
-    patient, day = keys.get_level_values(0).to_numpy(), keys.get_level_values(1).to_numpy()
-    earlier = pd.MultiIndex.from_arrays([patient, day + days]).get_indexer(keys)
+    later = {(patient, day + days): i for i, (patient, day) in enumerate(keys)}  # the day each row is `days` before
+    earlier = np.array([later.get(key, -1) for key in keys], int)
     out = values.to_numpy(float)[earlier]
     out[earlier < 0] = np.nan
     return pd.DataFrame(out, columns=values.columns)
@@ -87,7 +86,7 @@ def history_features(frame: pd.DataFrame, features: tuple[str, ...], spec: Histo
     protocol: `Cohort.fill_values` plus `baseline_fill_values`); None keeps the data as published.
     """
     keys = _row_keys(frame)
-    if keys.duplicated().any():
+    if len(set(keys)) < len(keys):
         raise DataError("a patient has two rows for one day: history needs one row per patient-day")
     absent = [c for c in BASELINE if c not in frame.columns] if spec.baseline else []
     if absent:

@@ -11,24 +11,20 @@ NaN for missing values.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import importlib
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
 from prcrs.clinical.explain import ColumnEncoding
 from prcrs.errors import ConfigError
 from prcrs.fitting import severe_probability
+from prcrs.models.forests import FORESTS, forest_proba
 from prcrs.preprocessing import FoldPreprocessor
 
-FORESTS = (RandomForestClassifier, ExtraTreesClassifier)  # predicted tree by tree (`forest_proba`)
 IN_DEEP = ("DeepModel", "FREEZE_POLICIES", "check_freeze_policy", "freeze")  # kept resolvable here: see __getattr__
 
 
@@ -80,7 +76,8 @@ class CRSModel(ClassifierMixin, BaseEstimator):
         rows from transformed days instead of transforming every composed row (the same numbers).
         `columns`: the input frame's columns, of which the model reads its own."""
         features = list(self.preprocessor_.features_)
-        position = [list(columns).index(c) for c in features]
+        where = {c: i for i, c in enumerate(columns)}
+        position = [where[c] for c in features]
         values = position * (2 if self.preprocessor_.missing_indicators else 1)  # indicators follow the values
         if not self.READS_MISSING:
             return ColumnEncoding(lambda X: self._inputs(X[features])[0], np.array(values, int),
@@ -130,51 +127,6 @@ class TabularModel(CRSModel):
         if isinstance(self.estimator_, FORESTS):
             return forest_proba(self.estimator_, Z)[:, 1]
         return self.estimator_.predict_proba(Z)[:, 1]
-
-
-PREDICT_THREADS = contextvars.ContextVar("predict_threads", default=1)  # threads of `forest_proba`
-BLOCK_ROWS = 2048  # rows every tree predicts before the next block: they stay in cache (about 3x faster)
-
-
-@contextlib.contextmanager
-def prediction_threads(n: int):
-    """Predict forests on `n` threads inside the block (a large batch, outside the fold workers,
-    which already share the cores); each block of rows stays on one thread, so the same numbers."""
-    token = PREDICT_THREADS.set(max(1, int(n)))
-    try:
-        yield
-    finally:
-        PREDICT_THREADS.reset(token)
-
-
-def forest_proba(forest, Z: np.ndarray) -> np.ndarray:
-    """`forest.predict_proba(Z)` (n, classes), tree by tree in this process: the trees' mean,
-    summed in tree order as scikit-learn sums them with one job, so the same numbers. scikit-learn
-    dispatches every tree through joblib with its configuration (about 0.1 ms a tree), and each
-    tree's `predict_proba` checks that it is fitted (about 25 µs): for a few rows that costs more
-    than the trees themselves (one patient-day's prediction and explanation). Here the forest is
-    checked once and each fitted tree's structure (`tree_`) predicts, as `predict_proba` has it
-    do after its checks, `BLOCK_ROWS` rows at a time: every tree reads a block while it is in the
-    cache. Blocks run on `prediction_threads` threads (default 1)."""
-    Z = np.ascontiguousarray(Z, dtype=np.float32)  # the trees' input type, as predict_proba converts
-    if Z.ndim != 2 or Z.shape[1] != forest.n_features_in_ or forest.n_outputs_ != 1:
-        return forest.predict_proba(Z)  # scikit-learn's own error, or its multi-output path
-    n_classes = forest.n_classes_
-    proba = np.zeros((len(Z), n_classes))
-
-    def block(start: int) -> None:
-        rows, total = Z[start:start + BLOCK_ROWS], proba[start:start + BLOCK_ROWS]
-        for tree in forest.estimators_:
-            total += tree.tree_.predict(rows)[:, :n_classes]
-
-    starts, threads = range(0, len(Z), BLOCK_ROWS), min(PREDICT_THREADS.get(), -(-len(Z) // BLOCK_ROWS))
-    if threads > 1:
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(block, starts))
-    else:
-        for start in starts:
-            block(start)
-    return proba / len(forest.estimators_)
 
 
 class BedsideScore(CRSModel):

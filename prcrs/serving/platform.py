@@ -42,7 +42,7 @@ from prcrs.data.reading import (
 )
 from prcrs.errors import DataError, PrcrsError
 from prcrs.fitting import severe_probability
-from prcrs.models.estimators import prediction_threads
+from prcrs.models.forests import prediction_threads
 from prcrs.progress import Steps
 
 HORIZONS = (1, 2, 3)
