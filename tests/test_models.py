@@ -204,7 +204,8 @@ def test_explanations_composed_from_transformed_days_give_the_same_numbers(name,
     np.testing.assert_array_equal(encoding.proba(encoding.transform(rows)), severe_probability(model, rows))
     by_frame = explain.contributions(partial(severe_probability, model), rows, reference, n_permutations=4)
     by_encoding = explain.contributions(encoding, rows, reference, n_permutations=4)
-    pd.testing.assert_frame_equal(by_encoding, by_frame, check_exact=True)
+    # a float32 linear model's BLAS sums may depend on where its input lies in memory: a float32 ulp
+    pd.testing.assert_frame_equal(by_encoding, by_frame, check_exact=name != "logreg", rtol=0, atol=1e-7)
     assert by_frame.abs().to_numpy().max() > 0
 
 

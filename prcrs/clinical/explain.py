@@ -85,9 +85,7 @@ def contributions(predict, X: pd.DataFrame, reference: pd.Series, n_permutations
     n_factors, n_orders = len(factors), len(orders)
     rank = np.argsort(np.array(orders, int).reshape(n_orders, n_factors), axis=1)  # (orders, factors): position
     # (orders, states, columns): state k of an order holds its first k factors, and every column of no player
-    # C order, for the composed rows below: a linear model's sums depend on its input's memory layout
-    present = np.ascontiguousarray((player < 0) | (rank[:, np.maximum(player, 0)][:, None, :]
-                                                   < np.arange(n_factors + 1)[None, :, None]))
+    present = (player < 0) | (rank[:, np.maximum(player, 0)][:, None, :] < np.arange(n_factors + 1)[None, :, None])
     reference = reference.reindex(columns)
     if isinstance(predict, ColumnEncoding):  # compose the transformed rows: each composed row is not transformed
         x, ref = predict.transform(X), predict.transform(reference.to_frame().T)
@@ -95,7 +93,11 @@ def contributions(predict, X: pd.DataFrame, reference: pd.Series, n_permutations
     else:
         x, ref = X.to_numpy(float), reference.to_numpy(float)[None]
         evaluate = lambda rows: predict(pd.DataFrame(rows, columns=columns))  # noqa: E731
-    inputs = np.where(present[None], x[:, None, None, :], ref[:, None, None, :]).reshape(-1, x.shape[1])
+    # the composed rows, (rows, orders, states, inputs) in C order: a model's sums may depend on its input's layout
+    inputs = np.empty((len(x), n_orders, n_factors + 1, x.shape[1]), np.result_type(x, ref))
+    inputs[...] = ref[:, None, None, :]
+    np.copyto(inputs, x[:, None, None, :], where=present[None])
+    inputs = inputs.reshape(-1, x.shape[1])
     out = np.concatenate([np.asarray(evaluate(inputs[i:i + CHUNK_ROWS]), float)
                           for i in range(0, len(inputs), CHUNK_ROWS)]).reshape(len(X), n_orders, n_factors + 1)
     steps = np.diff(out, axis=2)  # (n, orders, position): the gain of adding the order's k-th factor
