@@ -38,6 +38,8 @@ TARGETS = (
            "make bench-search"),
     Target("50,000 rows through `prcrs predict` with explanations", ("predict_scale", "explained", "seconds"), 60,
            "s", "benchmarks/predict_scale.py"),
+    Target("50,000 rows through `prcrs predict` without explanations", ("predict_scale", "no_explain", "seconds"),
+           60, "s", "benchmarks/predict_scale.py"),
 )
 
 

@@ -112,6 +112,7 @@ def test_a_forest_predicts_blocks_of_rows_on_threads_with_the_same_numbers(monke
     from sklearn.ensemble import RandomForestClassifier
 
     from prcrs.models import forests
+    from prcrs.models.threads import PREDICT_THREADS, prediction_threads
 
     rng = np.random.default_rng(1)
     X, y = rng.normal(size=(300, 4)), rng.integers(0, 2, 300)
@@ -129,9 +130,9 @@ def test_a_forest_predicts_blocks_of_rows_on_threads_with_the_same_numbers(monke
     monkeypatch.setattr(forests, "ThreadPoolExecutor", Spy)
     np.testing.assert_array_equal(forests.forest_proba(forest, Z), expected)
     assert pools == []  # one thread by default: the fold workers already share the cores
-    with forests.prediction_threads(2):
+    with prediction_threads(2):
         np.testing.assert_array_equal(forests.forest_proba(forest, Z), expected)
-    assert pools == [(2, 16)] and forests.PREDICT_THREADS.get() == 1  # 16 blocks of 64 rows on 2 threads
+    assert pools == [(2, 16)] and PREDICT_THREADS.get() == 1  # 16 blocks of 64 rows on 2 threads
 
 
 def test_prcrs_has_a_unet_reduction_and_skip():
@@ -207,6 +208,33 @@ def test_explanations_composed_from_transformed_days_give_the_same_numbers(name,
     # a float32 linear model's BLAS sums may depend on where its input lies in memory: a float32 ulp
     pd.testing.assert_frame_equal(by_encoding, by_frame, check_exact=name != "logreg", rtol=0, atol=1e-7)
     assert by_frame.abs().to_numpy().max() > 0
+
+
+@pytest.mark.parametrize("name", ["prcrs", "tabm", "transformer"])
+def test_a_network_predicts_a_batch_in_parts_on_threads_with_the_same_numbers(name, split, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from prcrs.fitting import severe_probability
+    from prcrs.models import deep as deep_module
+    from prcrs.models.threads import prediction_threads
+
+    d, fit, _, test = split
+    model = build_estimator(compose_config([f"model={name}", "trainer.max_epochs=1"]), d.fill_values)
+    model.fit(d.X.iloc[fit], d.y[fit], d.grade_today[fit])
+    rows = d.X.iloc[np.resize(test, 300)]
+    whole = severe_probability(model, rows)
+    parts = []
+
+    class Spy(ThreadPoolExecutor):
+        def map(self, fn, *iterables, **options):
+            parts.append(self._max_workers)
+            return super().map(fn, *iterables, **options)
+
+    monkeypatch.setattr(deep_module, "ThreadPoolExecutor", Spy)
+    with prediction_threads(2):
+        np.testing.assert_array_equal(severe_probability(model, rows), whole)
+        np.testing.assert_array_equal(severe_probability(model, rows.iloc[:100]), whole[:100])  # too few to split
+    assert parts == [2]  # 300 rows in two parts; 100 rows in one
 
 
 def test_bedside_scores_need_their_labs(split):

@@ -10,6 +10,7 @@ import copy
 import logging
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytorch_lightning as pl
@@ -20,9 +21,11 @@ from torch import nn
 from prcrs.errors import ConfigError, TrainingError
 from prcrs.models.classifier import BestWeights, CRSClassifier, LossHistory
 from prcrs.models.estimators import CRSModel
+from prcrs.models.threads import PREDICT_THREADS
 from prcrs.preprocessing import FoldPreprocessor
 
 FREEZE_POLICIES = ("none", "embedding", "backbone")
+SPLIT_ROWS = 64  # under `prediction_threads`, a batch is split into parts of at least this many rows
 for _name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric"):  # no GPU/TPU banners per fold
     logging.getLogger(_name).setLevel(logging.WARNING)
 
@@ -188,8 +191,16 @@ class DeepModel(CRSModel):
                           limit_val_batches=None if validate else 0, gradient_clip_val=self.gradient_clip)
 
     def _proba(self, Z, missing):
+        parts = min(PREDICT_THREADS.get(), len(Z) // SPLIT_ROWS)
+        predict = lambda rows: self.module_.predict_proba(torch.from_numpy(Z[rows]),  # noqa: E731
+                                                          torch.from_numpy(missing[rows]))[:, -1]
         with torch_threads(self.threads):
-            proba = self.module_.predict_proba(torch.from_numpy(Z), torch.from_numpy(missing))[:, -1]
+            if parts > 1 and not self.module_.training:  # in eval mode throughout: no call switches it
+                bounds = np.linspace(0, len(Z), parts + 1).astype(int)
+                with ThreadPoolExecutor(parts) as pool:  # torch releases the GIL: the parts run at once
+                    proba = np.concatenate(list(pool.map(predict, map(slice, bounds[:-1], bounds[1:]))))
+            else:
+                proba = predict(slice(None))
         if np.isnan(proba).any():
             raise TrainingError(f"{type(self.module_.backbone).__name__} diverged (NaN predictions); "
                                 "lower optimizer.lr or standardize the inputs (protocol.raw=false)")

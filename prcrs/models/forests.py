@@ -21,8 +21,6 @@ checks the forest once, then
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,22 +28,12 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 
+from prcrs.models.threads import PREDICT_THREADS
+
 FORESTS = (RandomForestClassifier, ExtraTreesClassifier)  # predicted by `forest_proba`
-PREDICT_THREADS = contextvars.ContextVar("predict_threads", default=1)
 BLOCK_ROWS = 2048  # rows every tree predicts before the next block: they stay in cache (about 3x faster)
 FEW_ROWS = 16  # up to this many rows, every tree at once (`StackedTrees`): about 7x faster for one row
 _STACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # forest -> its StackedTrees
-
-
-@contextlib.contextmanager
-def prediction_threads(n: int):
-    """Predict forests on `n` threads inside the block (a large batch, outside the fold workers,
-    which already share the cores); each block of rows stays on one thread, so the same numbers."""
-    token = PREDICT_THREADS.set(max(1, int(n)))
-    try:
-        yield
-    finally:
-        PREDICT_THREADS.reset(token)
 
 
 @dataclass(frozen=True)

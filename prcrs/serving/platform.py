@@ -42,7 +42,7 @@ from prcrs.data.reading import (
 )
 from prcrs.errors import DataError, PrcrsError
 from prcrs.fitting import severe_probability
-from prcrs.models.forests import prediction_threads
+from prcrs.models.threads import prediction_threads
 from prcrs.progress import Steps
 
 HORIZONS = (1, 2, 3)
@@ -230,7 +230,11 @@ class Platform:
         a row with a bad value is nobody's history. Explanations run `EXPLAIN_ROWS` rows at a time
         (`steps` counts those batches: `explain_batches`); `explain_rows=False` leaves them out
         (top factors and reference None: about 350 model evaluations a row saved)."""
-        horizons = self.check_horizons(horizons)
+        with prediction_threads(os.cpu_count() or 1):  # every core, each row computed as on one
+            return self._predict_rows(rows, self.check_horizons(horizons), patient, day, steps, explain_rows)
+
+    def _predict_rows(self, rows: list[RowInput], horizons, patient, day, steps: Steps | None,
+                      explain_rows: bool) -> list[list[dict]]:
         out = [[{"horizon": h, "combination": r.combination, "past_days": 0, "warnings": list(r.warnings),
                  "error": r.error} for h in horizons] for r in rows]
         valid = [i for i, r in enumerate(rows) if r.error is None]
@@ -295,9 +299,8 @@ class Platform:
             [RowInput(error="nothing usable: no factor column") for _ in range(len(raw))]
         patient, day = patients_and_days(raw, ids, self.reads_history)
         batches = self.explain_batches(rows, horizons)
-        with prediction_threads(os.cpu_count() or 1):  # a whole table: its forests use every core (same numbers)
-            results = self.predict_rows(rows, horizons, patient, day, Steps(batches, "predicting") if batches else None,
-                                        explain_rows)
+        results = self.predict_rows(rows, horizons, patient, day, Steps(batches, "predicting") if batches else None,
+                                    explain_rows)
         records = []
         days = pd.to_numeric(raw[ids["day"]], errors="coerce").to_numpy(float) if "day" in ids else None
         patients = raw[ids["patient"]].tolist() if "patient" in ids else [None] * len(raw)
