@@ -73,8 +73,9 @@ class CRSModel(ClassifierMixin, BaseEstimator):
     def column_encoding(self, columns) -> ColumnEncoding:
         """This fitted model as its fold preprocessing, which maps each input column on its own
         (`FoldPreprocessor`), and the model on what that gives: an explanation composes its
-        rows from transformed days instead of transforming every composed row (the same numbers).
-        `columns`: the input frame's columns, of which the model reads its own."""
+        rows from transformed days instead of transforming every composed row (the same numbers,
+        but where a float32 BLAS sum depends on where its input lies in memory: a unit in the last
+        place). `columns`: the input frame's columns, of which the model reads its own."""
         features = list(self.preprocessor_.features_)
         where = {c: i for i, c in enumerate(columns)}
         position = [where[c] for c in features]
