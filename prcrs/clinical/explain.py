@@ -68,7 +68,8 @@ def contributions(predict, X: pd.DataFrame, reference: pd.Series, n_permutations
                   seed: int = 0, players: dict[str, str | None] | None = None) -> pd.DataFrame:
     """(n rows, players) contributions of each player to `predict(X)` against `reference`:
     each row sums to predict(row) - predict(reference with the unplayed columns at the row's).
-    `predict`: frame -> (n,) probabilities, or its `ColumnEncoding` (the same numbers, faster).
+    `predict`: frame -> (n,) probabilities, or its `ColumnEncoding` (faster; the same numbers but
+    where a float32 sum depends on where its input lies in memory).
     `players`: column -> its player (default `factor_of`); None: the column is no player and
     keeps the row's value throughout."""
     columns = list(X.columns)
