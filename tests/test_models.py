@@ -104,6 +104,12 @@ def test_a_forest_predicted_tree_by_tree_gives_scikit_learns_probabilities(n_job
                 np.testing.assert_allclose(forest_proba(forest, rows), forest.predict_proba(rows), rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="features"):  # scikit-learn's own check of the input's width
         forest_proba(forest, X[:3, :5])
+    forest.fit(X, 1 - y)  # the same forest fitted again: its new trees predict, not those stacked before
+    np.testing.assert_array_equal(forest_proba(forest, X[:1]), forest.predict_proba(X[:1]))
+    grown = RandomForestClassifier(5, warm_start=True, random_state=0).fit(X, y)
+    forest_proba(grown, X[:1])
+    grown.set_params(n_estimators=10).fit(X, y)  # warm start: five more trees in the same list
+    np.testing.assert_array_equal(forest_proba(grown, X[:1]), grown.predict_proba(X[:1]))
 
 
 def test_a_forest_predicts_blocks_of_rows_on_threads_with_the_same_numbers(monkeypatch):

@@ -33,7 +33,7 @@ from prcrs.models.threads import PREDICT_THREADS
 FORESTS = (RandomForestClassifier, ExtraTreesClassifier)  # predicted by `forest_proba`
 BLOCK_ROWS = 2048  # rows every tree predicts before the next block: they stay in cache (about 3x faster)
 FEW_ROWS = 16  # up to this many rows, every tree at once (`StackedTrees`): about 7x faster for one row
-_STACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # forest -> its StackedTrees
+_STACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # forest -> (its trees, their StackedTrees)
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,13 @@ class StackedTrees:
 
 
 def _stacked(forest) -> StackedTrees:
-    if forest not in _STACKED:
-        _STACKED[forest] = StackedTrees.of(forest)
-    return _STACKED[forest]
+    """The forest's `StackedTrees`, built again whenever its trees are not those it was built from
+    (a forest fitted again, or grown with `warm_start`)."""
+    trees = tuple(forest.estimators_)
+    cached = _STACKED.get(forest)
+    if cached is None or len(cached[0]) != len(trees) or any(a is not b for a, b in zip(cached[0], trees, strict=True)):
+        cached = _STACKED[forest] = (trees, StackedTrees.of(forest))
+    return cached[1]
 
 
 def forest_proba(forest, Z: np.ndarray) -> np.ndarray:
