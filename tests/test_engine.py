@@ -1,5 +1,6 @@
 """Config composition, an end-to-end multirun into a temp MLflow store, resume, threshold safety."""
 
+import contextlib
 import os
 import re
 import signal
@@ -884,6 +885,46 @@ def test_an_old_or_broken_store_is_not_waited_for(tmp_path):
         started = time.monotonic()
         store.settle(db, quiet=60, patience=600)
         assert time.monotonic() - started < 60  # returned at once (MLflow names the store), not after `quiet`
+
+
+def test_a_store_copied_from_the_template_is_the_store_mlflow_makes(tmp_path, monkeypatch):
+    """New stores are copies of MLflow's empty tables (`empty_store_template`): the same schema,
+    revision and rows as a store MLflow migrates itself, the default experiment's artifact folder
+    where the new store is used; a stale or broken template is made again."""
+    import sqlite3
+
+    monkeypatch.setattr(paths, "cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.chdir(tmp_path)
+
+    def contents(db):
+        with contextlib.closing(sqlite3.connect(db)) as con:
+            tables = sorted((kind, name, sorted(line.strip(" ,") for line in (sql or "").splitlines()))
+                            for kind, name, sql in con.execute("SELECT type, name, sql FROM sqlite_master "
+                                                               "WHERE name NOT LIKE 'sqlite_%'"))
+            # (MLflow's migrations write a table's constraints in an order that varies between runs)
+            rows = {name: sorted(map(repr, con.execute(f"SELECT * FROM {name}")))
+                    for _, name, _ in tables if _ == "table" and name != "experiments"}
+            experiments = con.execute("SELECT experiment_id, name, artifact_location, lifecycle_stage, workspace "
+                                      "FROM experiments").fetchall()
+        return tables, rows, experiments
+
+    by_mlflow = tmp_path / "mlflow-made.db"
+    mlflow.MlflowClient(tracking_uri=f"sqlite:///{by_mlflow}").search_experiments(max_results=1)
+    first, copied = tmp_path / "first" / "mlflow.db", tmp_path / "copied" / "mlflow.db"
+    store._create_store(first)  # made by MLflow, kept as the template
+    template = store.empty_store_template()
+    assert template.is_file() and not sqlite3.connect(template).execute("SELECT * FROM experiments").fetchall()
+    expected = contents(by_mlflow)
+    assert contents(first) == expected
+    assert expected[2] == [(0, "Default", str(tmp_path / "mlruns" / "0"), "active", "default")]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # where MLflow puts the default experiment's artifacts now
+    store._create_store(copied)
+    assert contents(copied) == (*expected[:2], [(0, "Default", str(elsewhere / "mlruns" / "0"), "active", "default")])
+    template.write_bytes(b"half a file")  # broken: made again, and kept again
+    store._create_store(tmp_path / "again" / "mlflow.db")
+    assert contents(tmp_path / "again" / "mlflow.db")[:2] == expected[:2] and store.schema_version(template)
 
 
 def test_a_new_store_is_made_whole_and_a_broken_one_is_named(tmp_path):

@@ -201,13 +201,18 @@ def _create_store(db: Path) -> None:
     """Make a new SQLite store under another name and link it into place only if no store is
     there yet: a process killed while the tables are made leaves a stray temporary file, never a
     half-made store, and a store that another process (the UI, a reader polling it) made meanwhile
-    is used as it is, never replaced under that process's open connection."""
+    is used as it is, never replaced under that process's open connection. The tables come from
+    `empty_store_template` when it is there."""
     import mlflow
 
     db.parent.mkdir(parents=True, exist_ok=True)
     partial = db.with_name(f".{db.name}.{os.getpid()}.creating")
     try:
+        template = empty_store_template()
+        copied = _copy_template(template, partial)
         mlflow.MlflowClient(tracking_uri=f"sqlite:///{partial}").search_experiments(max_results=1)
+        if not copied:
+            _keep_template(partial, template)
         try:
             os.link(partial, db)  # atomic, and fails where a store already is
         except FileExistsError:
@@ -217,6 +222,52 @@ def _create_store(db: Path) -> None:
                 os.replace(partial, db)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def empty_store_template() -> Path:
+    """Where a new store's tables are kept once made (<project home>/.cache/mlflow-store/): MLflow's
+    schema migrations take seconds, a copy milliseconds. One file per MLflow version and schema
+    head, without the default experiment, which MLflow adds when the copy is first opened (its
+    artifact folder then follows where that store is used, as in a store MLflow makes)."""
+    import mlflow
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    return paths.cache_dir() / "mlflow-store" / f"mlflow-{mlflow.__version__}-{_get_latest_schema_revision()}.db"
+
+
+def _copy_template(template: Path, partial: Path) -> bool:
+    """Copy the template into `partial` if it is there and at MLflow's schema head; False when
+    MLflow is to make the tables."""
+    import shutil
+
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    try:
+        if schema_version(template) != _get_latest_schema_revision():
+            return False
+        shutil.copyfile(template, partial)
+    except (OSError, ValueError):  # none yet, unreadable or no SQLite file: made again
+        return False
+    return True
+
+
+def _keep_template(made: Path, template: Path) -> None:
+    """Keep the tables of the new store `made` as the template, its default experiment left out.
+    A cache: where it cannot be written, MLflow makes each store as before."""
+    import shutil
+    import sqlite3
+
+    work = template.with_name(f".{template.name}.{os.getpid()}.writing")
+    try:
+        template.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(made, work)
+        with contextlib.closing(sqlite3.connect(work)) as con, con:
+            con.execute("DELETE FROM experiments WHERE experiment_id = 0")
+        os.replace(work, template)  # whole or not at all
+    except (OSError, sqlite3.Error):
+        pass
+    finally:
+        work.unlink(missing_ok=True)
 
 
 def running_run(experiment_id: str, config_hash: str):
