@@ -321,8 +321,8 @@ def test_an_interrupted_sweep_stops_at_once_keeps_finished_runs_and_resumes(tmp_
         home = tmp_path / f"attempt{attempt}"
         home.mkdir()
         uri = _mlflow_env(home, monkeypatch)
-        cmd = [sys.executable, str(ROOT / "run.py"), "-m", *FAST, "model=logreg,cnn", "trainer.max_epochs=40",
-               "trainer.patience=40", "study=interrupt", f"hydra.sweep.dir={home / 'sweep'}"]
+        cmd = [sys.executable, str(ROOT / "run.py"), "-m", *FAST, "model=logreg,cnn", "trainer.max_epochs=20",
+               "trainer.patience=20", "study=interrupt", f"hydra.sweep.dir={home / 'sweep'}"]
         sweep = _interrupt_in_training(cmd, home, uri, "interrupt", "cnn", folds=2)
         if sweep is not None:
             break
@@ -627,7 +627,7 @@ def test_a_run_killed_as_a_containers_pid_1_is_reaped_and_run_again(tmp_path, mo
     if shutil.which("unshare") is None or os.geteuid() != 0:
         pytest.skip("needs unshare and root (a PID namespace)")
     uri = _mlflow_env(tmp_path, monkeypatch)
-    args = [str(ROOT / "run.py"), *FAST, "model=cnn", "cv.n_jobs=1", "trainer.max_epochs=25", "trainer.patience=25",
+    args = [str(ROOT / "run.py"), *FAST, "model=cnn", "cv.n_jobs=1", "trainer.max_epochs=8", "trainer.patience=8",
             "study=container", f"hydra.run.dir={tmp_path / 'out'}"]
     proc = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, *args], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)

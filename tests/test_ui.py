@@ -48,9 +48,11 @@ def test_the_ui_shows_a_studys_runs_with_their_metrics(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv("PRCRS_DATA_DIR", raising=False)
-    done = subprocess.run([sys.executable, "run.py", "data=synthetic", "model=logreg", "cv.folds=2", "study=ui",
-                           f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    from prcrs.evaluate import evaluate
+    from prcrs.run_config import compose_config
+
+    overrides = ["data=synthetic", "model=logreg", "cv.folds=2", "cv.n_jobs=1", "study=ui"]
+    assert evaluate(compose_config(overrides), overrides).run_id
     (_, experiment_id), = ui.tag_studies(uri)
     port = free_port()
     server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "ui", "--backend-store-uri", uri,
