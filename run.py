@@ -46,3 +46,6 @@ if __name__ == "__main__":
         if code is None:
             raise
         sys.exit(code)
+    from prcrs.shutdown import exit_with
+
+    exit_with(0)

@@ -348,5 +348,12 @@ def main(argv: list[str] | None = None) -> int:
         return code
 
 
+def command() -> None:
+    """The `prcrs` command: `main` on the command line, then the process ends (`exit_with`)."""
+    from prcrs.shutdown import exit_with
+
+    exit_with(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    command()
