@@ -57,7 +57,7 @@ class FoldPreprocessor(BaseEstimator, TransformerMixin):
 
     def _scaled(self, X: pd.DataFrame) -> np.ndarray:
         """Masked and (optionally) log-transformed values, NaN kept: (n, p) float64."""
-        if list(X.columns) != self.features_:
+        if X.columns.tolist() != self.features_:
             raise ValueError(f"expected columns {self.features_}, got {list(X.columns)}")
         if self.masker_ is not None:
             X = self.masker_.transform(X)

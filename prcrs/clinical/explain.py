@@ -72,7 +72,7 @@ def contributions(predict, X: pd.DataFrame, reference: pd.Series, n_permutations
     where a float32 sum depends on where its input lies in memory).
     `players`: column -> its player (default `factor_of`); None: the column is no player and
     keeps the row's value throughout."""
-    columns = list(X.columns)
+    columns = X.columns.tolist()
     players = {c: factor_of(c) for c in columns} if players is None else players
     factors = list(dict.fromkeys(p for p in (players[c] for c in columns) if p is not None))
     index = {f: i for i, f in enumerate(factors)}
@@ -115,7 +115,7 @@ def contributions_by_measured(predict, X: pd.DataFrame, reference: pd.Series, ne
     not given never appears as if it had been. Factors in `never` (never read) are no players.
     Rows are explained in groups of one pattern of unmeasured factors; (n, players), 0 where a
     row lacks a player."""
-    columns = list(X.columns)
+    columns = X.columns.tolist()
     factor = {c: factor_of(c) for c in columns}
     codes, factors = pd.factorize(pd.Series([factor[c] for c in columns], dtype=object))
     member = codes[None, :] == np.arange(len(factors))[:, None]  # (factors, columns)

@@ -77,7 +77,7 @@ class CRSModel(ClassifierMixin, BaseEstimator):
         but where a float32 BLAS sum depends on where its input lies in memory: a unit in the last
         place). `columns`: the input frame's columns, of which the model reads its own."""
         features = list(self.preprocessor_.features_)
-        where = {c: i for i, c in enumerate(columns)}
+        where = {c: i for i, c in enumerate(pd.Index(columns).tolist())}
         position = [where[c] for c in features]
         values = position * (2 if self.preprocessor_.missing_indicators else 1)  # indicators follow the values
         if not self.READS_MISSING:

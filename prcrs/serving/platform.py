@@ -139,7 +139,7 @@ class CombinationModel:
         """The reference day as estimator inputs: the training medians; the factors the platform
         never reads are missing there too, as in every input."""
         reference = pd.Series(self.reference, dtype=float).reindex(columns)
-        reference[[c for c in columns if explain.factor_of(c) in IGNORED]] = np.nan
+        reference[[c for c in reference.index.tolist() if explain.factor_of(c) in IGNORED]] = np.nan
         return reference
 
     def explain_inputs(self, inputs: pd.DataFrame) -> tuple[pd.DataFrame, float]:
