@@ -1,6 +1,7 @@
 """Equal-budget tuning (the TPE sweeper) and the models it compares: TabM and its embedded MLP,
 LightGBM."""
 
+import gc
 import importlib.util
 import runpy
 import subprocess
@@ -141,7 +142,10 @@ def test_a_trial_never_sees_a_test_fold(tmp_path, monkeypatch):
             "cv.n_jobs=1", "study=spy", "model.estimator.estimator.C=tag(log, interval(0.001, 10.0))",
             "hydra.sweeper.n_trials=3", "hydra.sweeper.n_startup_trials=3", f"hydra.sweep.dir={tmp_path / name}"])
         GlobalHydra.instance().clear()
-        runpy.run_path(str(ROOT / "run.py"), run_name="__main__")  # in this process: the spy is in place
+        with pytest.raises(SystemExit) as ended:  # run.py ends its process (`exit_with`), here this one
+            runpy.run_path(str(ROOT / "run.py"), run_name="__main__")  # in this process: the spy is in place
+        gc.unfreeze()  # what run.py left out of garbage collection is collected again
+        assert ended.value.code == 0
         record = OmegaConf.load(tmp_path / name / "tpe_search.yaml")[0]
         records.append(record)
         trials.append(_trials(tmp_path, record, name))
