@@ -14,6 +14,8 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 
+from prcrs.models.threads import usable_cpus
+
 PRELOAD = {"tabular": ["prcrs.engine"], "deep": ["prcrs.engine", "prcrs.models.backbones", "prcrs.models.transfer"]}
 _pool: ProcessPoolExecutor | None = None
 _pool_size = 0
@@ -68,7 +70,7 @@ def _pool_of(n_jobs: int) -> ProcessPoolExecutor:
         if _pool is not None:
             _pool.shutdown(wait=False, cancel_futures=True)
         prestart()
-        threads = max(1, (os.cpu_count() or 1) // n_jobs)
+        threads = max(1, usable_cpus() // n_jobs)
         _pool = ProcessPoolExecutor(n_jobs, mp_context=_context(), initializer=_init_worker,
                                     initargs=(threads, os.getpid()))
         _pool_size = n_jobs

@@ -141,6 +141,20 @@ def test_a_forest_predicts_blocks_of_rows_on_threads_with_the_same_numbers(monke
     assert pools == [(2, 16)] and PREDICT_THREADS.get() == 1  # 16 blocks of 64 rows on 2 threads
 
 
+def test_the_cpus_counted_are_those_the_process_may_use(monkeypatch):
+    """A container or `taskset` may allow fewer CPUs than the machine has: the platform's threads
+    and the fold workers' threads follow the affinity."""
+    import os
+
+    from prcrs.models.threads import usable_cpus
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
+    assert usable_cpus() == 1
+    monkeypatch.delattr(os, "sched_getaffinity")  # a system without affinity: the machine's count
+    assert usable_cpus() == 64
+
+
 def test_prcrs_has_a_unet_reduction_and_skip():
     net = B.PrCRS(n_features=42)
     seen = {}

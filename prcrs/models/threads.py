@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 
 PREDICT_THREADS = contextvars.ContextVar("predict_threads", default=1)
 
@@ -26,3 +27,12 @@ def prediction_threads(n: int):
         yield
     finally:
         PREDICT_THREADS.reset(token)
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity (a container or `taskset` may allow fewer
+    than the machine has), else the machine's count; at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity on this system
+        return max(1, os.cpu_count() or 1)

@@ -18,7 +18,6 @@ without its fill-value mask, `FoldPreprocessor.measured`).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -42,7 +41,7 @@ from prcrs.data.reading import (
 )
 from prcrs.errors import DataError, PrcrsError
 from prcrs.fitting import severe_probability
-from prcrs.models.threads import prediction_threads
+from prcrs.models.threads import prediction_threads, usable_cpus
 from prcrs.progress import Steps
 
 HORIZONS = (1, 2, 3)
@@ -230,7 +229,7 @@ class Platform:
         a row with a bad value is nobody's history. Explanations run `EXPLAIN_ROWS` rows at a time
         (`steps` counts those batches: `explain_batches`); `explain_rows=False` leaves them out
         (top factors and reference None: about 350 model evaluations a row saved)."""
-        with prediction_threads(os.cpu_count() or 1):  # every core, each row computed as on one
+        with prediction_threads(usable_cpus()):  # every core, each row computed as on one
             return self._predict_rows(rows, self.check_horizons(horizons), patient, day, steps, explain_rows)
 
     def _predict_rows(self, rows: list[RowInput], horizons, patient, day, steps: Steps | None,
