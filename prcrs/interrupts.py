@@ -5,20 +5,40 @@ stops at the next `check()`: while it waits for fold workers (every half second)
 fold and run boundary. `prcrs.errors.say` clears the request once it has been answered. A
 Ctrl-C that lands in a finalizer (a weakref callback, `__del__`) cannot stop anything there:
 Python would print it as an ignored exception with a traceback; it is recorded all the same and
-answered at the next `check()`, so nothing is printed for it."""
+answered at the next `check()`, so nothing is printed for it. Inside `held()` (a store write) a
+Ctrl-C is recorded and not raised: a write cut in half keeps SQLite's lock on its connection,
+and the run could not then be ended (`database is locked`); it is raised as the write ends."""
 
 from __future__ import annotations
 
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 _asked = threading.Event()
+_holding = 0  # depth of `held()` blocks in the main thread, where Python runs the handler
 
 
 def _handler(signum, frame):
     _asked.set()
-    raise KeyboardInterrupt
+    if not _holding:
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def held() -> Iterator[None]:
+    """A block a Ctrl-C must not cut in half (a store write): one pressed inside is recorded, and
+    raised as KeyboardInterrupt when the outermost block ends without an error."""
+    global _holding
+    _holding += 1
+    try:
+        yield
+    finally:
+        _holding -= 1
+    if not _holding:
+        check()
 
 
 def _quiet(hook):

@@ -246,6 +246,33 @@ def test_a_ctrl_c_a_library_swallows_while_results_are_logged_stops_and_never_le
     assert [r.info.status for r in _runs(uri, "swallowed") if r.data.tags["role"] == "cv_parent"] == ["FAILED"]
 
 
+def test_a_ctrl_c_while_a_run_is_described_lets_the_write_finish_then_stops(tmp_path, monkeypatch):
+    """A Ctrl-C inside a store write is held to the write's end (`interrupts.held`): a write cut
+    in half keeps SQLite's lock, and the run could not be ended. Here it lands as the parameters
+    are logged: they are all stored, the run ends FAILED, and a later run of it resumes."""
+    from prcrs import interrupts
+
+    uri = _mlflow_env(tmp_path, monkeypatch)
+    real = mlflow.log_params
+
+    def pressed(params, *a, **k):  # Ctrl-C lands as the write begins
+        signal.raise_signal(signal.SIGINT)
+        return real(params, *a, **k)
+
+    monkeypatch.setattr(mlflow, "log_params", pressed)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as a shell starts it
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            evaluate.evaluate(_compose([*FAST, "model=logreg", "study=held"]))
+    finally:
+        signal.signal(signal.SIGINT, before)
+        interrupts.answered()
+    (run,) = [r for r in _runs(uri, "held") if r.data.tags["role"] == "cv_parent"]
+    assert run.info.status == "FAILED" and run.data.params["model.name"] == "logreg"
+    monkeypatch.setattr(mlflow, "log_params", real)
+    assert not evaluate.evaluate(_compose([*FAST, "model=logreg", "study=held"])).skipped
+
+
 def test_a_run_started_with_sigint_blocked_still_takes_a_ctrl_c():
     """A blocked signal mask is inherited across exec (a test runner, a supervisor may leave
     SIGINT blocked): `interrupts.install` unblocks it, or a Ctrl-C would wait forever."""

@@ -132,27 +132,25 @@ class CVRunLogger:
         self.cohort = cohort
         self.found = None
         self._run = None
+        self._lease: leases.Lease | None = None
 
     def __enter__(self) -> CVRunLogger:
         import mlflow
 
-        with store.store_lock(self.cfg.logger.tracking_uri):  # one process claims a config: check and start
-            self.found = self.already_stored()
-            if self.found is not None:
-                return self
-            self._run = mlflow.start_run(experiment_id=self.experiment_id, run_name=self.label,
-                                         tags={**self.tags, "role": "cv_parent"})
-            try:
-                self._lease = leases.Lease(self._run.info.run_id, self.cfg.logger.tracking_uri)
-            except BaseException:
-                mlflow.end_run("KILLED")
-                raise
-        self.run_id = self._run.info.run_id
-        try:  # a `with` does not call __exit__ when __enter__ raises: a Ctrl-C here must still end the run
-            self._log_dataset()
-            mlflow.log_params(_flat_params(self.logged_cfg))
-            mlflow.log_param("overrides", " ".join(self.logged_overrides)[:500] or "-")  # for the UI's eye only
-            mlflow.set_tags(run_records(self.cfg, self.logged_overrides))  # what code reads back
+        try:  # a `with` does not call __exit__ when __enter__ raises: an error here must still end the run
+            with interrupts.held():  # a Ctrl-C here is raised once the run is started and described
+                with store.store_lock(self.cfg.logger.tracking_uri):  # one process claims a config
+                    self.found = self.already_stored()
+                    if self.found is not None:
+                        return self
+                    self._run = mlflow.start_run(experiment_id=self.experiment_id, run_name=self.label,
+                                                 tags={**self.tags, "role": "cv_parent"})
+                    self._lease = leases.Lease(self._run.info.run_id, self.cfg.logger.tracking_uri)
+                self.run_id = self._run.info.run_id
+                self._log_dataset()
+                mlflow.log_params(_flat_params(self.logged_cfg))
+                mlflow.log_param("overrides", " ".join(self.logged_overrides)[:500] or "-")  # for the UI's eye only
+                mlflow.set_tags(run_records(self.cfg, self.logged_overrides))  # what code reads back
         except BaseException as exc:
             self.__exit__(type(exc), exc, exc.__traceback__)
             raise
@@ -177,9 +175,11 @@ class CVRunLogger:
             if exc_info[0] is None and interrupts.asked():  # a Ctrl-C a library swallowed: never FINISHED
                 exc_info = (KeyboardInterrupt, KeyboardInterrupt(), None)
             try:
-                self._run.__exit__(*exc_info)
+                with interrupts.held():  # a run's end is written whole
+                    self._run.__exit__(*exc_info)
             finally:
-                self._lease.release()
+                if self._lease is not None:
+                    self._lease.release()
 
     def log_fold(self, k: int, n: int, out: FoldOutput) -> None:
         """A nested run for fold `k` (0-based) of `n`, named and tagged as the console counts it
@@ -190,9 +190,9 @@ class CVRunLogger:
         from mlflow.entities import Metric
 
         metrics = out.metrics
-        with mlflow.start_run(experiment_id=self.experiment_id, run_name=f"{self.label} fold {k + 1}/{n}",
-                              nested=True, tags={**self.tags, "role": "cv_fold", "fold": str(k + 1), "split": str(k)}
-                              ) as run:
+        with interrupts.held(), mlflow.start_run(
+                experiment_id=self.experiment_id, run_name=f"{self.label} fold {k + 1}/{n}", nested=True,
+                tags={**self.tags, "role": "cv_fold", "fold": str(k + 1), "split": str(k)}) as run:
             mlflow.log_metrics({f"test_{m}": v for m, v in metrics.items() if m in METRICS})
             mlflow.log_metrics({m: float(metrics[m]) for m in FOLD_EXTRAS if m in metrics})
             mlflow.log_metrics({m: v for m, v in metrics.items() if m.startswith("importance_")})
@@ -222,14 +222,6 @@ class CVRunLogger:
         from prcrs.plots import curve_figures
 
         self.metrics = {**result.summary(), **clinical_metrics(result.oof, self.covariates, self.cfg.seed)}
-        mlflow.log_metrics(self.metrics)
-        if self.metrics.get("diverged_folds", 0) > 0:  # marked: its means rest on n_finite_folds folds only
-            mlflow.set_tag("diverged", f"{int(self.metrics['diverged_folds'])} of {len(result.folds)} folds")
-        if self.metrics.get("skipped_steps", 0) > 0:  # trained, but some steps were left out: said
-            mlflow.set_tag("skipped_steps", f"{int(self.metrics['skipped_steps'])} optimizer steps left out "
-                                            "(a NaN or infinite gradient), over all folds")
-        if result.n_parameters is not None:
-            mlflow.log_param("n_parameters", result.n_parameters)
         cfg = self.logged_cfg
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
@@ -240,5 +232,14 @@ class CVRunLogger:
             for name, fig in curve_figures(result.oof, title=f"{cfg.model.name} h{cfg.horizon} "
                                                                 f"{cfg.protocol.name}").items():
                 fig.savefig(tmp / f"{name}.png", dpi=110, bbox_inches="tight")
-            mlflow.log_artifacts(str(tmp))
+            with interrupts.held():  # computed above: only the writes are held
+                mlflow.log_metrics(self.metrics)
+                if self.metrics.get("diverged_folds", 0) > 0:  # marked: its means rest on n_finite_folds folds only
+                    mlflow.set_tag("diverged", f"{int(self.metrics['diverged_folds'])} of {len(result.folds)} folds")
+                if self.metrics.get("skipped_steps", 0) > 0:  # trained, but some steps were left out: said
+                    mlflow.set_tag("skipped_steps", f"{int(self.metrics['skipped_steps'])} optimizer steps left "
+                                                    "out (a NaN or infinite gradient), over all folds")
+                if result.n_parameters is not None:
+                    mlflow.log_param("n_parameters", result.n_parameters)
+                mlflow.log_artifacts(str(tmp))
         return self.run_id

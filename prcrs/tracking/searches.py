@@ -41,11 +41,12 @@ def log_search(config, run_name: str, chosen: dict, metric: str, score: float, f
         return None
     import mlflow
 
+    from prcrs import interrupts
     from prcrs.tracking import store
 
     experiment_id = store.setup(config.study, config.logger.get("tracking_uri"))
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name,
-                          tags={"role": "search", "study": config.study, **(tags or {})}) as run:
+    with interrupts.held(), mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags={
+            "role": "search", "study": config.study, **(tags or {})}) as run:
         mlflow.log_params({f"chosen.{k}": v for k, v in chosen.items()})
         mlflow.log_metric(f"search_{metric}", score)
         for k, v in (final_cv or {}).items():

@@ -93,10 +93,12 @@ class SweepSummary(Callback):
 def _log_to_mlflow(config: DictConfig, sweep_dir: Path) -> None:
     import mlflow
 
+    from prcrs import interrupts
     from prcrs.tracking import store
 
     experiment_id = store.setup(config.study, config.logger.tracking_uri)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"sweep summary {sweep_dir.name}",
-                          tags={"role": "sweep_summary", "study": config.study, "git_sha": store.git_sha()}):
+    with interrupts.held(), mlflow.start_run(
+            experiment_id=experiment_id, run_name=f"sweep summary {sweep_dir.name}",
+            tags={"role": "sweep_summary", "study": config.study, "git_sha": store.git_sha()}):
         mlflow.log_artifact(str(sweep_dir / "sweep_summary.md"))
         mlflow.log_artifact(str(sweep_dir / "sweep_summary.csv"))
