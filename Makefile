@@ -21,8 +21,9 @@ run: $(BIN)/prcrs ## the main job: python run.py (PrCRS, honest protocol, horizo
 	$(BIN)/python run.py
 
 # Two workers: many tests wait on subprocesses, servers and stores (tests/conftest.py gives each
-# worker one thread per library). `.venv/bin/pytest` alone runs the suite in one process.
-XDIST := -n 2
+# worker one thread per library), each taking whole test files, so that a module's fixtures are
+# made once. `.venv/bin/pytest` alone runs the suite in one process.
+XDIST := -n 2 --dist loadfile
 
 test: $(BIN)/prcrs ## run the full test suite on two workers (CI runs this)
 	$(BIN)/pytest $(XDIST)

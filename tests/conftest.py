@@ -14,8 +14,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # one of `make test`'s workers: one t
     for _threads in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # not two workers'
         os.environ.setdefault(_threads, "1")  # OpenMP teams spinning on two cores (set before they load)
 
-from prcrs.data.synthetic import synthetic_cart  # noqa: E402
-
 
 def _real_dir() -> Path | None:
     folder = os.environ.get("PRCRS_DATA_DIR")
@@ -48,6 +46,8 @@ def real_covid(real_dir):
 
 @pytest.fixture(scope="session")
 def synthetic():
+    from prcrs.data.synthetic import synthetic_cart
+
     return synthetic_cart(seed=0)
 
 
@@ -82,7 +82,8 @@ def served_app(app, **options):
     thread.join(10)
 
 
-PLATFORM_TRAIN = ["data=synthetic", "model=logreg", "cv.folds=3", "cv.explain_rows=0"]
+# (no fold workers: a logistic regression is quicker fitted in the process than forked for)
+PLATFORM_TRAIN = ["data=synthetic", "model=logreg", "cv.folds=3", "cv.explain_rows=0", "cv.n_jobs=1"]
 
 
 def made_once(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
@@ -102,22 +103,88 @@ def made_once(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path
     return folder
 
 
+def _train_platform(folder: Path) -> None:
+    """The platform release of `platform_store`, trained in a process of its own with the
+    environment's data folder left out."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PRCRS_DATA_DIR"}
+    done = subprocess.run([sys.executable, "-m", "prcrs.cli", "train-final", *PLATFORM_TRAIN, "--horizon", "1",
+                           "2", "--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}"], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _reproduce_quick(folder: Path) -> None:
+    """The quick reproduction of `quick_store` (synthetic data), into `folder`'s own store."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
+    env.pop("PRCRS_DATA_DIR", None)
+    done = subprocess.run([sys.executable, str(root / "experiments" / "reproduce.py"), "--quick"], cwd=root,
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+# The session fixtures made once per test run in a folder of that name, and how. Collection starts
+# making those the selected tests need in the background, and runs the tests that need them last,
+# so that the workers run the other tests instead of waiting for them.
+MADE_ONCE = {"platform_store": ("platform", _train_platform), "quick_store": ("quick-reproduction", _reproduce_quick)}
+
+
+_MAKING: list = []  # the threads making them
+
+
+def _needs(item) -> set[str]:
+    return MADE_ONCE.keys() & set(getattr(item, "fixturenames", ()))
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Modules with a test that needs a `MADE_ONCE` fixture run last (whole modules, in their order,
+    so that module fixtures are made once); the same order on every worker."""
+    late = {item.module.__name__ for item in items if _needs(item) and getattr(item, "module", None)}
+    items.sort(key=lambda item: getattr(item, "module", None) is not None and item.module.__name__ in late)
+
+
+def pytest_collection_finish(session):
+    """Start making, each in a thread, the `MADE_ONCE` folders the selected tests need."""
+    import threading
+
+    if session.config.option.collectonly:
+        return
+    factory = session.config._tmp_path_factory
+    for name in sorted(set().union(*map(_needs, session.items))):
+        folder, make = MADE_ONCE[name]
+        thread = threading.Thread(target=_make_quietly, args=(factory, folder, make), daemon=True)
+        thread.start()
+        _MAKING.append(thread)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A worker done before another finishes a build its thread holds the lock of waits for it:
+    leaving would free the lock while the build's process still writes (not on Ctrl-C)."""
+    if exitstatus != pytest.ExitCode.INTERRUPTED:
+        for thread in _MAKING:
+            thread.join()
+
+
+def _make_quietly(factory, name: str, make: Callable[[Path], None]) -> None:
+    """`made_once` in a background thread: a failure is left for the fixture to make again and report."""
+    try:
+        made_once(factory, name, make)
+    except BaseException:  # noqa: BLE001 - the fixture that needs it tries again and fails loudly
+        pass
+
+
 @pytest.fixture(scope="session")
 def platform_store(tmp_path_factory):
     """A store with one platform release: every combination at horizons 1 and 2, trained on the
     synthetic cohort (logistic regression), whatever the environment's data folder; made once per
-    test run (`made_once`). Tests that register more releases do it in a copy."""
-    import subprocess
-    import sys
-
-    def train(folder: Path) -> None:  # in a process of its own: the environment's data folder left out
-        env = {k: v for k, v in os.environ.items() if k != "PRCRS_DATA_DIR"}
-        done = subprocess.run([sys.executable, "-m", "prcrs.cli", "train-final", *PLATFORM_TRAIN, "--horizon", "1",
-                               "2", "--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}"], env=env,
-                              capture_output=True, text=True, timeout=900)
-        assert done.returncode == 0, done.stderr[-3000:]
-
-    return f"sqlite:///{made_once(tmp_path_factory, 'platform', train) / 'mlflow.db'}"
+    test run (`made_once`, started at collection). Tests that register more releases do it in a copy."""
+    return f"sqlite:///{made_once(tmp_path_factory, *MADE_ONCE['platform_store']) / 'mlflow.db'}"
 
 
 @pytest.fixture(autouse=True)
@@ -160,20 +227,8 @@ SCREENSHOTS = Path(tempfile.gettempdir()) / "prcrs-screenshots"  # the pages as 
 def quick_store(tmp_path_factory):
     """The quick reproduction's store (`experiments/reproduce.py --quick`: every artefact's quick
     sweep, the tuned comparison's search included) and its URI, made once per test run
-    (`made_once`)."""
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[1]
-
-    def reproduce(folder: Path) -> None:
-        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
-        env.pop("PRCRS_DATA_DIR", None)
-        done = subprocess.run([sys.executable, str(root / "experiments" / "reproduce.py"), "--quick"], cwd=root,
-                              env=env, capture_output=True, text=True, timeout=900)
-        assert done.returncode == 0, done.stderr[-3000:]
-
-    tmp = made_once(tmp_path_factory, "quick-reproduction", reproduce)
+    (`made_once`, started at collection)."""
+    tmp = made_once(tmp_path_factory, *MADE_ONCE["quick_store"])
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     assert any((tmp / "quick-cache").iterdir())  # the pretraining weights went beside the temp store
     return tmp, uri

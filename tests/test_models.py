@@ -324,6 +324,7 @@ def test_every_model_is_a_scikit_learn_estimator_that_clones(name):
     assert copy.preprocessor.get_params() == model.preprocessor.get_params()
 
 
+@pytest.mark.slow  # fresh interpreters, one per check
 def test_a_tabular_model_never_imports_lightning_and_the_networks_old_name_still_loads():
     """A tabular or bedside run builds and checks its model without PyTorch Lightning (seconds of
     start-up); the networks' estimator keeps the name stored configs' `_target_` and older

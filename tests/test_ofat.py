@@ -47,6 +47,7 @@ def test_ofat_search_on_run_py_scores_on_validation_and_reports_test_apart(tmp_p
     assert runs[0].data.metrics["search_mean_val_auroc"] == path.search_score
 
 
+@pytest.mark.slow  # a run.py sweep in a process of its own
 def test_ofat_refuses_to_choose_on_test_folds(tmp_path):
     done = subprocess.run([sys.executable, "run.py", "-m", "hydra/sweeper=ofat", "data=synthetic", "model=logreg",
                            "model.estimator.estimator.C=0.001,1.0", f"hydra.sweep.dir={tmp_path / 'sweep'}"],

@@ -70,6 +70,7 @@ def test_every_space_file_parses_and_names_options_its_model_has():
             assert leaf in known, f"{path.name}: {key} is no option of {node.get('_target_', parent)}"
 
 
+@pytest.mark.slow  # three sweeps of 12 to 13 trials, each in a process of its own
 def test_tpe_finds_the_toy_optimum_keeps_its_budget_and_resumes_a_trial_left_running(tmp_path):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     cmd = [str(ROOT / "tests" / "toy_ofat" / "app.py"), "-m", "hydra/sweeper=tpe", "x=interval(0, 4)",
@@ -93,6 +94,7 @@ def test_tpe_finds_the_toy_optimum_keeps_its_budget_and_resumes_a_trial_left_run
     assert trials.loc[trials["number"] == left.number, "state"].item() == "FAIL"  # and not counted in the budget
 
 
+@pytest.mark.slow  # a run.py sweep in a process of its own
 def test_tpe_refuses_to_choose_on_test_folds(tmp_path):
     done = subprocess.run([sys.executable, "run.py", "-m", "hydra/sweeper=tpe", "data=synthetic", "model=forest",
                            f"hydra.sweep.dir={tmp_path / 'sweep'}"], capture_output=True, text=True, cwd=ROOT,
